@@ -1,0 +1,218 @@
+package config
+
+import "time"
+
+// Config is the whole relay configuration: one YAML file (see Load).
+// Field comments give the default applied by setDefaults when a field is left out.
+type Config struct {
+	// Server is the public ingest listener.
+	Server Server `yaml:"server"`
+	// Admin is the operator listener (/metrics, /healthz, /readyz, /admin/).
+	Admin Admin `yaml:"admin"`
+	// Redis is the durable queue.
+	Redis Redis `yaml:"redis"`
+	// Log sets the logger.
+	Log Log `yaml:"log"`
+	// Sites are browser-facing callers identified by a public key.
+	Sites []Site `yaml:"sites"`
+	// Clients are backends identified by a secret bearer token.
+	Clients []Client `yaml:"clients"`
+	// Providers lists the enabled upstreams: a provider is enabled by being present.
+	Providers Providers `yaml:"providers"`
+}
+
+// Server configures the ingest listener.
+type Server struct {
+	// Listen is the ingest address. Default ":8080".
+	Listen string `yaml:"listen"`
+	// MaxBodyBytes caps every request body, /v1/batch included; larger bodies get 413. Default 65536.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// TrustedProxies are CIDRs (or single IPs) whose X-Forwarded-For is honoured. Default none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// CountryHeader names a geo header set by the edge (e.g. CF-IPCountry). Default none.
+	CountryHeader string `yaml:"country_header"`
+	// ReadTimeout bounds reading one request, headers and body (slowloris). Default 10s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one response. Default 10s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes idle keep-alive connections. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxTrackedIPs caps how many client IPs the per-IP rate limiter remembers. Default 100000.
+	MaxTrackedIPs int `yaml:"max_tracked_ips"`
+	// MaxBatchEvents caps the events of one /v1/batch request. Default 100.
+	MaxBatchEvents int `yaml:"max_batch_events"`
+	// CORSMaxAge is sent as Access-Control-Max-Age on preflight replies. Default 10m.
+	CORSMaxAge time.Duration `yaml:"cors_max_age"`
+}
+
+// Admin configures the operator listener.
+type Admin struct {
+	// Listen is the admin address; keep it private. Default "127.0.0.1:9090".
+	Listen string `yaml:"listen"`
+	// Token is the bearer token for /admin/. Required when admin.listen is set.
+	Token string `yaml:"token"`
+}
+
+// Redis configures the queue.
+type Redis struct {
+	// URL is redis://, rediss://, redis+sentinel:// or redis+cluster://. Empty: an embedded
+	// in-memory queue for development only (nothing is durable).
+	URL string `yaml:"url"`
+	// Prefix starts every key. Default "relay".
+	Prefix string `yaml:"prefix"`
+	// EnqueueTimeout bounds the wait for Redis on ingest; past it the request gets 503. Default 1s.
+	EnqueueTimeout time.Duration `yaml:"enqueue_timeout"`
+	// AllowUnsafe lets the relay start on a Redis without appendonly/noeviction (with a warning).
+	AllowUnsafe bool `yaml:"allow_unsafe"`
+	// HighWaterMark is the per-provider backlog (stream + retry set) above which ingest for
+	// that provider answers 503. Default 1000000; -1 disables the check.
+	HighWaterMark int64 `yaml:"high_water_mark"`
+	// Writers is the number of group-commit writers pipelining enqueues. Default 4.
+	Writers int `yaml:"writers"`
+	// MaxBatch caps the enqueues of one group-commit pipeline. Default 256.
+	MaxBatch int `yaml:"max_batch"`
+	// PoolSize is the Redis connection pool size. Default 32.
+	PoolSize int `yaml:"pool_size"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default "info".
+	Level string `yaml:"level"`
+}
+
+// Site is a browser-facing caller with a public key.
+type Site struct {
+	// Name identifies the site in logs and metrics. Required, unique.
+	Name string `yaml:"name"`
+	// Key is the public site key (header X-Relay-Key or ?key=). Required, unique.
+	Key string `yaml:"key"`
+	// Origins are the exact origins (scheme://host[:port]) allowed to call with this key.
+	Origins []string `yaml:"origins"`
+	// Routes the key may use ("ens/click", ...). Default: all enabled routes except money
+	// routes (linkrunner/capture-payment), which must be listed explicitly.
+	Routes []string `yaml:"routes"`
+	// IdentitySecret verifies X-Relay-Identity tokens (JWT HS256). When set, identities come
+	// only from such tokens.
+	IdentitySecret string `yaml:"identity_secret"`
+	// TrustClientIdentity lets a site without identity_secret send identities in the body.
+	TrustClientIdentity bool `yaml:"trust_client_identity"`
+	// RateLimit is the per-client-IP token bucket.
+	RateLimit RateLimit `yaml:"rate_limit"`
+}
+
+// RateLimit is a token bucket.
+type RateLimit struct {
+	// PerIP is the sustained requests per second per client IP. Default 20.
+	PerIP float64 `yaml:"per_ip"`
+	// Burst is the bucket size. Default 2 × per_ip.
+	Burst int `yaml:"burst"`
+}
+
+// Client is a backend caller with a secret bearer token.
+type Client struct {
+	// Name identifies the client in logs and metrics. Required, unique.
+	Name string `yaml:"name"`
+	// Token is the secret bearer token (Authorization: Bearer). Required, unique, ≥ 16 chars.
+	Token string `yaml:"token"`
+	// Routes the client may use. Default: all enabled routes.
+	Routes []string `yaml:"routes"`
+}
+
+// Providers holds one optional section per upstream. A nil pointer means disabled.
+type Providers struct {
+	Linkrunner *Linkrunner `yaml:"linkrunner"`
+	ENS        *ENS        `yaml:"ens"`
+	Brevo      *Brevo      `yaml:"brevo"`
+	BannerFlex *BannerFlex `yaml:"bannerflex"`
+	Cardlytics *Cardlytics `yaml:"cardlytics"`
+}
+
+// Delivery holds the settings every provider takes.
+type Delivery struct {
+	// BaseURL of the upstream. Default: the provider's documented URL.
+	BaseURL string `yaml:"base_url"`
+	// Workers is the number of concurrent deliveries. Default 4.
+	Workers int `yaml:"workers"`
+	// RateLimit is requests per second to the upstream. Default: per provider.
+	RateLimit float64 `yaml:"rate_limit"`
+	// Timeout bounds one upstream attempt. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxAttempts before an event is dead-lettered. Default 12.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxAge after which an undelivered event is dead-lettered. Default 24h.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Backoff between attempts.
+	Backoff Backoff `yaml:"backoff"`
+	// Breaker is the per-provider circuit breaker.
+	Breaker Breaker `yaml:"breaker"`
+}
+
+// Backoff is exponential with full jitter.
+type Backoff struct {
+	// Base is the first delay. Default 1s.
+	Base time.Duration `yaml:"base"`
+	// Max caps every delay. Default 10m.
+	Max time.Duration `yaml:"max"`
+}
+
+// Breaker configures a circuit breaker.
+type Breaker struct {
+	// Failures is the consecutive failures that open it. Default 5.
+	Failures int `yaml:"failures"`
+	// OpenFor is how long it stays open before a probe. Default 30s.
+	OpenFor time.Duration `yaml:"open_for"`
+}
+
+// Linkrunner: https://api.linkrunner.io, header linkrunner-key. Default rate_limit 30.
+type Linkrunner struct {
+	Delivery `yaml:",inline"`
+	// ServerKey is sent as linkrunner-key. Required.
+	ServerKey string `yaml:"server_key"`
+}
+
+// ENS Ads: https://ads.enslive.live, Authorization: Bearer. Default rate_limit 50.
+type ENS struct {
+	Delivery `yaml:",inline"`
+	// APIKey is sent as Authorization: Bearer. Required.
+	APIKey string `yaml:"api_key"`
+}
+
+// Brevo: v3 events at base_url (https://api.brevo.com), legacy trackEvent at tracker_url.
+// Default rate_limit 10.
+type Brevo struct {
+	Delivery `yaml:",inline"`
+	// APIKey (header api-key) enables /v1/brevo/events.
+	APIKey string `yaml:"api_key"`
+	// MAKey (header ma-key) enables /v1/brevo/track-event.
+	MAKey string `yaml:"ma_key"`
+	// TrackerURL is the legacy tracker. Default "https://in-automate.brevo.com".
+	TrackerURL string `yaml:"tracker_url"`
+	// Batch sends v3 events through /v3/events/batch, up to 100 per request.
+	Batch bool `yaml:"batch"`
+}
+
+// BannerFlex: https://www.bannerflex.app, no authentication. Default rate_limit 50.
+type BannerFlex struct {
+	Delivery `yaml:",inline"`
+}
+
+// Cardlytics publisher client events (v2), mutual TLS. base_url has no default. Default rate_limit 20.
+type Cardlytics struct {
+	Delivery `yaml:",inline"`
+	// Auth is "bearer" (clientId/secret, Authorization header) or "session"
+	// (X-CDLX-Session-Token). Default "bearer".
+	Auth string `yaml:"auth"`
+	// ClientID and Secret are sent to startSession in bearer mode. Required for bearer.
+	ClientID string `yaml:"client_id"`
+	Secret   string `yaml:"secret"`
+	// InstitutionID is sent as X-CDLX-Institution-Id in session mode, when set.
+	InstitutionID string `yaml:"institution_id"`
+	// TLSCertFile and TLSKeyFile are the client certificate for mutual TLS. Required.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TLSCAFile is an optional CA bundle to verify the server (tests, private CAs).
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// ClientEvents adds accepted clientEvent names per clientEventType to the documented ones.
+	ClientEvents map[string][]string `yaml:"client_events"`
+}

@@ -1,0 +1,93 @@
+package providers
+
+import (
+	"eventrelay/config"
+	"eventrelay/strictjson"
+)
+
+// Provider names, as used in routes, config sections and Redis keys.
+const (
+	Linkrunner = "linkrunner"
+	ENS        = "ens"
+	Brevo      = "brevo"
+	BannerFlex = "bannerflex"
+	Cardlytics = "cardlytics"
+)
+
+// Claim names the identity an Op needs, by its identity-token claim.
+type Claim string
+
+// The identity claims of an X-Relay-Identity token.
+const (
+	ClaimNone     Claim = ""
+	ClaimUser     Claim = "sub"         // Linkrunner user_id
+	ClaimEmail    Claim = "email"       // Brevo email / identifiers.email_id
+	ClaimCustomer Claim = "customer_id" // Cardlytics source customer id
+)
+
+// Identity is who an event is about, as the relay determined it.
+type Identity struct {
+	// UserID, Email and CustomerID are the identity values; empty when unknown.
+	UserID, Email, CustomerID string
+	// Signed means the values come from a verified identity token: they replace whatever
+	// the body says. Otherwise the body is trusted (backends, trust_client_identity sites)
+	// and only CustomerID (which has no body field) is taken from here.
+	Signed bool
+}
+
+// Event is a validated inbound event.
+type Event struct {
+	// Body is the validated body, possibly with identities applied.
+	Body strictjson.Value
+	// Changed reports that Body differs from the bytes received, so it must be re-encoded.
+	Changed bool
+	// CustomerID is the Cardlytics customer, stored beside the body.
+	CustomerID string
+}
+
+// Op is one ingest operation: a route and how to validate its body.
+type Op struct {
+	// Route is the ingest path after /v1/, e.g. "ens/click".
+	Route string
+	// Provider is the provider name, e.g. "ens".
+	Provider string
+	// Identity is the claim this op needs, ClaimNone for anonymous events.
+	Identity Claim
+	// Money marks business-critical events that sites may only send when they list the
+	// route explicitly.
+	Money bool
+	// validate checks ev.Body (and may change it, setting ev.Changed) given the identity.
+	validate func(ev *Event, id Identity) error
+}
+
+// Validate validates body for this op, applying id. body is modified in place when a
+// signed identity replaces body fields.
+func (op *Op) Validate(body strictjson.Value, id Identity) (Event, error) {
+	ev := Event{Body: body}
+	if err := op.validate(&ev, id); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// Ops returns the ingest operations of the enabled providers, in a stable order.
+func Ops(p config.Providers) []*Op {
+	var ops []*Op
+	if p.Linkrunner != nil {
+		ops = append(ops, linkrunnerOps()...)
+	}
+	if p.ENS != nil {
+		ops = append(ops, ensOps()...)
+	}
+	if p.Brevo != nil {
+		ops = append(ops, brevoOps(p.Brevo)...)
+	}
+	if p.BannerFlex != nil {
+		ops = append(ops, bannerflexOps()...)
+	}
+	if p.Cardlytics != nil {
+		ops = append(ops, cardlyticsOps(p.Cardlytics)...)
+	}
+	return ops
+}
+

@@ -1,0 +1,422 @@
+package strictjson
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Error codes, as the ingest API reports them.
+const (
+	CodeInvalidJSON  = "invalid_json"
+	CodeDuplicateKey = "duplicate_key"
+	CodeTooDeep      = "too_deep"
+	CodeInvalidField = "invalid_field"
+)
+
+// DefaultMaxDepth is the nesting limit the relay uses.
+const DefaultMaxDepth = 32
+
+// Error is a refusal of the pre-pass. Path names the offending member
+// ("event_data.items[2].price"); it is empty for the document itself.
+type Error struct {
+	Code    string
+	Path    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Parse parses data as exactly one JSON value, nested at most maxDepth deep
+// (objects and arrays; 0 means DefaultMaxDepth).
+func Parse(data []byte, maxDepth int) (Value, error) {
+	if maxDepth <= 0 {
+		maxDepth = DefaultMaxDepth
+	}
+	if !utf8.Valid(data) {
+		return Value{}, &Error{Code: CodeInvalidJSON, Message: "body is not valid UTF-8"}
+	}
+	p := parser{data: data, maxDepth: maxDepth}
+	p.skipSpace()
+	v, err := p.value()
+	if err != nil {
+		return Value{}, err
+	}
+	p.skipSpace()
+	if p.pos != len(p.data) {
+		return Value{}, p.syntax("unexpected data after the JSON value")
+	}
+	return v, nil
+}
+
+type pathElem struct {
+	key   string
+	index int // used when key == "" and isIndex
+	isIdx bool
+}
+
+type parser struct {
+	data     []byte
+	pos      int
+	maxDepth int
+	path     []pathElem
+}
+
+func (p *parser) pathString() string {
+	var b strings.Builder
+	for i, e := range p.path {
+		if e.isIdx {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(e.index))
+			b.WriteByte(']')
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(e.key)
+	}
+	return b.String()
+}
+
+func (p *parser) syntax(msg string) error {
+	return &Error{Code: CodeInvalidJSON, Path: p.pathString(),
+		Message: "invalid JSON at byte " + strconv.Itoa(p.pos) + ": " + msg}
+}
+
+func (p *parser) skipSpace() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) value() (Value, error) {
+	if p.pos >= len(p.data) {
+		return Value{}, p.syntax("unexpected end of input")
+	}
+	switch c := p.data[p.pos]; {
+	case c == '{':
+		return p.object()
+	case c == '[':
+		return p.array()
+	case c == '"':
+		s, err := p.str()
+		return Value{Kind: String, Str: s}, err
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number()
+	default:
+		for _, lit := range [...]struct {
+			text string
+			v    Value
+		}{{"true", Value{Kind: Bool, Bool: true}}, {"false", Value{Kind: Bool}}, {"null", Value{Kind: Null}}} {
+			if strings.HasPrefix(string(p.data[p.pos:min(len(p.data), p.pos+5)]), lit.text) {
+				p.pos += len(lit.text)
+				return lit.v, nil
+			}
+		}
+		return Value{}, p.syntax("unexpected character " + strconv.QuoteRune(rune(c)))
+	}
+}
+
+func (p *parser) enter() error {
+	if len(p.path) >= p.maxDepth {
+		return &Error{Code: CodeTooDeep, Path: p.pathString(),
+			Message: "JSON nesting is deeper than " + strconv.Itoa(p.maxDepth) + " levels"}
+	}
+	return nil
+}
+
+func (p *parser) object() (Value, error) {
+	if err := p.enter(); err != nil {
+		return Value{}, err
+	}
+	p.pos++ // {
+	v := Value{Kind: Object}
+	var folded map[string]struct{}
+	p.skipSpace()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		return v, nil
+	}
+	for {
+		p.skipSpace()
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return Value{}, p.syntax("expected a string key")
+		}
+		key, err := p.str()
+		if err != nil {
+			return Value{}, err
+		}
+		if dup := duplicate(v.Members, key, &folded); dup != "" {
+			p.path = append(p.path, pathElem{key: key})
+			msg := "duplicate key " + strconv.Quote(key)
+			if dup != key {
+				msg += " (same as " + strconv.Quote(dup) + " but for case)"
+			}
+			err := &Error{Code: CodeDuplicateKey, Path: p.pathString(), Message: msg}
+			return Value{}, err
+		}
+		p.skipSpace()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return Value{}, p.syntax("expected ':' after a key")
+		}
+		p.pos++
+		p.skipSpace()
+		p.path = append(p.path, pathElem{key: key})
+		member, err := p.value()
+		if err != nil {
+			return Value{}, err
+		}
+		p.path = p.path[:len(p.path)-1]
+		v.Members = append(v.Members, Member{Key: key, Value: member})
+		p.skipSpace()
+		if p.pos >= len(p.data) {
+			return Value{}, p.syntax("unexpected end of input in an object")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case '}':
+			p.pos++
+			return v, nil
+		default:
+			return Value{}, p.syntax("expected ',' or '}' in an object")
+		}
+	}
+}
+
+// linearDupLimit is the member count up to which duplicates are found by scanning; larger
+// objects use a map so a hostile body cannot make the check quadratic.
+const linearDupLimit = 16
+
+// duplicate returns the earlier key equal to key under Unicode case folding, or "".
+func duplicate(members []Member, key string, folded *map[string]struct{}) string {
+	if len(members) < linearDupLimit {
+		for i := range members {
+			if strings.EqualFold(members[i].Key, key) {
+				return members[i].Key
+			}
+		}
+		return ""
+	}
+	if *folded == nil {
+		*folded = make(map[string]struct{}, 2*len(members))
+		for i := range members {
+			(*folded)[foldKey(members[i].Key)] = struct{}{}
+		}
+	}
+	fk := foldKey(key)
+	if _, ok := (*folded)[fk]; ok {
+		for i := range members {
+			if strings.EqualFold(members[i].Key, key) {
+				return members[i].Key
+			}
+		}
+		return key
+	}
+	(*folded)[fk] = struct{}{}
+	return ""
+}
+
+// foldKey maps case variants to one string (a superset of strings.EqualFold's classes is
+// fine: a hit is confirmed with EqualFold).
+func foldKey(s string) string { return strings.ToLower(strings.ToUpper(s)) }
+
+func (p *parser) array() (Value, error) {
+	if err := p.enter(); err != nil {
+		return Value{}, err
+	}
+	p.pos++ // [
+	v := Value{Kind: Array}
+	p.skipSpace()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		return v, nil
+	}
+	for i := 0; ; i++ {
+		p.skipSpace()
+		p.path = append(p.path, pathElem{index: i, isIdx: true})
+		item, err := p.value()
+		if err != nil {
+			return Value{}, err
+		}
+		p.path = p.path[:len(p.path)-1]
+		v.Items = append(v.Items, item)
+		p.skipSpace()
+		if p.pos >= len(p.data) {
+			return Value{}, p.syntax("unexpected end of input in an array")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			return v, nil
+		default:
+			return Value{}, p.syntax("expected ',' or ']' in an array")
+		}
+	}
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func (p *parser) number() (Value, error) {
+	start := p.pos
+	d := p.data
+	if d[p.pos] == '-' {
+		p.pos++
+	}
+	switch {
+	case p.pos < len(d) && d[p.pos] == '0':
+		p.pos++
+	case p.pos < len(d) && isDigit(d[p.pos]):
+		for p.pos < len(d) && isDigit(d[p.pos]) {
+			p.pos++
+		}
+	default:
+		return Value{}, p.syntax("invalid number")
+	}
+	if p.pos < len(d) && d[p.pos] == '.' {
+		p.pos++
+		if p.pos >= len(d) || !isDigit(d[p.pos]) {
+			return Value{}, p.syntax("invalid number")
+		}
+		for p.pos < len(d) && isDigit(d[p.pos]) {
+			p.pos++
+		}
+	}
+	if p.pos < len(d) && (d[p.pos] == 'e' || d[p.pos] == 'E') {
+		p.pos++
+		if p.pos < len(d) && (d[p.pos] == '+' || d[p.pos] == '-') {
+			p.pos++
+		}
+		if p.pos >= len(d) || !isDigit(d[p.pos]) {
+			return Value{}, p.syntax("invalid number")
+		}
+		for p.pos < len(d) && isDigit(d[p.pos]) {
+			p.pos++
+		}
+	}
+	lit := string(d[start:p.pos])
+	if _, err := strconv.ParseFloat(lit, 64); err != nil {
+		return Value{}, &Error{Code: CodeInvalidField, Path: p.pathString(),
+			Message: p.fieldName() + " is out of range for a number"}
+	}
+	return Value{Kind: Number, Str: lit}, nil
+}
+
+func (p *parser) fieldName() string {
+	if s := p.pathString(); s != "" {
+		return s
+	}
+	return "value"
+}
+
+// str parses a string literal at p.pos (which is '"') and returns its unescaped value.
+func (p *parser) str() (string, error) {
+	p.pos++ // opening quote
+	start := p.pos
+	d := p.data
+	// Fast path: no escapes.
+	for p.pos < len(d) {
+		c := d[p.pos]
+		if c == '"' {
+			s := string(d[start:p.pos])
+			p.pos++
+			return s, nil
+		}
+		if c == '\\' {
+			break
+		}
+		if c < 0x20 {
+			return "", p.syntax("control character in a string")
+		}
+		p.pos++
+	}
+	buf := append([]byte(nil), d[start:p.pos]...)
+	for p.pos < len(d) {
+		c := d[p.pos]
+		switch {
+		case c == '"':
+			p.pos++
+			return string(buf), nil
+		case c < 0x20:
+			return "", p.syntax("control character in a string")
+		case c != '\\':
+			buf = append(buf, c)
+			p.pos++
+			continue
+		}
+		p.pos++ // backslash
+		if p.pos >= len(d) {
+			break
+		}
+		e := d[p.pos]
+		p.pos++
+		switch e {
+		case '"', '\\', '/':
+			buf = append(buf, e)
+		case 'b':
+			buf = append(buf, '\b')
+		case 'f':
+			buf = append(buf, '\f')
+		case 'n':
+			buf = append(buf, '\n')
+		case 'r':
+			buf = append(buf, '\r')
+		case 't':
+			buf = append(buf, '\t')
+		case 'u':
+			r, ok := p.hex4()
+			if !ok {
+				return "", p.syntax("invalid \\u escape")
+			}
+			if utf16.IsSurrogate(r) {
+				// A surrogate must pair with a following \uDC00-\uDFFF escape; a lone one
+				// is not a character and would become U+FFFD in encoding/json.
+				if p.pos+1 < len(d) && d[p.pos] == '\\' && d[p.pos+1] == 'u' {
+					p.pos += 2
+					r2, ok := p.hex4()
+					if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
+						buf = utf8.AppendRune(buf, dec)
+						continue
+					}
+				}
+				return "", &Error{Code: CodeInvalidJSON, Path: p.pathString(),
+					Message: "invalid JSON: unpaired UTF-16 surrogate in a string"}
+			}
+			buf = utf8.AppendRune(buf, r)
+		default:
+			return "", p.syntax("invalid escape in a string")
+		}
+	}
+	return "", p.syntax("unterminated string")
+}
+
+func (p *parser) hex4() (rune, bool) {
+	if p.pos+4 > len(p.data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range p.data[p.pos : p.pos+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	p.pos += 4
+	return r, true
+}
