@@ -200,3 +200,45 @@ func (f *fields) check(ok bool, name, msg string) {
 		f.failField(CodeInvalidField, name, msg)
 	}
 }
+
+// ident is str for identifiers and names rather than free text: control characters are
+// refused, and so is an empty string even when the member is optional (an empty id would
+// still be sent, and e.g. an empty Linkrunner payment_id would dedupe unrelated payments).
+func (f *fields) ident(name string, required bool, maxLen int) (string, bool) {
+	s, ok := f.str(name, required, maxLen)
+	if !ok {
+		return "", false
+	}
+	switch {
+	case strings.TrimSpace(s) == "":
+		f.failField(CodeInvalidField, name, "must not be empty")
+		return "", false
+	case hasControl(s):
+		f.failField(CodeInvalidField, name, "must not contain control characters")
+		return "", false
+	}
+	return s, true
+}
+
+// timestamp returns string member name, which must be an RFC 3339 timestamp.
+func (f *fields) timestamp(name string, required bool) (string, bool) {
+	s, ok := f.str(name, required, 0)
+	if !ok {
+		return "", false
+	}
+	if !isTimestamp(s) {
+		f.failField(CodeInvalidField, name, "must be an RFC 3339 timestamp such as 2023-03-11T08:00:00Z")
+		return "", false
+	}
+	return s, true
+}
+
+// setMember sets member key of object v to val and reports whether the tree changed, so
+// that a body whose identity already matched is forwarded as received.
+func setMember(v *strictjson.Value, key string, val strictjson.Value) bool {
+	if old := v.Get(key); old != nil && string(old.AppendJSON(nil)) == string(val.AppendJSON(nil)) {
+		return false
+	}
+	v.Set(key, val)
+	return true
+}

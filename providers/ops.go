@@ -90,4 +90,3 @@ func Ops(p config.Providers) []*Op {
 	}
 	return ops
 }
-

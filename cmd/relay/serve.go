@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+
+	"eventrelay/config"
+	"eventrelay/providers"
+	"eventrelay/relay/admin"
+	"eventrelay/relay/ingest"
+	"eventrelay/relay/queue"
+)
+
+// shutdownGrace bounds how long in-flight ingest requests may take to finish on SIGTERM.
+const shutdownGrace = 10 * time.Second
+
+func checkConfigCmd(args []string, stdout io.Writer) error {
+	path, err := configFlag("check-config", args, stdout)
+	if err != nil {
+		return err
+	}
+	if _, err := config.Load(path, os.LookupEnv); err != nil {
+		return fmt.Errorf("%s:\n%w", path, err)
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = &zap.SamplingConfig{Initial: 100, Thereafter: 100} // per second, per message
+	return zc.Build()
+}
+
+// serveCmd builds every part explicitly and runs them as one group. Shutdown order:
+// ingest stops accepting first (and /readyz fails), then the queue writers drain, then
+// the Redis connection closes.
+func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	path, err := configFlag("serve", args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(path, os.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("%s:\n%w", path, err)
+	}
+	log, err := newLogger(cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	log.Info("starting", zap.String("version", versionString()), zap.String("config", path))
+
+	conn, err := queue.Open(ctx, cfg.Redis, log.Named("queue"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ops := providers.Ops(cfg.Providers)
+	provs := make([]string, 0, len(ops))
+	for _, op := range ops {
+		if len(provs) == 0 || provs[len(provs)-1] != op.Provider {
+			provs = append(provs, op.Provider)
+		}
+	}
+	enq := queue.NewEnqueuer(conn.Client, queue.Keys{Prefix: cfg.Redis.Prefix}, queue.EnqueuerOptions{
+		Writers: cfg.Redis.Writers, MaxBatch: cfg.Redis.MaxBatch, Timeout: cfg.Redis.EnqueueTimeout,
+		Providers: provs, HighWaterMark: cfg.Redis.HighWaterMark,
+	}, log.Named("queue"))
+	front, err := ingest.New(ingest.Options{Config: cfg, Ops: ops, Queue: enq, Log: log.Named("ingest"), Metrics: reg})
+	if err != nil {
+		return err
+	}
+	adm := admin.New(admin.Options{Gatherer: reg, Queue: conn, Log: log.Named("admin")})
+
+	ingestLn, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		ingestLn.Close()
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	log.Info("listening", zap.String("ingest", ingestLn.Addr().String()), zap.String("admin", adminLn.Addr().String()))
+
+	g, gctx := errgroup.WithContext(ctx)
+	// The queue and admin outlive ingest: they stop only once ingest has drained.
+	later, stopLater := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLater()
+	g.Go(func() error {
+		<-gctx.Done()
+		adm.Drain()
+		return nil
+	})
+	g.Go(func() error {
+		defer stopLater()
+		return front.Run(gctx, ingestLn, shutdownGrace)
+	})
+	g.Go(func() error { return enq.Run(later) })
+	g.Go(func() error { return adm.Run(later, adminLn) })
+	err = g.Wait()
+	log.Info("stopped", zap.Error(err))
+	return err
+}

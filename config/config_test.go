@@ -1,0 +1,460 @@
+package config
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// leakMarker is part of every secret in the test inputs: no output may contain it.
+const leakMarker = "LEAK"
+
+// testEnv is the fixed fake environment of the golden files, plus the paths of a client
+// certificate, its key and another key, generated for this test so that no private key
+// lives in the repository.
+func testEnv(t *testing.T) func(string) (string, bool) {
+	t.Helper()
+	dir := t.TempDir()
+	env := map[string]string{
+		"RELAY_ADMIN_TOKEN":    "admin-LEAK-0123456789abcdef",
+		"SHOP_IDENTITY_SECRET": "identity-LEAK-0123456789abcdef0123456789",
+		"BACKEND_TOKEN":        "backend-LEAK-0123456789abcdef",
+		"BILLING_TOKEN":        "billing-LEAK-0123456789abcdef",
+		"SITE_SUFFIX":          "0123",
+		"LINKRUNNER_KEY":       "lr-LEAK-key",
+		"ENS_API_KEY":          "ens-LEAK-key",
+		"BREVO_API_KEY":        "brevo-LEAK-api-key",
+		"BREVO_MA_KEY":         "brevo-LEAK-ma-key",
+		"CDLX_CLIENT_ID":       "cdlx-LEAK-client",
+		"CDLX_SECRET":          "cdlx-LEAK-secret",
+		"CDLX_INSTITUTION_ID":  "cdlx-LEAK-institution",
+		"CDLX_WORKERS":         "8",
+		"NEWLINE_TOKEN":        "token-LEAK-0123456789abcdef\n",
+		"NULL_WORD":            "null",
+		"EMPTY":                "",
+		"WORKERS":              "8",
+		"CDLX_CERT_FILE":       filepath.Join(dir, "cdlx.crt"),
+		"CDLX_KEY_FILE":        filepath.Join(dir, "cdlx.key"),
+		"CDLX_CA_FILE":         filepath.Join(dir, "cdlx.crt"),
+		"CDLX_OTHER_KEY_FILE":  filepath.Join(dir, "other.key"),
+	}
+	writeCert(t, env["CDLX_CERT_FILE"], env["CDLX_KEY_FILE"])
+	writeCert(t, filepath.Join(dir, "other.crt"), env["CDLX_OTHER_KEY_FILE"])
+	return func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	}
+}
+
+// writeCert writes a self-signed certificate and its private key as PEM files.
+func writeCert(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "relay test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IsCA:         true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, block := range map[string]*pem.Block{
+		certFile: {Type: "CERTIFICATE", Bytes: der},
+		keyFile:  {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestGolden parses each testdata/*.yaml and compares the outcome, "ok" or every
+// problem, with the .golden file beside it. Run with -update to rewrite the goldens.
+func TestGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden inputs: %v", err)
+	}
+	getenv := testEnv(t)
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			got := "ok\n"
+			if _, err := Load(file, getenv); err != nil {
+				var errs *Errors
+				if !errors.As(err, &errs) || len(*errs) == 0 {
+					t.Fatalf("Load returned %T, want a non-empty *Errors: %v", err, err)
+				}
+				got = err.Error() + "\n"
+			}
+			if strings.Contains(got, leakMarker) {
+				t.Errorf("output reveals a secret:\n%s", got)
+			}
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./config -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("Load(%s):\n--- got\n%s--- want\n%s", file, got, want)
+			}
+		})
+	}
+}
+
+func TestExampleConfigRunsWithoutEnvironment(t *testing.T) {
+	cfg, err := Load("../relay.example.yaml", nil)
+	if err != nil {
+		t.Fatalf("relay.example.yaml: %v", err)
+	}
+	if cfg.Redis.URL != "" || cfg.Sites[0].Key != "pk_demo_0123456789" || cfg.Clients[0].Name != "backend" {
+		t.Errorf("unexpected example config: %+v", cfg)
+	}
+	if cfg.Providers.ENS == nil || cfg.Providers.BannerFlex == nil || cfg.Providers.Linkrunner == nil ||
+		cfg.Providers.Brevo == nil || cfg.Providers.Cardlytics != nil {
+		t.Errorf("example enables the wrong providers: %+v", cfg.Providers)
+	}
+}
+
+// TestDefaults checks every documented default on a file that sets almost nothing.
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(`
+admin: {token: admin-token-0123456789}
+sites: [{name: shop, key: pk_shop_0123}]
+clients: [{name: backend, token: backend-token-0123456789}]
+providers:
+  linkrunner: {server_key: lr}
+  ens: {api_key: ens}
+  brevo: {api_key: brevo}
+  bannerflex:
+  cardlytics: {base_url: "http://127.0.0.1:8443", client_id: id, secret: s}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivery := func(baseURL string, rate float64) Delivery {
+		return Delivery{
+			BaseURL: baseURL, Workers: 4, RateLimit: rate, Timeout: 10 * time.Second,
+			MaxAttempts: 12, MaxAge: 24 * time.Hour,
+			Backoff: Backoff{Base: time.Second, Max: 10 * time.Minute},
+			Breaker: Breaker{Failures: 5, OpenFor: 30 * time.Second},
+		}
+	}
+	// Enabled routes: all but brevo/track-event (no ma_key).
+	siteRoutes := []string{
+		"linkrunner/capture-event", "ens/impression", "ens/click", "brevo/events",
+		"bannerflex/banner-events", "cardlytics/client-events",
+	}
+	clientRoutes := []string{
+		"linkrunner/capture-event", "linkrunner/capture-payment", "ens/impression", "ens/click",
+		"brevo/events", "bannerflex/banner-events", "cardlytics/client-events",
+	}
+	want := &Config{
+		Server: Server{
+			Listen: ":8080", MaxBodyBytes: 65536, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+			MaxTrackedIPs: 100000, MaxBatchEvents: 100, CORSMaxAge: 10 * time.Minute,
+		},
+		Admin: Admin{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789"},
+		Redis: Redis{
+			Prefix: "relay", EnqueueTimeout: time.Second, HighWaterMark: 1000000,
+			Writers: 4, MaxBatch: 256, PoolSize: 32,
+		},
+		Log: Log{Level: "info"},
+		Sites: []Site{{
+			Name: "shop", Key: "pk_shop_0123", Routes: siteRoutes,
+			RateLimit: RateLimit{PerIP: 20, Burst: 40},
+		}},
+		Clients: []Client{{Name: "backend", Token: "backend-token-0123456789", Routes: clientRoutes}},
+		Providers: Providers{
+			Linkrunner: &Linkrunner{Delivery: delivery("https://api.linkrunner.io", 30), ServerKey: "lr"},
+			ENS:        &ENS{Delivery: delivery("https://ads.enslive.live", 50), APIKey: "ens"},
+			Brevo: &Brevo{
+				Delivery: delivery("https://api.brevo.com", 10), APIKey: "brevo",
+				TrackerURL: "https://in-automate.brevo.com",
+			},
+			BannerFlex: &BannerFlex{Delivery: delivery("https://www.bannerflex.app", 50)},
+			Cardlytics: &Cardlytics{
+				Delivery: delivery("http://127.0.0.1:8443", 20), Auth: "bearer", ClientID: "id", Secret: "s",
+			},
+		},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
+		for _, pair := range [][2]any{
+			{cfg.Server, want.Server}, {cfg.Redis, want.Redis}, {cfg.Sites, want.Sites},
+			{cfg.Clients, want.Clients}, {*cfg.Providers.Brevo, *want.Providers.Brevo},
+			{*cfg.Providers.Cardlytics, *want.Providers.Cardlytics},
+		} {
+			if !reflect.DeepEqual(pair[0], pair[1]) {
+				t.Errorf("differs:\n got %+v\nwant %+v", pair[0], pair[1])
+			}
+		}
+	}
+}
+
+func TestBurstDefault(t *testing.T) {
+	for _, tc := range []struct {
+		perIP float64
+		burst int
+	}{{0, 40}, {20, 40}, {2.5, 5}, {0.3, 1}, {0.01, 1}} {
+		c := Config{Sites: []Site{{RateLimit: RateLimit{PerIP: tc.perIP}}}}
+		c.setDefaults()
+		if got := c.Sites[0].RateLimit.Burst; got != tc.burst {
+			t.Errorf("per_ip %v: burst %d, want %d", tc.perIP, got, tc.burst)
+		}
+	}
+}
+
+func TestProviderPresenceEnables(t *testing.T) {
+	for _, text := range []string{"bannerflex:", "bannerflex: ~", "bannerflex: null", "bannerflex: {}"} {
+		cfg, err := Parse([]byte("admin: {token: admin-token-0123456789}\nproviders:\n  "+text+"\n"), nil)
+		if err != nil {
+			t.Errorf("%q: %v", text, err)
+			continue
+		}
+		if b := cfg.Providers.BannerFlex; b == nil || b.BaseURL != "https://www.bannerflex.app" {
+			t.Errorf("%q: bannerflex = %+v, want enabled with defaults", text, b)
+		}
+		if cfg.Providers.ENS != nil {
+			t.Errorf("%q: ens enabled without being listed", text)
+		}
+	}
+}
+
+// TestExpansionCannotInjectYAML feeds values that would change the document if they were
+// pasted into the text, and checks each lands verbatim in its field, plain, quoted or in
+// a flow collection, and nothing else changes.
+func TestExpansionCannotInjectYAML(t *testing.T) {
+	for _, value := range []string{
+		"x\nadmin:\n  token: injected-token-0123456789",
+		"x: y",
+		"x\n- y",
+		"{a: b}",
+		"[a, b]",
+		"x # not a comment",
+		"'quoted'",
+		"x\" , key: \"y",
+		"${ENS_API_KEY}", // values are not expanded again
+		"$${ENS_API_KEY}",
+	} {
+		getenv := func(name string) (string, bool) {
+			switch name {
+			case "VALUE":
+				return value, true
+			case "ENS_API_KEY":
+				return "expanded-twice", true
+			}
+			return "", false
+		}
+		cfg, err := Parse([]byte(`
+admin: {token: admin-token-0123456789}
+sites:
+  - name: ${VALUE}
+    key: pk_plain_0123
+  - name: "q-${VALUE}"
+    key: pk_quoted_0123
+  - {name: "f-${VALUE}", key: pk_flow_0123}
+providers:
+  bannerflex: {}
+`), getenv)
+		if err != nil {
+			t.Errorf("%q: %v", value, err)
+			continue
+		}
+		var names []string
+		for _, s := range cfg.Sites {
+			names = append(names, s.Name)
+		}
+		want := []string{value, "q-" + value, "f-" + value}
+		if !reflect.DeepEqual(names, want) || cfg.Admin.Token != "admin-token-0123456789" {
+			t.Errorf("%q: names %q, admin token %q", value, names, cfg.Admin.Token)
+		}
+	}
+}
+
+func TestExpandString(t *testing.T) {
+	getenv := func(name string) (string, bool) {
+		v, ok := map[string]string{"A": "1", "B": "two", "E": "", "D": "$${A}"}[name]
+		return v, ok
+	}
+	for _, tc := range []struct {
+		in, out  string
+		problems int
+	}{
+		{"${A}", "1", 0},
+		{"x${A}y${B}z", "x1ytwoz", 0},
+		{"${E}", "", 0},
+		{"$${A}", "${A}", 0},
+		{"$$${A}", "$${A}", 0},
+		{"${D}", "$${A}", 0},
+		{"$A ${A}$", "$A 1$", 0},
+		{"${UNSET}", "", 1},
+		{"${UNSET}${ALSO}", "", 2},
+		{"${A", "", 1},
+		{"${}", "", 1},
+		{"${1A}", "", 1},
+		{"${A-B}", "", 1},
+	} {
+		out, problems := expandString(tc.in, getenv)
+		if len(problems) != tc.problems || (tc.problems == 0 && out != tc.out) {
+			t.Errorf("expandString(%q) = %q, %q; want %q with %d problems", tc.in, out, problems, tc.out, tc.problems)
+		}
+	}
+}
+
+// TestExpandedScalarTypes: a plain ${VAR} takes the type of its value, a quoted one stays
+// a string, and a null-looking value stays a string.
+func TestExpandedScalarTypes(t *testing.T) {
+	getenv := func(name string) (string, bool) {
+		v, ok := map[string]string{"N": "8", "NULL": "null", "TRUE": "true", "RATE": "2.5"}[name]
+		return v, ok
+	}
+	cfg, err := Parse([]byte(`
+admin: {token: admin-token-0123456789}
+providers:
+  ens:
+    api_key: ${NULL}
+    workers: ${N}
+    rate_limit: ${RATE}
+  linkrunner:
+    server_key: ${TRUE}
+`), getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ens := cfg.Providers.ENS; ens.APIKey != "null" || ens.Workers != 8 || ens.RateLimit != 2.5 {
+		t.Errorf("ens = %+v", ens)
+	}
+	if lr := cfg.Providers.Linkrunner; lr.ServerKey != "true" {
+		t.Errorf("linkrunner.server_key = %q", lr.ServerKey)
+	}
+}
+
+func TestValidateConfigBuiltInCode(t *testing.T) {
+	c := &Config{
+		Admin:     Admin{Token: "admin-token-0123456789"},
+		Providers: Providers{BannerFlex: &BannerFlex{}},
+		Sites:     []Site{{Name: "shop", Key: "pk_shop_0123", Origins: []string{"https://shop.example.com"}}},
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	c.Providers.BannerFlex.Timeout = 0
+	c.Sites[0].Origins = append(c.Sites[0].Origins, "https://shop.example.com/")
+	var errs *Errors
+	if err := c.Validate(); !errors.As(err, &errs) {
+		t.Fatalf("Validate = %v, want *Errors", err)
+	}
+	var paths []string
+	for _, p := range *errs {
+		paths = append(paths, p.Path)
+	}
+	if want := []string{"sites[0].origins[1]", "providers.bannerflex.timeout"}; !reflect.DeepEqual(paths, want) {
+		t.Errorf("paths %q, want %q", paths, want)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), nil)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// TestFullFileUsesEveryKey keeps testdata/full.yaml complete: a field added to the schema
+// must be added there too, so the golden test decodes it at least once. The delivery
+// settings every provider shares need to appear under one provider only.
+func TestFullFileUsesEveryKey(t *testing.T) {
+	data, err := os.ReadFile("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := parseNode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := make(map[string]bool)
+	var walkYAML func(n *yaml.Node, path string)
+	walkYAML = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key := joinPath(path, n.Content[i].Value)
+				used[key] = true
+				used[anyProvider(key)] = true
+				walkYAML(n.Content[i+1], key)
+			}
+		case yaml.SequenceNode:
+			for _, item := range n.Content {
+				walkYAML(item, path)
+			}
+		}
+	}
+	walkYAML(root, "")
+
+	var walkType func(t reflect.Type, path string)
+	walkType = func(ty reflect.Type, path string) {
+		for ty.Kind() == reflect.Pointer || ty.Kind() == reflect.Slice {
+			ty = ty.Elem()
+		}
+		if ty.Kind() != reflect.Struct {
+			return
+		}
+		for name, ft := range yamlFields(ty) {
+			key := joinPath(path, name)
+			if !used[key] && !used[anyProvider(key)] {
+				t.Errorf("testdata/full.yaml does not set %s", key)
+			}
+			walkType(ft, key)
+		}
+	}
+	walkType(reflect.TypeFor[Config](), "")
+}
+
+// anyProvider turns providers.NAME.KEY into providers.*.KEY when KEY is a Delivery setting.
+func anyProvider(path string) string {
+	parts := strings.SplitN(path, ".", 3)
+	if len(parts) < 3 || parts[0] != "providers" {
+		return path
+	}
+	field, _, _ := strings.Cut(parts[2], ".")
+	if _, ok := yamlFields(reflect.TypeFor[Delivery]())[field]; !ok {
+		return path
+	}
+	return "providers.*." + parts[2]
+}

@@ -1,0 +1,21 @@
+// Package config loads, checks and completes the relay's YAML configuration.
+//
+// Load reads one file and Parse does the work, in four phases; each phase reports all of
+// its problems at once, and a later phase runs only when the earlier ones found none:
+//
+//  1. expand: ${NAME} in a scalar value is replaced from the environment given to Parse
+//     (an unset variable is an error; $${ stands for a literal ${). Expansion works on the
+//     parsed YAML nodes, not on the text, so a value can never change the file's structure.
+//  2. strict decode: every key must be a field of the schema (config.go), every value of
+//     the field's type; problems carry their line and path, e.g.
+//     "line 12: providers.ens.api_kee: unknown field".
+//  3. defaults: every field left out takes the default its doc comment gives.
+//  4. validate: Validate checks values and their combinations, e.g.
+//     "providers.ens.timeout must be > 0".
+//
+// Problems are returned as *Errors. Messages may quote origins, URLs and file paths but
+// never a secret (keys, tokens, passwords).
+//
+// Relative file paths in the configuration (TLS files) are relative to the working
+// directory of the process, not to the configuration file.
+package config

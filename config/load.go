@@ -1,0 +1,417 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	// Line is the 1-based line in the YAML file, or 0 for problems found by Validate,
+	// which look at decoded values rather than at the text.
+	Line int
+	// Path locates the value, e.g. "sites[1].origins[0]"; empty for the whole file.
+	Path string
+	// Message says what is wrong. It never contains a secret.
+	Message string
+}
+
+// String renders a problem on one line: "line 12: providers.ens.api_kee: unknown field"
+// for problems in the text, "providers.ens.timeout must be > 0" for validation problems,
+// whose messages read as the rest of a sentence starting with the path.
+func (p Problem) String() string {
+	switch {
+	case p.Line > 0 && p.Path != "":
+		return fmt.Sprintf("line %d: %s: %s", p.Line, p.Path, p.Message)
+	case p.Line > 0:
+		return fmt.Sprintf("line %d: %s", p.Line, p.Message)
+	case p.Path != "":
+		return p.Path + " " + p.Message
+	default:
+		return p.Message
+	}
+}
+
+// Errors is every problem one phase of Parse (or Validate) found, in file order.
+type Errors []Problem
+
+// Error returns one problem per line.
+func (e *Errors) Error() string {
+	lines := make([]string, len(*e))
+	for i, p := range *e {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (e *Errors) add(line int, path, format string, args ...any) {
+	*e = append(*e, Problem{Line: line, Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// errOrNil returns e as an error, or a true nil when it is empty: a nil *Errors stored in
+// an error interface would not compare equal to nil.
+func (e Errors) errOrNil() error {
+	if len(e) == 0 {
+		return nil
+	}
+	return &e
+}
+
+// Load reads the configuration file at path and parses it with Parse.
+func Load(path string, getenv func(string) (string, bool)) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, getenv)
+}
+
+// Parse turns YAML into a complete, valid Config: it expands ${NAME} from getenv, decodes
+// strictly, applies defaults and validates. getenv reports whether a variable is set, as
+// os.LookupEnv does; nil means an empty environment. Problems are returned as *Errors,
+// all those of the first phase that found any.
+func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
+	if getenv == nil {
+		getenv = func(string) (string, bool) { return "", false }
+	}
+	root, err := parseNode(data)
+	if err != nil {
+		return nil, err
+	}
+	var cfg Config
+	if root != nil {
+		var errs Errors
+		expandNode(root, "", getenv, &errs)
+		if len(errs) > 0 {
+			return nil, &errs
+		}
+		s := schemaChecker{budget: maxSchemaNodes}
+		s.check(root, reflect.TypeFor[Config](), "")
+		if len(s.errs) > 0 {
+			return nil, &s.errs
+		}
+		if err := root.Decode(&cfg); err != nil {
+			// schemaChecker accepts only what Decode accepts, so this is a bug guard.
+			return nil, &Errors{{Message: err.Error()}}
+		}
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// parseNode parses the single YAML document in data and returns its root mapping, or nil
+// for an empty document.
+func parseNode(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return nil, nil
+	} else if err != nil {
+		errs := Errors{{Message: err.Error()}}
+		if line := unquotedFlowEnv(data); line > 0 {
+			errs.add(line, "", "${NAME} inside {...} or [...] must be quoted: \"${NAME}\"")
+		}
+		return nil, &errs
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &Errors{{Line: extra.Line, Message: "only one YAML document is allowed"}}
+	}
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		return nil, nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, &Errors{{Line: root.Line, Message: "the configuration must be a YAML mapping (key: value)"}}
+	}
+	return root, nil
+}
+
+// unquotedFlowEnv returns the line of the first ${ written unquoted after a { or [ on the
+// same line, or 0. In a flow collection YAML reads those braces as structure, and its
+// error ("did not find expected ',' or '}'") has no line: this names the usual cause.
+func unquotedFlowEnv(data []byte) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		j := strings.Index(line, "${")
+		if j > 0 && strings.ContainsAny(line[:j], "{[") && !strings.ContainsAny(line[j-1:j], `"'`) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// expandNode replaces ${NAME} in every scalar value under n, in place. Mapping keys are
+// left alone: they are schema names. Aliases are skipped because their anchor is expanded
+// where it is defined (expanding twice would undo $${ escapes).
+func expandNode(n *yaml.Node, path string, getenv func(string) (string, bool), errs *Errors) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			expandNode(n.Content[i+1], joinPath(path, n.Content[i].Value), getenv, errs)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			expandNode(item, fmt.Sprintf("%s[%d]", path, i), getenv, errs)
+		}
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "${") {
+			return
+		}
+		value, problems := expandString(n.Value, getenv)
+		for _, msg := range problems {
+			errs.add(n.Line, path, "%s", msg)
+		}
+		if len(problems) > 0 || value == n.Value {
+			return
+		}
+		n.Value = value
+		if n.Style == 0 {
+			// A plain scalar takes the type its new text spells (workers: ${WORKERS} is an
+			// int), except null: an empty or "null" secret must stay a string.
+			n.Tag = ""
+			if n.ShortTag() == "!!null" {
+				n.Tag = "!!str"
+			}
+		}
+	}
+}
+
+// expandString replaces each ${NAME} in s by its value; $${ is a literal ${. Values are
+// inserted as they are, never expanded again. It returns what is wrong, one message per
+// reference, without the values.
+func expandString(s string, getenv func(string) (string, bool)) (string, []string) {
+	var b strings.Builder
+	var problems []string
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), problems
+		}
+		if i > 0 && s[i-1] == '$' {
+			b.WriteString(s[:i-1] + "${")
+			s = s[i+2:]
+			continue
+		}
+		b.WriteString(s[:i])
+		end := strings.IndexByte(s[i+2:], '}')
+		if end < 0 {
+			problems = append(problems, "unterminated ${ (write $${ for a literal ${)")
+			return b.String(), problems
+		}
+		name := s[i+2 : i+2+end]
+		s = s[i+2+end+1:]
+		if !isEnvName(name) {
+			problems = append(problems, "invalid variable name in ${...}: use letters, digits and _")
+			continue
+		}
+		value, ok := getenv(name)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("environment variable %s is not set", name))
+			continue
+		}
+		b.WriteString(value)
+	}
+}
+
+func isEnvName(name string) bool {
+	if name == "" || (name[0] >= '0' && name[0] <= '9') {
+		return false
+	}
+	for _, r := range name {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxSchemaNodes bounds the nodes schemaChecker visits, since following aliases can make
+// a small file describe an exponentially large tree ("billion laughs").
+const maxSchemaNodes = 100_000
+
+// schemaChecker walks the YAML tree alongside the Go types it will decode into and
+// reports, with line and path, every unknown or duplicate key and every value of the
+// wrong kind. yaml's own strict mode (Decoder.KnownFields) cannot do this job: it names
+// Go types instead of paths, does not apply to Node.Decode (needed to expand before
+// decoding), and is lost inside custom unmarshalers such as Providers'.
+type schemaChecker struct {
+	errs   Errors
+	budget int
+}
+
+func (s *schemaChecker) check(n *yaml.Node, t reflect.Type, path string) {
+	if s.budget == 0 {
+		return // already reported
+	}
+	if s.budget--; s.budget == 0 {
+		s.errs.add(n.Line, path, "the document is too large (too many nodes or aliases)")
+		return
+	}
+	if n.Kind == yaml.AliasNode {
+		s.check(n.Alias, t, path)
+		return
+	}
+	if isNull(n) {
+		return // zero value; for a provider, "enabled with defaults"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		s.check(n, t.Elem(), path)
+	case reflect.Struct:
+		fields := yamlFields(t)
+		s.mapping(n, path, func(key *yaml.Node, value *yaml.Node) {
+			ft, ok := fields[key.Value]
+			if !ok {
+				s.errs.add(key.Line, joinPath(path, key.Value), "unknown field")
+				return
+			}
+			s.check(value, ft, joinPath(path, key.Value))
+		})
+	case reflect.Map:
+		s.mapping(n, path, func(key *yaml.Node, value *yaml.Node) {
+			s.check(value, t.Elem(), joinPath(path, key.Value))
+		})
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			s.errs.add(n.Line, path, "must be a list")
+			return
+		}
+		for i, item := range n.Content {
+			s.check(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	default:
+		if n.Kind != yaml.ScalarNode || n.Decode(reflect.New(t).Interface()) != nil {
+			s.errs.add(n.Line, path, "must be %s", kindName(t))
+		}
+	}
+}
+
+// mapping checks that n is a mapping with unique scalar keys and calls each for every pair.
+func (s *schemaChecker) mapping(n *yaml.Node, path string, each func(key, value *yaml.Node)) {
+	if n.Kind != yaml.MappingNode {
+		s.errs.add(n.Line, path, "must be a mapping (key: value)")
+		return
+	}
+	seen := make(map[string]int)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, value := n.Content[i], n.Content[i+1]
+		switch {
+		case key.Kind != yaml.ScalarNode:
+			s.errs.add(key.Line, path, "keys must be plain names")
+		case key.Value == "<<" && key.ShortTag() == "!!merge":
+			s.errs.add(key.Line, joinPath(path, "<<"), "merge keys are not supported")
+		case seen[key.Value] > 0:
+			s.errs.add(key.Line, joinPath(path, key.Value), "duplicate key (first at line %d)", seen[key.Value])
+		default:
+			seen[key.Value] = key.Line
+			each(key, value)
+		}
+	}
+}
+
+// yamlFields maps the yaml names of t's fields to their types, flattening inline fields
+// the way the yaml package does.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	fields := make(map[string]reflect.Type)
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case name == "-":
+			continue
+		case opts == "inline":
+			for n, ft := range yamlFields(f.Type) {
+				fields[n] = ft
+			}
+			continue
+		case name == "":
+			name = strings.ToLower(f.Name)
+		}
+		fields[name] = f.Type
+	}
+	return fields
+}
+
+func kindName(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return "a duration such as 500ms, 10s or 1h30m"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() == reflect.String:
+		return "a string"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		return "an integer"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "a number"
+	default:
+		return "a " + t.String()
+	}
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.ShortTag() == "!!null"
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// UnmarshalYAML enables a provider by its presence: "bannerflex: {}" and a bare
+// "bannerflex:" (null) both allocate its section, which plain decoding would leave nil
+// for the null form.
+func (p *Providers) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: providers must be a mapping", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, value := n.Content[i], n.Content[i+1]
+		var section any
+		switch key.Value {
+		case "linkrunner":
+			p.Linkrunner = new(Linkrunner)
+			section = p.Linkrunner
+		case "ens":
+			p.ENS = new(ENS)
+			section = p.ENS
+		case "brevo":
+			p.Brevo = new(Brevo)
+			section = p.Brevo
+		case "bannerflex":
+			p.BannerFlex = new(BannerFlex)
+			section = p.BannerFlex
+		case "cardlytics":
+			p.Cardlytics = new(Cardlytics)
+			section = p.Cardlytics
+		default:
+			return fmt.Errorf("line %d: providers.%s: unknown provider", key.Line, key.Value)
+		}
+		if isNull(value) {
+			continue
+		}
+		if err := value.Decode(section); err != nil {
+			return err
+		}
+	}
+	return nil
+}

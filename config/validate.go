@@ -1,0 +1,449 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits enforced by Validate.
+const (
+	minBodyBytes         = 1024
+	maxBodyBytes         = 16 << 20
+	maxEnqueueTimeout    = 30 * time.Second
+	maxWorkers           = 256
+	maxUpstreamTimeout   = 5 * time.Minute
+	minSiteKeyLen        = 8
+	minTokenLen          = 16 // client and admin tokens
+	minIdentitySecretLen = 32 // HS256 keys shorter than the hash are weak
+)
+
+// clientEventTypes are the Cardlytics clientEventType values client_events may extend.
+func clientEventTypes() []string {
+	return []string{"AdImpression", "AdInteraction", "SessionAction", "CustomerProfileAction"}
+}
+
+// Validate reports every problem of the configuration at once, as *Errors whose paths
+// locate the values (e.g. "providers.ens.timeout must be > 0"). Parse calls it after
+// applying defaults; a Config built in code should be validated the same way. Messages
+// never contain secrets.
+func (c *Config) Validate() error {
+	var v validator
+	c.validateServer(&v)
+	c.validateAdmin(&v)
+	c.validateRedis(&v)
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		v.add("log.level", "must be debug, info, warn or error")
+	}
+	c.validateSites(&v)
+	c.validateClients(&v)
+	c.validateProviders(&v)
+	return v.errs.errOrNil()
+}
+
+// validator collects problems; its helpers each check one kind of value.
+type validator struct {
+	errs Errors
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs.add(0, path, format, args...)
+}
+
+func (v *validator) positive(path string, d time.Duration) {
+	if d <= 0 {
+		v.add(path, "must be > 0")
+	}
+}
+
+func (v *validator) atLeast(path string, n, low int) {
+	if n < low {
+		v.add(path, "must be >= %d", low)
+	}
+}
+
+// hostPort checks a listen address such as ":8080" or "127.0.0.1:9090".
+func (v *validator) hostPort(path, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		v.add(path, "%q must be host:port, e.g. \":8080\" or \"127.0.0.1:9090\"", addr)
+	}
+}
+
+// secret checks a value sent in an HTTP header or compared as a token. Its value is never
+// quoted.
+func (v *validator) secret(path, s string, minLen int) {
+	switch {
+	case s == "":
+		v.add(path, "is required")
+	case len(s) < minLen:
+		v.add(path, "is too short (at least %d characters)", minLen)
+	case strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0:
+		v.add(path, "must be printable ASCII without spaces (a stray newline from a secret file?)")
+	}
+}
+
+// upstreamURL checks an upstream base URL: absolute, no query, and https unless the host
+// is loopback (local fakes in tests).
+func (v *validator) upstreamURL(path, s string) {
+	u, err := url.Parse(s)
+	switch {
+	case s == "":
+		v.add(path, "is required")
+	case strings.Contains(s, "@"):
+		// Checked before anything quotes s: user:password@ must not reach a log.
+		v.add(path, "must not contain credentials (user@)")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
+		v.add(path, "%q must be an absolute http or https URL", s)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		v.add(path, "%q must not have a query or fragment", s)
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		v.add(path, "%q must use https (http only for localhost, 127.0.0.0/8 or ::1)", s)
+	}
+}
+
+// readableFile checks that name can be opened for reading and is not a directory.
+func (v *validator) readableFile(path, name string) bool {
+	f, err := os.Open(name)
+	if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			v.add(path, "%q does not exist", name)
+		case errors.Is(err, fs.ErrPermission):
+			v.add(path, "%q is not readable (permission denied)", name)
+		default:
+			v.add(path, "%q cannot be read", name)
+		}
+		return false
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err != nil || info.IsDir() {
+		v.add(path, "%q must be a regular file", name)
+		return false
+	}
+	return true
+}
+
+func (c *Config) validateServer(v *validator) {
+	s := c.Server
+	v.hostPort("server.listen", s.Listen)
+	if s.MaxBodyBytes < minBodyBytes || s.MaxBodyBytes > maxBodyBytes {
+		v.add("server.max_body_bytes", "must be between %d and %d (16 MiB)", minBodyBytes, maxBodyBytes)
+	}
+	for i, p := range s.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(p); err != nil {
+			v.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%q must be a CIDR (10.0.0.0/8) or an IP address", p)
+		}
+	}
+	if s.CountryHeader != "" && !isHeaderName(s.CountryHeader) {
+		v.add("server.country_header", "%q must be an HTTP header name", s.CountryHeader)
+	}
+	v.positive("server.read_timeout", s.ReadTimeout)
+	v.positive("server.write_timeout", s.WriteTimeout)
+	v.positive("server.idle_timeout", s.IdleTimeout)
+	v.positive("server.cors_max_age", s.CORSMaxAge)
+	v.atLeast("server.max_tracked_ips", s.MaxTrackedIPs, 1)
+	v.atLeast("server.max_batch_events", s.MaxBatchEvents, 1)
+}
+
+func (c *Config) validateAdmin(v *validator) {
+	if c.Admin.Listen == "" {
+		return
+	}
+	v.hostPort("admin.listen", c.Admin.Listen)
+	// Port 0 picks a free port on each listen (tests), so only fixed ports can collide.
+	if _, port, err := net.SplitHostPort(c.Admin.Listen); err == nil && port != "0" && c.Admin.Listen == c.Server.Listen {
+		v.add("admin.listen", "must differ from server.listen")
+	}
+	v.secret("admin.token", c.Admin.Token, minTokenLen)
+}
+
+func (c *Config) validateRedis(v *validator) {
+	r := c.Redis
+	if r.URL != "" {
+		u, err := url.Parse(r.URL)
+		schemes := []string{"redis", "rediss", "redis+sentinel", "redis+cluster"}
+		if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" {
+			// Never quoted: a Redis URL often carries a password.
+			v.add("redis.url", "must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL with a host")
+		}
+	}
+	if r.Prefix == "" || strings.ContainsAny(r.Prefix, " \t\r\n{}") {
+		v.add("redis.prefix", "must be non-empty, without spaces or braces (braces would break the {provider} hash tags)")
+	}
+	if r.EnqueueTimeout <= 0 || r.EnqueueTimeout > maxEnqueueTimeout {
+		v.add("redis.enqueue_timeout", "must be > 0 and <= %s", shortDuration(maxEnqueueTimeout))
+	}
+	if r.HighWaterMark < -1 {
+		v.add("redis.high_water_mark", "must be > 0, or -1 to disable the check")
+	}
+	v.atLeast("redis.writers", r.Writers, 1)
+	v.atLeast("redis.max_batch", r.MaxBatch, 1)
+	v.atLeast("redis.pool_size", r.PoolSize, 1)
+}
+
+func (c *Config) validateSites(v *validator) {
+	names := make(map[string]string)
+	keys := make(map[string]string)
+	for i, s := range c.Sites {
+		p := fmt.Sprintf("sites[%d]", i)
+		v.unique(names, p, "name", s.Name, true)
+		if s.Key != "" && (len(s.Key) < minSiteKeyLen || strings.IndexFunc(s.Key, notKeyChar) >= 0) {
+			v.add(p+".key", "must be at least %d characters of A-Z a-z 0-9 _ -", minSiteKeyLen)
+		} else {
+			v.unique(keys, p, "key", s.Key, false)
+		}
+		for j, o := range s.Origins {
+			if problem := originProblem(o); problem != "" {
+				v.add(fmt.Sprintf("%s.origins[%d]", p, j), "%q %s", o, problem)
+			}
+		}
+		c.validateRoutes(v, p+".routes", s.Routes)
+		switch {
+		case s.IdentitySecret != "" && s.TrustClientIdentity:
+			v.add(p+".trust_client_identity", "cannot be used with identity_secret (identities come only from signed tokens)")
+		case s.IdentitySecret != "" && len(s.IdentitySecret) < minIdentitySecretLen:
+			v.add(p+".identity_secret", "is too short (at least %d bytes)", minIdentitySecretLen)
+		}
+		if !(s.RateLimit.PerIP > 0) {
+			v.add(p+".rate_limit.per_ip", "must be > 0")
+		}
+		v.atLeast(p+".rate_limit.burst", s.RateLimit.Burst, 1)
+	}
+}
+
+func (c *Config) validateClients(v *validator) {
+	names := make(map[string]string)
+	tokens := make(map[string]string)
+	for i, cl := range c.Clients {
+		p := fmt.Sprintf("clients[%d]", i)
+		v.unique(names, p, "name", cl.Name, true)
+		v.secret(p+".token", cl.Token, minTokenLen) // reports an empty token
+		if cl.Token != "" {
+			v.unique(tokens, p, "token", cl.Token, false)
+		}
+		for j, s := range c.Sites {
+			if cl.Token != "" && cl.Token == s.Key {
+				// A secret token that is also a public site key is no secret.
+				v.add(p+".token", "equals sites[%d].key", j)
+			}
+		}
+		c.validateRoutes(v, p+".routes", cl.Routes)
+	}
+}
+
+// unique reports owner.field missing, or holding a value an earlier item already used;
+// seen maps values to their first owner. Only public values are quoted.
+func (v *validator) unique(seen map[string]string, owner, field, value string, public bool) {
+	path := owner + "." + field
+	first, dup := seen[value]
+	switch {
+	case value == "":
+		v.add(path, "is required")
+	case !dup:
+		seen[value] = owner
+	case public:
+		v.add(path, "%q is already used by %s", value, first)
+	default:
+		v.add(path, "is already used by %s", first)
+	}
+}
+
+func (c *Config) validateRoutes(v *validator, path string, routes []string) {
+	if routes != nil && len(routes) == 0 {
+		v.add(path, "is empty: list routes, or leave it out for the default")
+	}
+	for i, r := range routes {
+		if problem := c.routeProblem(r); problem != "" {
+			v.add(fmt.Sprintf("%s[%d]", path, i), "%q %s", r, problem)
+		}
+	}
+}
+
+func (c *Config) validateProviders(v *validator) {
+	sections := c.Providers.sections()
+	if len(sections) == 0 {
+		v.add("providers", "must enable at least one of linkrunner, ens, brevo, bannerflex, cardlytics")
+	}
+	p := c.Providers
+	for _, sec := range sections {
+		validateDelivery(v, "providers."+sec.name, sec.delivery)
+		switch sec.name {
+		case "linkrunner":
+			v.secret("providers.linkrunner.server_key", p.Linkrunner.ServerKey, 1)
+		case "ens":
+			v.secret("providers.ens.api_key", p.ENS.APIKey, 1)
+		case "brevo":
+			validateBrevo(v, p.Brevo)
+		case "cardlytics":
+			validateCardlytics(v, p.Cardlytics)
+		}
+	}
+}
+
+func validateBrevo(v *validator, b *Brevo) {
+	if b.APIKey == "" && b.MAKey == "" {
+		v.add("providers.brevo", "needs api_key (v3 events) or ma_key (legacy trackEvent), or both")
+	}
+	if b.APIKey != "" {
+		v.secret("providers.brevo.api_key", b.APIKey, 1)
+	}
+	if b.MAKey != "" {
+		v.secret("providers.brevo.ma_key", b.MAKey, 1)
+	}
+	v.upstreamURL("providers.brevo.tracker_url", b.TrackerURL)
+}
+
+func validateDelivery(v *validator, path string, d *Delivery) {
+	v.upstreamURL(path+".base_url", d.BaseURL)
+	if d.Workers < 1 || d.Workers > maxWorkers {
+		v.add(path+".workers", "must be between 1 and %d", maxWorkers)
+	}
+	if !(d.RateLimit > 0) {
+		v.add(path+".rate_limit", "must be > 0")
+	}
+	if d.Timeout <= 0 || d.Timeout > maxUpstreamTimeout {
+		v.add(path+".timeout", "must be > 0 and <= %s", shortDuration(maxUpstreamTimeout))
+	}
+	v.atLeast(path+".max_attempts", d.MaxAttempts, 1)
+	v.positive(path+".max_age", d.MaxAge)
+	v.positive(path+".backoff.base", d.Backoff.Base)
+	if d.Backoff.Max < d.Backoff.Base {
+		v.add(path+".backoff.max", "must be >= backoff.base")
+	}
+	v.atLeast(path+".breaker.failures", d.Breaker.Failures, 1)
+	v.positive(path+".breaker.open_for", d.Breaker.OpenFor)
+}
+
+func validateCardlytics(v *validator, cx *Cardlytics) {
+	const p = "providers.cardlytics"
+	switch cx.Auth {
+	case "bearer":
+		v.secret(p+".client_id", cx.ClientID, 1)
+		v.secret(p+".secret", cx.Secret, 1)
+	case "session":
+	default:
+		v.add(p+".auth", "%q must be bearer or session", cx.Auth)
+	}
+	if cx.InstitutionID != "" {
+		v.secret(p+".institution_id", cx.InstitutionID, 1)
+	}
+
+	cert, key := cx.TLSCertFile, cx.TLSKeyFile
+	switch {
+	case cert == "" && key == "":
+		// Mutual TLS is how Cardlytics authenticates the publisher; only a local fake
+		// over plain http may go without it.
+		if u, err := url.Parse(cx.BaseURL); cx.BaseURL != "" && (err != nil || u.Scheme != "http" || !isLoopback(u.Hostname())) {
+			v.add(p+".tls_cert_file", "and tls_key_file are required (mutual TLS)")
+		}
+	case cert == "":
+		v.add(p+".tls_cert_file", "is required with tls_key_file")
+	case key == "":
+		v.add(p+".tls_key_file", "is required with tls_cert_file")
+	default:
+		certOK := v.readableFile(p+".tls_cert_file", cert)
+		keyOK := v.readableFile(p+".tls_key_file", key)
+		if certOK && keyOK {
+			if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+				// crypto/tls errors describe the PEM blocks, never the key material.
+				v.add(p+".tls_cert_file", "and tls_key_file are not a certificate and matching key: %v", err)
+			}
+		}
+	}
+	if ca := cx.TLSCAFile; ca != "" && v.readableFile(p+".tls_ca_file", ca) {
+		if pem, err := os.ReadFile(ca); err != nil || !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			v.add(p+".tls_ca_file", "%q holds no PEM certificate", ca)
+		}
+	}
+
+	types := make([]string, 0, len(cx.ClientEvents))
+	for t := range cx.ClientEvents {
+		types = append(types, t)
+	}
+	slices.Sort(types) // map order is random; reports must not be
+	for _, t := range types {
+		path := p + ".client_events." + t
+		if !slices.Contains(clientEventTypes(), t) {
+			v.add(path, "%q is not a clientEventType (one of %s)", t, strings.Join(clientEventTypes(), ", "))
+		}
+		for i, name := range cx.ClientEvents[t] {
+			if strings.TrimSpace(name) == "" {
+				v.add(fmt.Sprintf("%s[%d]", path, i), "must be a non-empty event name")
+			}
+		}
+	}
+}
+
+// originProblem says why s is not an exact browser origin, or returns "". Browsers send
+// Origin as lower-case scheme://host[:port] with the default port left out, so anything
+// else could never match and only hides a typo.
+func originProblem(s string) string {
+	if s == "null" || s == "*" {
+		return "is refused: list exact origins (sandboxed pages send null, and * would allow any site)"
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
+		s != u.Scheme+"://"+u.Host || strings.HasSuffix(u.Host, ":") {
+		return "must be an origin (scheme://host[:port], no path)"
+	}
+	if strings.IndexFunc(u.Host, func(r rune) bool { return r >= 0x80 }) >= 0 {
+		return "must spell the host in ASCII (punycode xn--...), as browsers send it"
+	}
+	if u.Host != strings.ToLower(u.Host) {
+		return "must be lower-case, as browsers send it"
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return "must have a port between 1 and 65535"
+		}
+		if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+			return "must leave out the default port, as browsers do"
+		}
+	}
+	return ""
+}
+
+// shortDuration formats d as people write it: 5m rather than time's 5m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.IsLoopback()
+}
+
+func notKeyChar(r rune) bool {
+	return !(r == '_' || r == '-' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+}
+
+// isHeaderName reports whether s is an RFC 9110 token.
+func isHeaderName(s string) bool {
+	return s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return r >= 0x7f || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r)
+	}) < 0
+}
