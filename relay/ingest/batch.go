@@ -1,0 +1,82 @@
+package ingest
+
+import (
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"eventrelay/relay/queue"
+	"eventrelay/strictjson"
+)
+
+// batch validates every item of a /v1/batch body before any is queued (all-or-nothing):
+// {"events":[{"route":"ens/click","body":{...},"id":"optional-idempotency-id"}, ...]}.
+func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Value) ([]queue.Message, *apiError) {
+	bad := func(code, field, msg string) *apiError {
+		return &apiError{status: fasthttp.StatusBadRequest, code: code, field: field, message: msg}
+	}
+	if tree.Kind != strictjson.Object {
+		return nil, bad(codeInvalidField, "", "body must be a JSON object with an events array")
+	}
+	for _, m := range tree.Members {
+		if m.Key != "events" {
+			return nil, bad("unknown_field", m.Key, m.Key+" is not a known field")
+		}
+	}
+	events := tree.Get("events")
+	switch {
+	case events == nil:
+		return nil, bad("missing_field", "events", "events is required")
+	case events.Kind != strictjson.Array:
+		return nil, bad(codeInvalidField, "events", "events must be an array")
+	case len(events.Items) == 0:
+		return nil, bad("missing_field", "events", "events must not be empty")
+	case len(events.Items) > s.maxBatch:
+		return nil, bad(codeInvalidField, "events", "events holds more than "+strconv.Itoa(s.maxBatch)+" items")
+	}
+	msgs := make([]queue.Message, 0, len(events.Items))
+	seen := make(map[string]struct{}, len(events.Items))
+	for i := range events.Items {
+		item := &events.Items[i]
+		at := "events[" + strconv.Itoa(i) + "]"
+		if item.Kind != strictjson.Object {
+			return nil, bad(codeInvalidField, at, at+" must be an object")
+		}
+		for _, m := range item.Members {
+			if m.Key != "route" && m.Key != "body" && m.Key != "id" {
+				return nil, bad("unknown_field", at+"."+m.Key, at+"."+m.Key+" is not a known field")
+			}
+		}
+		route := item.Get("route")
+		if route == nil || route.Kind != strictjson.String {
+			return nil, bad("missing_field", at+".route", at+".route is required (e.g. \"ens/click\")")
+		}
+		op := s.routes["/v1/"+route.Str]
+		if op == nil {
+			return nil, bad(codeInvalidField, at+".route", at+".route is not an enabled route")
+		}
+		if !c.may(op.Route) {
+			return nil, forbiddenRoute(op.Route)
+		}
+		body := item.Get("body")
+		if body == nil {
+			return nil, bad("missing_field", at+".body", at+".body is required")
+		}
+		m, aerr := s.event(ctx, c, op, *body, at+".body")
+		if aerr != nil {
+			return nil, aerr
+		}
+		if id := item.Get("id"); id != nil {
+			if id.Kind != strictjson.String || !validEventID([]byte(id.Str)) {
+				return nil, bad(codeInvalidField, at+".id", at+".id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+			}
+			if _, dup := seen[id.Str]; dup {
+				return nil, bad(codeInvalidField, at+".id", at+".id repeats an earlier item's id")
+			}
+			seen[id.Str] = struct{}{}
+			m.ID = id.Str
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}

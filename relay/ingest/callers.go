@@ -1,0 +1,154 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
+
+	"eventrelay/config"
+	"eventrelay/providers"
+)
+
+// site is a configured site key, resolved for the hot path.
+type site struct {
+	index   int
+	name    string
+	origins map[string]struct{}
+	// routes the site may use (money routes only when listed explicitly).
+	routes         map[string]struct{}
+	identitySecret []byte
+	trustIdentity  bool
+	limit          rate.Limit
+	burst          int
+}
+
+// client is a backend with a secret token, kept only as a hash so comparison does not
+// leak the token's length.
+type client struct {
+	name      string
+	tokenHash [sha256.Size]byte
+	routes    map[string]struct{}
+}
+
+// callers resolves keys and tokens to sites and clients.
+type callers struct {
+	sites   map[string]*site // by public key
+	clients []*client
+	// anyOrigin is every origin of any site, for preflights that carry no key.
+	anyOrigin map[string]map[string]struct{} // route -> origins
+}
+
+func newCallers(cfg *config.Config, ops []*providers.Op) *callers {
+	enabled := make(map[string]*providers.Op, len(ops))
+	for _, op := range ops {
+		enabled[op.Route] = op
+	}
+	c := &callers{sites: map[string]*site{}, anyOrigin: map[string]map[string]struct{}{}}
+	for i, sc := range cfg.Sites {
+		s := &site{
+			index: i, name: sc.Name,
+			origins:       set(sc.Origins),
+			routes:        map[string]struct{}{},
+			trustIdentity: sc.TrustClientIdentity,
+			limit:         rate.Limit(sc.RateLimit.PerIP),
+			burst:         sc.RateLimit.Burst,
+		}
+		if sc.IdentitySecret != "" {
+			s.identitySecret = []byte(sc.IdentitySecret)
+		}
+		if len(sc.Routes) > 0 {
+			for _, r := range sc.Routes {
+				if enabled[r] != nil {
+					s.routes[r] = struct{}{}
+				}
+			}
+		} else {
+			for _, op := range ops {
+				if !op.Money { // money routes only when listed explicitly
+					s.routes[op.Route] = struct{}{}
+				}
+			}
+		}
+		for r := range s.routes {
+			if c.anyOrigin[r] == nil {
+				c.anyOrigin[r] = map[string]struct{}{}
+			}
+			for o := range s.origins {
+				c.anyOrigin[r][o] = struct{}{}
+			}
+		}
+		c.sites[sc.Key] = s
+	}
+	for _, cc := range cfg.Clients {
+		cl := &client{name: cc.Name, tokenHash: sha256.Sum256([]byte(cc.Token)), routes: map[string]struct{}{}}
+		if len(cc.Routes) > 0 {
+			cl.routes = set(cc.Routes)
+		} else {
+			for _, op := range ops {
+				cl.routes[op.Route] = struct{}{}
+			}
+		}
+		c.clients = append(c.clients, cl)
+	}
+	return c
+}
+
+func set(list []string) map[string]struct{} {
+	m := make(map[string]struct{}, len(list))
+	for _, s := range list {
+		m[s] = struct{}{}
+	}
+	return m
+}
+
+// clientByToken compares the token against every client in constant time (per client),
+// visiting all of them so the time does not tell which one matched.
+func (c *callers) clientByToken(token []byte) *client {
+	h := sha256.Sum256(token)
+	var found *client
+	for _, cl := range c.clients {
+		if subtle.ConstantTimeCompare(h[:], cl.tokenHash[:]) == 1 {
+			found = cl
+		}
+	}
+	return found
+}
+
+// identityClaims are the claims of an X-Relay-Identity token.
+type identityClaims struct {
+	Email      string `json:"email,omitempty"`
+	CustomerID string `json:"customer_id,omitempty"`
+	jwt.RegisteredClaims
+}
+
+var errIdentity = errors.New("invalid identity token")
+
+// verifyIdentity checks an HS256 identity token signed with the site's secret; exp is
+// required. The error never includes the token.
+func (s *site) verifyIdentity(token string, now time.Time) (providers.Identity, error) {
+	var claims identityClaims
+	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return s.identitySecret, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(30*time.Second),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	if err != nil {
+		switch {
+		case errors.Is(err, jwt.ErrTokenExpired):
+			return providers.Identity{}, fmt.Errorf("%w: expired", errIdentity)
+		case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+			return providers.Identity{}, fmt.Errorf("%w: bad signature", errIdentity)
+		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+			return providers.Identity{}, fmt.Errorf("%w: exp is required", errIdentity)
+		default:
+			return providers.Identity{}, fmt.Errorf("%w: must be an HS256 JWT signed with the site's identity_secret", errIdentity)
+		}
+	}
+	return providers.Identity{UserID: claims.Subject, Email: claims.Email, CustomerID: claims.CustomerID, Signed: true}, nil
+}

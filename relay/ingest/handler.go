@@ -1,0 +1,382 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"eventrelay/providers"
+	"eventrelay/relay/queue"
+	"eventrelay/strictjson"
+)
+
+// caller is who sent a request: exactly one of site and client is set.
+type caller struct {
+	site   *site
+	client *client
+	origin string // the request's Origin, "" when absent
+	ip     netip.Addr
+	// identity caches the verified identity token of a site request.
+	identity *providers.Identity
+}
+
+func (c *caller) may(route string) bool {
+	if c.client != nil {
+		_, ok := c.client.routes[route]
+		return ok
+	}
+	_, ok := c.site.routes[route]
+	return ok
+}
+
+func (c *caller) source() string {
+	if c.client != nil {
+		return "client:" + c.client.name
+	}
+	return "site:" + c.site.name
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	op := s.routes[string(path)]
+	label := "unknown"
+	switch {
+	case op != nil:
+		label = op.Route
+	case string(path) == batchPath:
+		label = "batch"
+	default:
+		writeError(ctx, &apiError{status: fasthttp.StatusNotFound, code: codeNotFound, message: "no such route"})
+		s.metrics.request(label, fasthttp.StatusNotFound)
+		return
+	}
+	ctx.Response.Header.Set("Vary", "Origin")
+	if err := s.serve(ctx, op); err != nil {
+		writeError(ctx, err)
+		if err.status >= 500 {
+			s.log.Warn("ingest refused", zap.String("route", label), zap.Int("status", err.status), zap.String("error", err.message))
+		}
+	}
+	s.metrics.request(label, ctx.Response.StatusCode())
+}
+
+// serve runs one request; op is nil for /v1/batch.
+func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
+	if ctx.IsOptions() {
+		return s.preflight(ctx, op)
+	}
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST, OPTIONS")
+		return &apiError{status: fasthttp.StatusMethodNotAllowed, code: codeMethod, message: "use POST"}
+	}
+	c, aerr := s.authenticate(ctx)
+	if aerr != nil {
+		return aerr
+	}
+	if c.site != nil && c.origin != "" {
+		allowOrigin(ctx, c.origin)
+	}
+	if op != nil && !c.may(op.Route) {
+		return forbiddenRoute(op.Route)
+	}
+	if c.site != nil {
+		ok, wait := s.limiter.allow(limiterKey{site: c.site.index, ip: c.ip.As16()}, c.site.limit, c.site.burst, s.now())
+		if !ok {
+			return &apiError{status: fasthttp.StatusTooManyRequests, code: codeRateLimited,
+				message: "too many requests from this address", retryAfter: wait}
+		}
+	}
+	if aerr := checkContentType(ctx); aerr != nil {
+		return aerr
+	}
+	tree, err := strictjson.Parse(ctx.PostBody(), s.maxDepth)
+	if err != nil {
+		var je *strictjson.Error
+		if errors.As(err, &je) {
+			return &apiError{status: fasthttp.StatusBadRequest, code: je.Code, field: je.Path, message: je.Message}
+		}
+		return &apiError{status: fasthttp.StatusBadRequest, code: strictjson.CodeInvalidJSON, message: "invalid JSON"}
+	}
+	var msgs []queue.Message
+	if op == nil {
+		msgs, aerr = s.batch(ctx, c, tree)
+	} else {
+		var m queue.Message
+		m, aerr = s.event(ctx, c, op, tree, "")
+		if aerr == nil {
+			if key := ctx.Request.Header.Peek("Idempotency-Key"); len(key) > 0 {
+				if !validEventID(key) {
+					return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: "Idempotency-Key",
+						message: "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : -"}
+				}
+				m.ID = string(key)
+			}
+			msgs = []queue.Message{m}
+		}
+	}
+	if aerr != nil {
+		return aerr
+	}
+	ids, aerr := s.enqueue(msgs)
+	if aerr != nil {
+		return aerr
+	}
+	writeAccepted(ctx, ids)
+	return nil
+}
+
+// authenticate resolves the caller from a client token or a site key and checks Origin.
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*caller, *apiError) {
+	h := &ctx.Request.Header
+	c := &caller{origin: string(h.Peek("Origin"))}
+	if auth := h.Peek("Authorization"); len(auth) > 0 {
+		token, ok := bearerToken(auth)
+		if !ok {
+			return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized,
+				message: "Authorization must be \"Bearer <client token>\""}
+		}
+		if c.client = s.callers.clientByToken(token); c.client == nil {
+			return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized, message: "unknown client token"}
+		}
+		if c.origin != "" {
+			// A browser is holding a backend secret: refuse it so the leak is noticed.
+			return nil, &apiError{status: fasthttp.StatusForbidden, code: codeForbidden,
+				message: "client tokens are secret and must not be sent from a browser (request has Origin)"}
+		}
+		return c, nil
+	}
+	key := h.Peek("X-Relay-Key")
+	if len(key) == 0 {
+		key = ctx.QueryArgs().Peek("key")
+	}
+	if len(key) == 0 {
+		return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized,
+			message: "missing site key (X-Relay-Key header or key query parameter) or client token"}
+	}
+	if c.site = s.callers.sites[string(key)]; c.site == nil {
+		return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized, message: "unknown site key"}
+	}
+	if c.origin != "" {
+		if _, ok := c.site.origins[c.origin]; !ok {
+			return nil, &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, message: "origin not allowed for this site key"}
+		}
+	}
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	c.ip = s.proxies.clientIP(peer, h.Peek("X-Forwarded-For"))
+	return c, nil
+}
+
+func bearerToken(auth []byte) ([]byte, bool) {
+	const prefix = "bearer "
+	if len(auth) <= len(prefix) || !strings.EqualFold(string(auth[:len(prefix)]), prefix) {
+		return nil, false
+	}
+	return bytes.TrimSpace(auth[len(prefix):]), true
+}
+
+func forbiddenRoute(route string) *apiError {
+	return &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, field: "route",
+		message: "route " + route + " is not allowed for this caller"}
+}
+
+// checkContentType accepts application/json and text/plain (what sendBeacon sends), with
+// an optional UTF-8 charset, and no content encoding.
+func checkContentType(ctx *fasthttp.RequestCtx) *apiError {
+	ct := ctx.Request.Header.ContentType()
+	media, params, _ := bytes.Cut(ct, []byte(";"))
+	media = bytes.TrimSpace(media)
+	ok := bytes.EqualFold(media, []byte("application/json")) || bytes.EqualFold(media, []byte("text/plain"))
+	if ok && len(params) > 0 {
+		name, val, _ := bytes.Cut(bytes.TrimSpace(params), []byte("="))
+		if bytes.EqualFold(bytes.TrimSpace(name), []byte("charset")) {
+			v := bytes.Trim(bytes.TrimSpace(val), `"`)
+			ok = bytes.EqualFold(v, []byte("utf-8")) || bytes.EqualFold(v, []byte("utf8"))
+		}
+	}
+	if !ok {
+		return &apiError{status: fasthttp.StatusUnsupportedMediaType, code: codeUnsupportedType,
+			message: "Content-Type must be application/json or text/plain (UTF-8)"}
+	}
+	if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && !bytes.EqualFold(enc, []byte("identity")) {
+		return &apiError{status: fasthttp.StatusUnsupportedMediaType, code: codeUnsupportedType,
+			message: "Content-Encoding is not supported"}
+	}
+	return nil
+}
+
+// event validates one event for op and stamps it. path prefixes field names in errors
+// (batch items). The returned message owns all its bytes: nothing refers to ctx.
+func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, body strictjson.Value, path string) (queue.Message, *apiError) {
+	id, aerr := s.identity(ctx, c, op)
+	if aerr != nil {
+		return queue.Message{}, aerr
+	}
+	ev, err := op.Validate(body, id)
+	if err != nil {
+		var fe *providers.FieldError
+		if errors.As(err, &fe) {
+			field := fe.Field
+			msg := fe.Message
+			if path != "" && !isHeaderName(field) {
+				field = joinPath(path, field)
+				msg = path + ": " + msg
+			}
+			return queue.Message{}, &apiError{status: fasthttp.StatusBadRequest, code: fe.Code, field: field, message: msg}
+		}
+		return queue.Message{}, &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: path, message: "invalid event"}
+	}
+	return queue.Message{
+		ID:         uuid.NewString(),
+		Provider:   op.Provider,
+		Route:      op.Route,
+		Body:       ev.Body.AppendJSON(make([]byte, 0, len(ctx.PostBody()))),
+		ReceivedAt: s.now(),
+		ClientIP:   s.clientIPString(ctx, c),
+		UserAgent:  userAgent(ctx),
+		Country:    s.country(ctx),
+		CustomerID: ev.CustomerID,
+		Source:     c.source(),
+	}, nil
+}
+
+// isHeaderName tells field names that are headers (Idempotency-Key, X-Relay-Customer-Id),
+// which are not inside the batch item's body.
+func isHeaderName(field string) bool { return strings.HasPrefix(field, "X-") }
+
+func joinPath(prefix, field string) string {
+	if field == "" {
+		return prefix
+	}
+	if field[0] == '[' {
+		return prefix + field
+	}
+	return prefix + "." + field
+}
+
+func (s *Server) clientIPString(ctx *fasthttp.RequestCtx, c *caller) string {
+	if c.ip.IsValid() {
+		return c.ip.String()
+	}
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return s.proxies.clientIP(peer, ctx.Request.Header.Peek("X-Forwarded-For")).String()
+}
+
+// maxUserAgent caps the stored User-Agent; longer ones carry nothing a provider needs.
+const maxUserAgent = 512
+
+func userAgent(ctx *fasthttp.RequestCtx) string {
+	ua := ctx.Request.Header.UserAgent()
+	if len(ua) > maxUserAgent {
+		ua = ua[:maxUserAgent]
+	}
+	return string(ua)
+}
+
+// country returns the edge's geo header when it holds a two-character code.
+func (s *Server) country(ctx *fasthttp.RequestCtx) string {
+	if s.countryHeader == "" {
+		return ""
+	}
+	v := ctx.Request.Header.Peek(s.countryHeader)
+	if len(v) != 2 || !isAlnumUpper(v[0]) || !isAlnumUpper(v[1]) {
+		return ""
+	}
+	return string(v)
+}
+
+func isAlnumUpper(c byte) bool { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') }
+
+// identity decides who the event is about, per DESIGN.md's identity rules.
+func (s *Server) identity(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op) (providers.Identity, *apiError) {
+	if op.Identity == providers.ClaimNone {
+		return providers.Identity{}, nil
+	}
+	customer := string(ctx.Request.Header.Peek("X-Relay-Customer-Id"))
+	switch {
+	case c.client != nil:
+		return providers.Identity{CustomerID: customer}, nil
+	case c.site.identitySecret != nil:
+		if c.identity != nil {
+			return *c.identity, nil
+		}
+		token := ctx.Request.Header.Peek("X-Relay-Identity")
+		if len(token) == 0 {
+			token = ctx.QueryArgs().Peek("identity")
+		}
+		if len(token) == 0 {
+			return providers.Identity{}, &apiError{status: fasthttp.StatusUnauthorized, code: codeIdentityRequired,
+				message: "route " + op.Route + " needs an identity token (X-Relay-Identity header or identity query parameter)"}
+		}
+		id, err := c.site.verifyIdentity(string(token), s.now())
+		if err != nil {
+			return providers.Identity{}, &apiError{status: fasthttp.StatusUnauthorized, code: codeInvalidIdentity, message: err.Error()}
+		}
+		c.identity = &id
+		return id, nil
+	case c.site.trustIdentity:
+		return providers.Identity{CustomerID: customer}, nil
+	default:
+		return providers.Identity{}, &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, field: "route",
+			message: "route " + op.Route + " needs an identity: the site has neither identity_secret nor trust_client_identity"}
+	}
+}
+
+// validEventID accepts ids that are safe in Redis keys, logs and upstream headers.
+func validEventID(id []byte) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		ok := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// enqueue appends every message durably, concurrently so the group commit batches them,
+// and answers with their ids (the first id seen for a duplicate is the same id).
+func (s *Server) enqueue(msgs []queue.Message) ([]string, *apiError) {
+	ctx, cancel := context.WithTimeout(s.base, s.enqueueTimeout)
+	defer cancel()
+	errs := make([]error, len(msgs))
+	if len(msgs) == 1 {
+		_, errs[0] = s.queue.Enqueue(ctx, &msgs[0])
+	} else {
+		done := make(chan struct{}, len(msgs))
+		for i := range msgs {
+			go func() {
+				_, errs[i] = s.queue.Enqueue(ctx, &msgs[i])
+				done <- struct{}{}
+			}()
+		}
+		for range msgs {
+			<-done
+		}
+	}
+	ids := make([]string, len(msgs))
+	for i := range msgs {
+		if errs[i] != nil {
+			retry := 1
+			if errors.Is(errs[i], queue.ErrOverHighWater) {
+				retry = 30
+			}
+			return nil, &apiError{status: fasthttp.StatusServiceUnavailable, code: codeUnavailable, retryAfter: retry,
+				message: "the queue cannot take events right now; retry with the same Idempotency-Key"}
+		}
+		ids[i] = msgs[i].ID
+		s.metrics.enqueued.WithLabelValues(msgs[i].Provider).Inc()
+	}
+	return ids, nil
+}
+
+// now is a seam for tests.
+var _ = time.Now

@@ -1,0 +1,87 @@
+package ingest
+
+import (
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"eventrelay/strictjson"
+)
+
+// Error codes of the ingest API beyond the validation codes of strictjson and providers.
+const (
+	codeNotFound         = "not_found"
+	codeMethod           = "method_not_allowed"
+	codeUnauthorized     = "unauthorized"
+	codeForbidden        = "forbidden"
+	codeRateLimited      = "rate_limited"
+	codeTooLarge         = "body_too_large"
+	codeUnsupportedType  = "unsupported_media_type"
+	codeUnavailable      = "unavailable"
+	codeIdentityRequired = "identity_required"
+	codeInvalidIdentity  = "invalid_identity"
+	codeHeaderTooLarge   = "headers_too_large"
+	codeBadRequest       = "bad_request"
+	codeInvalidField     = "invalid_field"
+)
+
+// maxMessage caps messages that may quote caller-supplied names.
+const maxMessage = 200
+
+// apiError is a refusal: status plus the body's error object.
+type apiError struct {
+	status  int
+	code    string
+	field   string
+	message string
+	// retryAfter, in whole seconds, is sent as Retry-After when > 0.
+	retryAfter int
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
+	ctx.SetStatusCode(e.status)
+	ctx.SetContentType("application/json")
+	if e.retryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	msg := e.message
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage] + "…"
+	}
+	b := make([]byte, 0, 96+len(msg)+len(e.field))
+	b = append(b, `{"ok":false,"error":{"code":`...)
+	b = strictjson.AppendString(b, e.code)
+	if e.field != "" {
+		b = append(b, `,"field":`...)
+		b = strictjson.AppendString(b, truncate(e.field))
+	}
+	b = append(b, `,"message":`...)
+	b = strictjson.AppendString(b, msg)
+	b = append(b, "}}"...)
+	ctx.SetBody(b)
+}
+
+func truncate(s string) string {
+	if len(s) > maxMessage {
+		return s[:maxMessage] + "…"
+	}
+	return s
+}
+
+func writeAccepted(ctx *fasthttp.RequestCtx, ids []string) {
+	ctx.SetStatusCode(fasthttp.StatusAccepted)
+	ctx.SetContentType("application/json")
+	b := ctx.Response.BodyWriter()
+	buf := make([]byte, 0, 32+40*len(ids))
+	buf = append(buf, `{"ok":true,"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strictjson.AppendString(buf, id)
+	}
+	buf = append(buf, "]}"...)
+	_, _ = b.Write(buf)
+}

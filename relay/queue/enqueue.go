@@ -1,0 +1,398 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// ErrUnavailable means the queue did not take the event: Redis is unreachable or slower
+// than the enqueue timeout, the provider is over its high-water mark, or the Enqueuer is
+// stopped. Answer 503 with Retry-After; a client that resends with the same event id is
+// safe, because the dedupe marker turns a resend of an event that did get in (the reply
+// was lost, not the write) into a duplicate, not a second entry.
+var ErrUnavailable = errors.New("queue: unavailable")
+
+// ErrOverHighWater means the provider's backlog (stream + retry set) is over the
+// high-water mark: its upstream is not keeping up, and taking more would only grow Redis.
+// It wraps ErrUnavailable. Answer 503 with a long Retry-After.
+var ErrOverHighWater = fmt.Errorf("%w: provider backlog over the high-water mark", ErrUnavailable)
+
+// enqueueScript is one event's atomic enqueue. KEYS[1] is the Seen marker, KEYS[2] the
+// events stream (both under the provider's {P} tag, so one cluster slot); ARGV are the
+// entry's field/value pairs. It returns 1 when added, 0 for a duplicate within 24 h.
+// Scripts are not rolled back on error, so a failed XADD (e.g. OOM under noeviction)
+// removes the marker it just set: otherwise the client's resend would be answered as a
+// duplicate of an event that is not there. Never MAXLEN: trimming deletes undelivered
+// events.
+const enqueueScript = `
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then
+  return 0
+end
+local added = redis.pcall('XADD', KEYS[2], '*', unpack(ARGV))
+if type(added) == 'table' and added.err then
+  redis.call('DEL', KEYS[1])
+  return added
+end
+return 1
+`
+
+// EnqueuerOptions configure an Enqueuer; the config package supplies the values.
+type EnqueuerOptions struct {
+	// Writers is the number of group-commit writers, each with at most one pipeline in
+	// flight. Values below 1 mean 1.
+	Writers int
+	// MaxBatch caps the enqueues of one pipeline. Values below 1 mean 1.
+	MaxBatch int
+	// Timeout bounds each Enqueue (redis.enqueue_timeout). Zero or less means 1 s.
+	Timeout time.Duration
+	// Providers are the providers whose backlog the high-water monitor polls.
+	Providers []string
+	// HighWaterMark is the per-provider backlog above which Enqueue refuses with
+	// ErrOverHighWater. Negative disables the monitor.
+	HighWaterMark int64
+	// HighWaterPoll is how often the backlog is polled. Zero means 1 s.
+	HighWaterPoll time.Duration
+}
+
+// Stats count the Enqueuer's work since it was built.
+type Stats struct {
+	// Pipelines is the number of pipelines sent (NOSCRIPT redos not counted).
+	Pipelines uint64
+	// Commands is the number of enqueue scripts in them.
+	Commands uint64
+	// ScriptReloads counts pipelines redone because Redis had lost the script.
+	ScriptReloads uint64
+}
+
+// Enqueuer appends events durably to their provider's stream, group-committing concurrent
+// enqueues: each writer takes one request, drains up to MaxBatch-1 more without waiting,
+// sends them as one pipeline of EVALSHA calls and answers each with its own result.
+type Enqueuer struct {
+	client redis.UniversalClient
+	keys   Keys
+	opts   EnqueuerOptions
+	log    *zap.Logger
+	sha    string
+
+	events map[string]string       // provider → events key; read-only after NewEnqueuer
+	over   map[string]*atomic.Bool // provider → over its high-water mark; keys read-only
+
+	reqs    chan *request
+	stopped chan struct{} // closed when Run has stopped its writers
+	running atomic.Bool
+	pool    sync.Pool // of *request
+
+	pipelines, commands, reloads atomic.Uint64
+	failing                      atomic.Bool // for logging state changes only
+}
+
+// request is one Enqueue in flight. The caller fills it, hands it to a writer through the
+// channel and owns it again only once it has received the reply (then it is pooled); a
+// caller that gives up abandons it to the writer and the garbage collector.
+type request struct {
+	ctx      context.Context
+	deadline time.Time
+	seen     string
+	events   string
+	entry    entry
+	args     []any // EVALSHA arguments, pointing into the fields above
+	reply    chan result
+	timer    *time.Timer
+}
+
+type result struct {
+	duplicate bool
+	err       error
+}
+
+// NewEnqueuer builds an Enqueuer on client. Call Run to start its writers.
+func NewEnqueuer(client redis.UniversalClient, keys Keys, opts EnqueuerOptions, log *zap.Logger) *Enqueuer {
+	opts.Writers = max(opts.Writers, 1)
+	opts.MaxBatch = max(opts.MaxBatch, 1)
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if opts.HighWaterPoll <= 0 {
+		opts.HighWaterPoll = time.Second
+	}
+	e := &Enqueuer{
+		client:  client,
+		keys:    keys,
+		opts:    opts,
+		log:     log,
+		sha:     redis.NewScript(enqueueScript).Hash(),
+		events:  make(map[string]string, len(opts.Providers)),
+		over:    make(map[string]*atomic.Bool, len(opts.Providers)),
+		reqs:    make(chan *request, opts.Writers*opts.MaxBatch),
+		stopped: make(chan struct{}),
+	}
+	for _, p := range opts.Providers {
+		e.events[p] = keys.Events(p)
+		e.over[p] = new(atomic.Bool)
+	}
+	e.pool.New = func() any {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return &request{reply: make(chan result, 1), timer: t}
+	}
+	return e
+}
+
+// Stats returns the counters.
+func (e *Enqueuer) Stats() Stats {
+	return Stats{Pipelines: e.pipelines.Load(), Commands: e.commands.Load(), ScriptReloads: e.reloads.Load()}
+}
+
+// Enqueue appends m to its provider's stream and returns once Redis has answered: nil
+// means the entry is in Redis (duplicate: an event with this id was already enqueued
+// within 24 h, and nothing was added). Otherwise the error wraps ErrUnavailable (or
+// ErrOverHighWater, which wraps it), and comes no later than ctx's deadline or the
+// enqueue timeout, whichever is first. After such an error the event may still have been
+// written; only a resend with the same id is safe.
+//
+// Enqueue copies m before handing it to a writer and does not retain m or its Body after
+// it returns, so callers may pass bytes that are recycled afterwards (fasthttp).
+func (e *Enqueuer) Enqueue(ctx context.Context, m *Message) (duplicate bool, err error) {
+	if m.ID == "" || m.Provider == "" || m.Route == "" {
+		return false, errors.New("queue: message without ID, Provider or Route (a relay bug)")
+	}
+	if o := e.over[m.Provider]; o != nil && o.Load() {
+		return false, fmt.Errorf("%w: %s", ErrOverHighWater, m.Provider)
+	}
+	select {
+	case <-e.stopped:
+		return false, e.stoppedErr()
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+
+	r := e.pool.Get().(*request)
+	r.ctx = ctx
+	r.deadline = time.Now().Add(e.opts.Timeout)
+	r.seen = e.keys.Seen(m.Provider, m.ID)
+	if k, ok := e.events[m.Provider]; ok {
+		r.events = k
+	} else {
+		r.events = e.keys.Events(m.Provider)
+	}
+	r.entry.set(m)
+	// Pointers, not values: boxing a pointer into an `any` does not allocate. "2" is a
+	// string so that go-redis's cluster routing finds the first key at position 3.
+	r.args = append(r.args[:0], "evalsha", &e.sha, "2", &r.seen, &r.events)
+	r.args = r.entry.appendArgs(r.args)
+	r.timer.Reset(e.opts.Timeout)
+
+	select {
+	case e.reqs <- r:
+	case <-ctx.Done():
+		e.release(r) // never handed over: still ours
+		return false, fmt.Errorf("%w: waiting for a writer: %w", ErrUnavailable, ctx.Err())
+	case <-r.timer.C:
+		e.release(r)
+		return false, fmt.Errorf("%w: no writer free within %s", ErrUnavailable, e.opts.Timeout)
+	case <-e.stopped:
+		e.release(r)
+		return false, e.stoppedErr()
+	}
+
+	// From here on a writer may hold r: on every path but the reply, abandon it.
+	select {
+	case res := <-r.reply:
+		e.release(r)
+		return res.duplicate, res.err
+	case <-ctx.Done():
+		r.timer.Stop()
+		return false, fmt.Errorf("%w: waiting for redis: %w", ErrUnavailable, ctx.Err())
+	case <-r.timer.C:
+		return false, fmt.Errorf("%w: redis did not answer within %s", ErrUnavailable, e.opts.Timeout)
+	case <-e.stopped:
+		select {
+		case res := <-r.reply: // the reply raced the stop
+			e.release(r)
+			return res.duplicate, res.err
+		default:
+		}
+		r.timer.Stop()
+		return false, e.stoppedErr()
+	}
+}
+
+// release pools r once no writer can touch it any more.
+func (e *Enqueuer) release(r *request) {
+	r.timer.Stop()
+	r.ctx = nil
+	if cap(r.entry.buf) > 64<<10 {
+		r.entry.buf = nil // don't keep one huge body's buffer alive in the pool
+	}
+	e.pool.Put(r)
+}
+
+func (e *Enqueuer) stoppedErr() error {
+	return fmt.Errorf("%w: the enqueuer is stopped (shutting down)", ErrUnavailable)
+}
+
+// Run loads the script, runs the writers and the high-water monitor until ctx is done,
+// then answers every request still queued with ErrUnavailable and returns nil. A pipeline
+// in flight when ctx ends still completes (within the enqueue timeout), so its callers
+// get their real answer. Run may be called once.
+func (e *Enqueuer) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("queue: Enqueuer.Run called twice")
+	}
+	// Preloading saves the first pipeline a NOSCRIPT round trip; if Redis is down now,
+	// the writers load the script on first use.
+	lctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
+	if err := e.client.ScriptLoad(lctx, enqueueScript).Err(); err != nil {
+		e.log.Warn("cannot preload the enqueue script; it will be loaded on first use", zap.Error(err))
+	}
+	cancel()
+
+	var wg sync.WaitGroup
+	for range e.opts.Writers {
+		wg.Go(func() { e.writer(ctx) })
+	}
+	if e.opts.HighWaterMark >= 0 && len(e.opts.Providers) > 0 {
+		wg.Go(func() { e.monitor(ctx) })
+	}
+	wg.Wait()
+	close(e.stopped)
+	for {
+		select {
+		case r := <-e.reqs:
+			r.reply <- result{err: e.stoppedErr()}
+		default:
+			return nil
+		}
+	}
+}
+
+// writer group-commits: block for one request, take what else is already waiting (up to
+// MaxBatch), write them as one pipeline.
+func (e *Enqueuer) writer(ctx context.Context) {
+	batch := make([]*request, 0, e.opts.MaxBatch)
+	cmds := make([]*redis.Cmd, 0, e.opts.MaxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-e.reqs:
+			batch = append(batch[:0], r)
+		}
+	fill:
+		for len(batch) < e.opts.MaxBatch {
+			select {
+			case r := <-e.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		cmds = e.write(ctx, batch, cmds[:0])
+		clear(batch) // don't pin answered requests (they go back to the pool)
+		clear(cmds)
+	}
+}
+
+// write sends batch as one pipeline and answers every request. It returns cmds for reuse.
+// After a request's reply is sent, write never touches that request again: its caller
+// may already be reusing it.
+func (e *Enqueuer) write(runCtx context.Context, batch []*request, cmds []*redis.Cmd) []*redis.Cmd {
+	// Skip requests whose caller has already given up: writing them would only turn a
+	// 503 the client has seen into an entry it will resend anyway.
+	live := batch[:0]
+	now := time.Now()
+	var deadline time.Time
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil || now.After(r.deadline) {
+			r.reply <- result{err: fmt.Errorf("%w: the caller gave up before the write", ErrUnavailable)}
+			continue
+		}
+		if r.deadline.After(deadline) {
+			deadline = r.deadline
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return cmds
+	}
+	// The pipeline outlives Run's ctx (shutdown lets it finish) but not its last caller.
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(runCtx), deadline)
+	defer cancel()
+
+	pipe := e.client.Pipeline()
+	for _, r := range live {
+		cmd := redis.NewCmd(ctx, r.args...)
+		_ = pipe.Process(ctx, cmd) // only queues
+		cmds = append(cmds, cmd)
+	}
+	_, _ = pipe.Exec(ctx) // per-command errors are read below
+	e.pipelines.Add(1)
+	e.commands.Add(uint64(len(live)))
+	e.redoNoScript(ctx, live, cmds)
+
+	var firstErr error
+	for i, r := range live {
+		n, err := cmds[i].Int64()
+		var res result
+		switch {
+		case err != nil:
+			res.err = fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, r.events, err)
+			if firstErr == nil {
+				firstErr = err
+			}
+		case n == 0:
+			res.duplicate = true
+		}
+		r.reply <- res
+	}
+	e.logHealth(firstErr)
+	return cmds
+}
+
+// redoNoScript redoes, with EVAL, the calls Redis answered NOSCRIPT: its script cache is
+// empty after a restart or SCRIPT FLUSH. A NOSCRIPT call ran nothing, so redoing it is
+// safe, and EVAL puts the script back in the cache for the next EVALSHA.
+func (e *Enqueuer) redoNoScript(ctx context.Context, live []*request, cmds []*redis.Cmd) {
+	var pipe redis.Pipeliner
+	for i, cmd := range cmds {
+		// The nil check first: HasErrorPrefix allocates even for a nil error.
+		if err := cmd.Err(); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			continue
+		}
+		if pipe == nil {
+			pipe = e.client.Pipeline()
+		}
+		args := append([]any{"eval", enqueueScript}, live[i].args[2:]...)
+		cmds[i] = redis.NewCmd(ctx, args...)
+		_ = pipe.Process(ctx, cmds[i])
+	}
+	if pipe == nil {
+		return
+	}
+	e.reloads.Add(1)
+	e.log.Info("redis lost the enqueue script (restart or SCRIPT FLUSH); reloaded it with EVAL",
+		zap.Int("redone", pipe.Len()))
+	_, _ = pipe.Exec(ctx)
+}
+
+// logHealth logs when enqueues start and stop failing, not every failure.
+func (e *Enqueuer) logHealth(err error) {
+	if err != nil {
+		if e.failing.CompareAndSwap(false, true) {
+			e.log.Warn("enqueue failing: ingest answers 503 until Redis is back", zap.Error(err))
+		}
+		return
+	}
+	if e.failing.CompareAndSwap(true, false) {
+		e.log.Info("enqueue recovered")
+	}
+}

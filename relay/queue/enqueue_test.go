@@ -1,0 +1,387 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"eventrelay/relay/redistest"
+)
+
+func TestEnqueueOneEntryPerMessage(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	ens, brevo := testMessage("ens", 1), testMessage("brevo", 2)
+	ens.Country, ens.CustomerID = "", "" // empty optional fields round-trip as empty
+	for _, m := range []*Message{ens, brevo} {
+		if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
+			t.Fatalf("Enqueue %s: dup=%v %v", m.ID, dup, err)
+		}
+	}
+	for _, m := range []*Message{ens, brevo} {
+		got := entries(t, conn.Client, m.Provider)
+		if len(got) != 1 || !equalMessage(got[0], *m) {
+			t.Fatalf("%s stream: %+v, want %+v", m.Provider, got, *m)
+		}
+	}
+	// The Seen marker lives 24 h.
+	ttl, err := conn.Client.TTL(t.Context(), Keys{Prefix: testPrefix}.Seen("ens", ens.ID)).Result()
+	if err != nil || ttl < 23*time.Hour || ttl > 24*time.Hour {
+		t.Fatalf("seen TTL %v %v", ttl, err)
+	}
+}
+
+func TestEnqueueDuplicate(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	m := testMessage("ens", 1)
+	if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
+		t.Fatalf("first: dup=%v %v", dup, err)
+	}
+	m2 := *m
+	m2.Body = []byte(`{"other":true}`)
+	if dup, err := e.Enqueue(t.Context(), &m2); err != nil || !dup {
+		t.Fatalf("second: dup=%v %v", dup, err)
+	}
+	if got := entries(t, conn.Client, "ens"); len(got) != 1 || !bytes.Equal(got[0].Body, m.Body) {
+		t.Fatalf("entries %+v", got)
+	}
+}
+
+func TestEnqueueConcurrentGroupCommit(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	const goroutines, each = 200, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				m := testMessage([]string{"ens", "brevo"}[g%2], g*each+i)
+				if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
+					errs <- fmt.Errorf("%s: dup=%v %w", m.ID, dup, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, p := range []string{"ens", "brevo"} {
+		n := countIDs(entries(t, conn.Client, p))
+		for id, c := range n {
+			if c != 1 {
+				t.Errorf("%s: %d entries", id, c)
+			}
+		}
+		total += len(n)
+	}
+	s := e.Stats()
+	t.Logf("%d messages in %d pipelines", s.Commands, s.Pipelines)
+	if total != goroutines*each || s.Commands != goroutines*each {
+		t.Fatalf("%d distinct entries, %d commands; want %d", total, s.Commands, goroutines*each)
+	}
+	if s.Pipelines >= s.Commands {
+		t.Fatalf("no batching: %d pipelines for %d messages", s.Pipelines, s.Commands)
+	}
+}
+
+// enqueueUnavailable asserts that Enqueue fails with ErrUnavailable within the timeout.
+func enqueueUnavailable(t *testing.T, e *Enqueuer, m *Message) {
+	t.Helper()
+	start := time.Now()
+	_, err := e.Enqueue(t.Context(), m)
+	took := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if took > 1500*time.Millisecond {
+		t.Fatalf("took %v with a 1 s enqueue timeout", took)
+	}
+	t.Logf("unavailable after %v: %v", took, err)
+}
+
+// enqueueEventually resends m until it is accepted (new or duplicate), as a client does.
+func enqueueEventually(t *testing.T, e *Enqueuer, m *Message) {
+	t.Helper()
+	var err error
+	for range 20 {
+		if _, err = e.Enqueue(t.Context(), m); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("never accepted: %v", err)
+}
+
+func TestEnqueueRedisKilledAndRestarted(t *testing.T) {
+	srv, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	for i := range 10 {
+		if _, err := e.Enqueue(t.Context(), testMessage("ens", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Kill()
+	enqueueUnavailable(t, e, testMessage("ens", 100))
+
+	// With AOF, what was accepted survives; the script cache does not (NOSCRIPT path).
+	srv.Restart()
+	enqueueEventually(t, e, testMessage("ens", 101))
+	for i := 102; i < 110; i++ {
+		if _, err := e.Enqueue(t.Context(), testMessage("ens", i)); err != nil {
+			t.Fatalf("after restart: %v", err)
+		}
+	}
+	n := countIDs(entries(t, conn.Client, "ens"))
+	if len(n) != 19 || n["ev-ens-100"] != 0 {
+		t.Fatalf("entries %v: want the 10 before the kill and the 9 after, nothing from while it was down", n)
+	}
+	for id, c := range n {
+		if c != 1 {
+			t.Errorf("%s: %d entries", id, c)
+		}
+	}
+	if e.Stats().ScriptReloads == 0 {
+		t.Fatal("no NOSCRIPT reload after a restart")
+	}
+}
+
+func TestEnqueueRedisPaused(t *testing.T) {
+	srv, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 1)); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	m := testMessage("ens", 2)
+	enqueueUnavailable(t, e, m)
+	srv.Resume()
+	// The paused server may still run the command it had received: resending the same
+	// id must then be a duplicate, never a second entry.
+	enqueueEventually(t, e, m)
+	if n := countIDs(entries(t, conn.Client, "ens")); len(n) != 2 || n[m.ID] != 1 {
+		t.Fatalf("entries %v", n)
+	}
+}
+
+func TestEnqueueScriptFlushed(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Client.ScriptFlush(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= 3; i++ {
+		if dup, err := e.Enqueue(t.Context(), testMessage("ens", i)); err != nil || dup {
+			t.Fatalf("after SCRIPT FLUSH: dup=%v %v", dup, err)
+		}
+	}
+	if s := e.Stats(); s.ScriptReloads != 1 {
+		t.Fatalf("ScriptReloads = %d, want 1 (EVAL reloads the cache)", s.ScriptReloads)
+	}
+	if n := len(entries(t, conn.Client, "ens")); n != 3 {
+		t.Fatalf("%d entries", n)
+	}
+}
+
+// TestEnqueueFailedXaddKeepsNoMarker: when XADD fails inside the script, the marker it
+// set is removed, so the client's resend is enqueued rather than called a duplicate.
+func TestEnqueueFailedXaddKeepsNoMarker(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	k := Keys{Prefix: testPrefix}
+	if err := conn.Client.Set(t.Context(), k.Events("ens"), "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	m := testMessage("ens", 1)
+	if _, err := e.Enqueue(t.Context(), m); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable (WRONGTYPE)", err)
+	}
+	if n, _ := conn.Client.Exists(t.Context(), k.Seen("ens", m.ID)).Result(); n != 0 {
+		t.Fatal("marker left behind by a failed XADD")
+	}
+	conn.Client.Del(t.Context(), k.Events("ens"))
+	if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
+		t.Fatalf("resend: dup=%v %v", dup, err)
+	}
+}
+
+// TestEnqueueDoesNotRetainMessage overwrites each caller's buffers as soon as Enqueue
+// returns, including after timeouts with the write still in flight. Run with -race.
+func TestEnqueueDoesNotRetainMessage(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	const goroutines, each = 16, 40
+	var (
+		wg        sync.WaitGroup
+		abandoned atomic.Int64
+	)
+	for g := range goroutines {
+		wg.Go(func() {
+			body := make([]byte, 256)
+			id := make([]byte, 0, 32)
+			for i := range each {
+				n := g*each + i
+				id = fmt.Appendf(id[:0], "ev-%d", n)
+				for j := range body {
+					body[j] = 'a' + byte(n%26)
+				}
+				m := &Message{ID: string(id), Provider: "ens", Route: "ens/click", Body: body,
+					ReceivedAt: time.Now(), Source: "s"}
+				// Every third call gives up almost at once, usually while its write is queued
+				// or in flight.
+				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+				if i%3 == 0 {
+					cancel()
+					ctx, cancel = context.WithTimeout(t.Context(), 50*time.Microsecond)
+				}
+				if _, err := e.Enqueue(ctx, m); err != nil {
+					abandoned.Add(1)
+				}
+				cancel()
+				for j := range body {
+					body[j] = 'X' // the caller's buffer is recycled
+				}
+				*m = Message{}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d of %d calls gave up early", abandoned.Load(), goroutines*each)
+	if abandoned.Load() == 0 {
+		t.Fatal("no call gave up: the test did not exercise abandoned requests")
+	}
+	got := entries(t, conn.Client, "ens")
+	if len(got) < goroutines*each/2 {
+		t.Fatalf("only %d entries", len(got))
+	}
+	for _, m := range got {
+		var n int
+		if _, err := fmt.Sscanf(m.ID, "ev-%d", &n); err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Repeat([]byte{'a' + byte(n%26)}, 256)
+		if !bytes.Equal(m.Body, want) {
+			t.Fatalf("%s: body %q", m.ID, m.Body)
+		}
+	}
+}
+
+func TestEnqueueHighWaterMark(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	opts := defaultEnqOpts()
+	opts.Providers = []string{"ens", "brevo"}
+	opts.HighWaterMark = 5
+	opts.HighWaterPoll = 20 * time.Millisecond
+	e := runEnqueuer(t, conn.Client, opts)
+	k := Keys{Prefix: testPrefix}
+	for i := range 6 {
+		if _, err := e.Enqueue(t.Context(), testMessage("ens", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The retry set counts too: 6 in the stream + 0 retries is over 5 already.
+	var err error
+	deadline := time.Now().Add(2 * time.Second)
+	for i := 100; time.Now().Before(deadline); i++ {
+		if _, err = e.Enqueue(t.Context(), testMessage("ens", i)); errors.Is(err, ErrOverHighWater) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !errors.Is(err, ErrOverHighWater) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrOverHighWater wrapping ErrUnavailable", err)
+	}
+	if _, err := e.Enqueue(t.Context(), testMessage("brevo", 1)); err != nil {
+		t.Fatalf("another provider must not be refused: %v", err)
+	}
+
+	// Delivered entries are deleted; retries count toward the backlog.
+	if err := conn.Client.Del(t.Context(), k.Events("ens")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	conn.Client.ZAdd(t.Context(), k.Retry("ens"), redisZ(1), redisZ(2))
+	deadline = time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err = e.Enqueue(t.Context(), testMessage("ens", 1000)); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("mark never cleared: %v", err)
+	}
+}
+
+func TestEnqueueAfterStop(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	e := NewEnqueuer(conn.Client, Keys{Prefix: testPrefix}, defaultEnqOpts(), zapTest(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 1)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	start := time.Now()
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 2)); !errors.Is(err, ErrUnavailable) ||
+		time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("after stop: %v after %v", err, time.Since(start))
+	}
+	if err := e.Run(t.Context()); err == nil {
+		t.Fatal("second Run succeeded")
+	}
+}
+
+func TestEnqueueRejectsIncompleteMessage(t *testing.T) {
+	e := NewEnqueuer(nil, Keys{Prefix: testPrefix}, defaultEnqOpts(), zapTest(t))
+	for _, m := range []*Message{{Provider: "ens", Route: "ens/click"}, {ID: "x", Route: "ens/click"}, {ID: "x", Provider: "ens"}} {
+		if _, err := e.Enqueue(t.Context(), m); err == nil {
+			t.Errorf("%+v accepted", m)
+		}
+	}
+}
+
+func BenchmarkEnqueue(b *testing.B) {
+	_, conn := openRedis(b, redistest.Options{})
+	opts := defaultEnqOpts()
+	opts.Providers = []string{"ens"} // as in production: events keys precomputed
+	e := runEnqueuer(b, conn.Client, opts)
+	ctx := context.Background()
+	var seq sync.Mutex
+	next := 0
+	b.SetParallelism(32) // many concurrent requests per CPU, as on an ingest server
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		seq.Lock()
+		base := next
+		next += 1 << 30
+		seq.Unlock()
+		m := testMessage("ens", 0)
+		for i := 0; pb.Next(); i++ {
+			m.ID = "bench-" + itoa(base+i)
+			if _, err := e.Enqueue(ctx, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.StopTimer()
+	s := e.Stats()
+	b.ReportMetric(float64(s.Commands)/float64(max(s.Pipelines, 1)), "msgs/pipeline")
+}

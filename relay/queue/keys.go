@@ -1,0 +1,29 @@
+package queue
+
+// Group is the consumer group every relay reads each provider's events stream through.
+const Group = "relay"
+
+// Keys names a provider's Redis keys. Every key of provider P carries the hash tag {P},
+// so one provider's keys share a Redis Cluster slot and one Lua script may touch them all.
+type Keys struct {
+	// Prefix starts every key ("relay").
+	Prefix string
+}
+
+// Events is the provider's stream of undelivered events: "<prefix>:{P}:events".
+func (k Keys) Events(provider string) string { return k.key(provider, "events") }
+
+// Retry is the provider's retry sorted set (score = due time in unix ms): "<prefix>:{P}:retry".
+func (k Keys) Retry(provider string) string { return k.key(provider, "retry") }
+
+// Dead is the provider's dead-letter stream: "<prefix>:{P}:dead".
+func (k Keys) Dead(provider string) string { return k.key(provider, "dead") }
+
+// Seen is the ingest dedupe marker of one event (24 h): "<prefix>:{P}:seen:<event_id>".
+func (k Keys) Seen(provider, eventID string) string {
+	return k.Prefix + ":{" + provider + "}:seen:" + eventID // one allocation on the ingest path
+}
+
+func (k Keys) key(provider, suffix string) string {
+	return k.Prefix + ":{" + provider + "}:" + suffix
+}

@@ -1,0 +1,163 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Field names of a stream entry (see the package doc for the format).
+const (
+	FieldID       = "id"       // event id, also in the Seen key
+	FieldRoute    = "route"    // ingest route without /v1/, e.g. "ens/click"
+	FieldBody     = "body"     // validated provider body, JSON, without secrets
+	FieldAt       = "at"       // received_at, unix milliseconds, decimal
+	FieldIP       = "ip"       // client IP as the relay saw it (trusted proxies honoured)
+	FieldUA       = "ua"       // client User-Agent
+	FieldCountry  = "country"  // country from the edge's geo header, or empty
+	FieldCustomer = "customer" // Cardlytics customer id, or empty
+	FieldSource   = "src"      // who sent it: the site or client name
+)
+
+// numFields is how many field/value pairs every entry has.
+const numFields = 9
+
+// ErrMalformedEntry means a stream entry lacks a required field or has a bad value. An
+// entry with no fields at all is one that was trimmed (XADD MAXLEN, XTRIM) while still
+// pending: its data is lost. Dead-letter it and alert; do not retry it.
+var ErrMalformedEntry = errors.New("queue: malformed stream entry")
+
+// Message is one validated event on its way to a provider. It has no field for a provider
+// secret on purpose: secrets are attached by the forwarder, never stored.
+type Message struct {
+	// ID is the relay's event id (client Idempotency-Key or generated).
+	ID string
+	// Provider selects the stream ("ens"); it is the key's hash tag, not an entry field.
+	Provider string
+	// Route is the ingest route without /v1/ ("ens/click").
+	Route string
+	// Body is the validated provider body (JSON).
+	Body []byte
+	// ReceivedAt is when ingest accepted the request; stored with millisecond precision.
+	ReceivedAt time.Time
+	// ClientIP, UserAgent and Country are enrichment; any may be empty.
+	ClientIP, UserAgent, Country string
+	// CustomerID is the Cardlytics customer id, or empty.
+	CustomerID string
+	// Source names the caller (site or client name).
+	Source string
+}
+
+// DecodeMessage rebuilds a Message from the fields of an entry of provider's stream
+// (redis.XMessage.Values). id, route, body and at are required; the others default to
+// empty. A missing required field, including the empty field list of a trimmed entry,
+// is an error wrapping ErrMalformedEntry.
+func DecodeMessage(provider string, values map[string]any) (Message, error) {
+	if len(values) == 0 {
+		return Message{}, fmt.Errorf("%w: no fields (entry trimmed while pending?)", ErrMalformedEntry)
+	}
+	var (
+		m    = Message{Provider: provider}
+		body string
+		at   string
+		err  error
+	)
+	get := func(name string, dst *string, required bool) {
+		v, ok := values[name]
+		if !ok {
+			if required && err == nil {
+				err = fmt.Errorf("%w: missing field %q", ErrMalformedEntry, name)
+			}
+			return
+		}
+		s, ok := v.(string)
+		if !ok && err == nil {
+			err = fmt.Errorf("%w: field %q is %T, not a string", ErrMalformedEntry, name, v)
+		}
+		*dst = s
+	}
+	get(FieldID, &m.ID, true)
+	get(FieldRoute, &m.Route, true)
+	get(FieldBody, &body, true)
+	get(FieldAt, &at, true)
+	get(FieldIP, &m.ClientIP, false)
+	get(FieldUA, &m.UserAgent, false)
+	get(FieldCountry, &m.Country, false)
+	get(FieldCustomer, &m.CustomerID, false)
+	get(FieldSource, &m.Source, false)
+	if err != nil {
+		return Message{}, err
+	}
+	if m.ID == "" {
+		return Message{}, fmt.Errorf("%w: empty %q", ErrMalformedEntry, FieldID)
+	}
+	ms, perr := strconv.ParseInt(at, 10, 64)
+	if perr != nil {
+		return Message{}, fmt.Errorf("%w: field %q is %q, not unix milliseconds", ErrMalformedEntry, FieldAt, at)
+	}
+	m.ReceivedAt = time.UnixMilli(ms)
+	m.Body = []byte(body)
+	return m, nil
+}
+
+// argBytes is a field value handed to go-redis by pointer: boxing a pointer into an `any`
+// does not allocate, boxing a []byte does, and this is the ingest hot path.
+type argBytes []byte
+
+// MarshalBinary lets go-redis write the value (it accepts encoding.BinaryMarshaler).
+func (b *argBytes) MarshalBinary() ([]byte, error) { return *b, nil }
+
+// entry is a Message copied into one buffer of its own, as XADD field values. The copy
+// is what makes Enqueue safe for callers whose bytes are recycled (fasthttp): the writer
+// only ever reads the entry, never the caller's Message.
+type entry struct {
+	buf  []byte
+	vals [numFields]argBytes
+}
+
+// set copies m into e, reusing e's buffer when it is large enough.
+func (e *entry) set(m *Message) {
+	n := len(m.ID) + len(m.Route) + len(m.Body) + 20 + len(m.ClientIP) + len(m.UserAgent) +
+		len(m.Country) + len(m.CustomerID) + len(m.Source)
+	if cap(e.buf) < n {
+		e.buf = make([]byte, 0, n)
+	}
+	// The capacity is exact, so no append below reallocates and every value stays a view
+	// of the one buffer.
+	e.buf = e.buf[:0]
+	add(e, 0, m.ID)
+	add(e, 1, m.Route)
+	add(e, 2, m.Body)
+	start := len(e.buf)
+	e.buf = strconv.AppendInt(e.buf, m.ReceivedAt.UnixMilli(), 10)
+	e.vals[3] = argBytes(e.buf[start:len(e.buf):len(e.buf)])
+	add(e, 4, m.ClientIP)
+	add(e, 5, m.UserAgent)
+	add(e, 6, m.Country)
+	add(e, 7, m.CustomerID)
+	add(e, 8, m.Source)
+}
+
+// add copies v to the end of e's buffer as value i.
+func add[T ~string | ~[]byte](e *entry, i int, v T) {
+	start := len(e.buf)
+	e.buf = append(e.buf, v...)
+	e.vals[i] = argBytes(e.buf[start:len(e.buf):len(e.buf)])
+}
+
+// appendArgs appends the XADD field/value pairs. Names are constants (boxed without
+// allocating); values point into e.
+func (e *entry) appendArgs(args []any) []any {
+	return append(args,
+		FieldID, &e.vals[0],
+		FieldRoute, &e.vals[1],
+		FieldBody, &e.vals[2],
+		FieldAt, &e.vals[3],
+		FieldIP, &e.vals[4],
+		FieldUA, &e.vals[5],
+		FieldCountry, &e.vals[6],
+		FieldCustomer, &e.vals[7],
+		FieldSource, &e.vals[8],
+	)
+}

@@ -1,0 +1,156 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"eventrelay/relay/redistest"
+)
+
+func TestKeys(t *testing.T) {
+	k := Keys{Prefix: "relay"}
+	for got, want := range map[string]string{
+		k.Events("ens"):          "relay:{ens}:events",
+		k.Retry("ens"):           "relay:{ens}:retry",
+		k.Dead("ens"):            "relay:{ens}:dead",
+		k.Seen("ens", "ev-1:a"):  "relay:{ens}:seen:ev-1:a",
+		k.Events("cardlytics"):   "relay:{cardlytics}:events",
+		k.Seen("brevo", "x.y_z"): "relay:{brevo}:seen:x.y_z",
+	} {
+		if got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+	if Group != "relay" {
+		t.Errorf("Group = %q", Group)
+	}
+}
+
+// entryValues renders an entry the way go-redis hands XMessage.Values to a reader.
+func entryValues(m *Message) map[string]any {
+	var e entry
+	e.set(m)
+	args := e.appendArgs(nil)
+	v := make(map[string]any, len(args)/2)
+	for i := 0; i < len(args); i += 2 {
+		b, _ := args[i+1].(*argBytes).MarshalBinary()
+		v[args[i].(string)] = string(b)
+	}
+	return v
+}
+
+func TestDecodeMessageRoundTrip(t *testing.T) {
+	m := testMessage("ens", 7)
+	v := entryValues(m)
+	if len(v) != numFields {
+		t.Fatalf("%d fields, want %d: %v", len(v), numFields, v)
+	}
+	got, err := DecodeMessage("ens", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalMessage(got, *m) {
+		t.Fatalf("got %+v\nwant %+v", got, *m)
+	}
+	// Optional fields may be absent (entries written by other tools, replays).
+	for _, f := range []string{FieldIP, FieldUA, FieldCountry, FieldCustomer, FieldSource} {
+		delete(v, f)
+	}
+	if _, err := DecodeMessage("ens", v); err != nil {
+		t.Fatalf("without optional fields: %v", err)
+	}
+}
+
+func TestDecodeMessageMalformed(t *testing.T) {
+	good := entryValues(testMessage("ens", 1))
+	cases := map[string]map[string]any{
+		"trimmed (no fields)": {},
+		"nil":                 nil,
+		"no id":               without(good, FieldID),
+		"no body":             without(good, FieldBody),
+		"no route":            without(good, FieldRoute),
+		"no at":               without(good, FieldAt),
+		"bad at":              with(good, FieldAt, "yesterday"),
+		"empty id":            with(good, FieldID, ""),
+		"not a string":        with(good, FieldRoute, 42),
+	}
+	for name, v := range cases {
+		if _, err := DecodeMessage("ens", v); !errors.Is(err, ErrMalformedEntry) {
+			t.Errorf("%s: err = %v, want ErrMalformedEntry", name, err)
+		}
+	}
+}
+
+// TestTrimmedEntryIsMalformed pins the PITFALL the format guards against: after a MAXLEN
+// trim, XREADGROUP of a pending entry returns its id with no fields.
+func TestTrimmedEntryIsMalformed(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	ctx := t.Context()
+	c := conn.Client
+	key := Keys{Prefix: testPrefix}.Events("ens")
+	if err := c.XGroupCreateMkStream(ctx, key, Group, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e := runEnqueuer(t, c, defaultEnqOpts())
+	if _, err := e.Enqueue(ctx, testMessage("ens", 1)); err != nil {
+		t.Fatal(err)
+	}
+	read := func(id string) []redis.XMessage {
+		s, err := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: Group, Consumer: "c1",
+			Streams: []string{key, id}, Count: 10, Block: -1}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s[0].Messages
+	}
+	if ms := read(">"); len(ms) != 1 {
+		t.Fatalf("read %d entries", len(ms))
+	} else if _, err := DecodeMessage("ens", ms[0].Values); err != nil {
+		t.Fatalf("fresh entry: %v", err)
+	}
+	if err := c.XTrimMaxLen(ctx, key, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ms := read("0")
+	if len(ms) != 1 {
+		t.Fatalf("pending read %d entries", len(ms))
+	}
+	if _, err := DecodeMessage("ens", ms[0].Values); !errors.Is(err, ErrMalformedEntry) {
+		t.Fatalf("trimmed entry: err = %v, want ErrMalformedEntry", err)
+	}
+}
+
+func TestEntryNeverHoldsASecretField(t *testing.T) {
+	v := entryValues(testMessage("ens", 1))
+	for k := range v {
+		if strings.Contains(k, "key") || strings.Contains(k, "secret") || strings.Contains(k, "token") {
+			t.Errorf("entry field %q", k)
+		}
+	}
+}
+
+func equalMessage(a, b Message) bool {
+	return a.ID == b.ID && a.Provider == b.Provider && a.Route == b.Route && bytes.Equal(a.Body, b.Body) &&
+		a.ReceivedAt.Equal(b.ReceivedAt.Truncate(time.Millisecond)) && a.ClientIP == b.ClientIP &&
+		a.UserAgent == b.UserAgent && a.Country == b.Country && a.CustomerID == b.CustomerID && a.Source == b.Source
+}
+
+func without(v map[string]any, k string) map[string]any {
+	c := with(v, k, nil)
+	delete(c, k)
+	return c
+}
+
+func with(v map[string]any, k string, val any) map[string]any {
+	c := make(map[string]any, len(v))
+	for kk, vv := range v {
+		c[kk] = vv
+	}
+	c[k] = val
+	return c
+}
