@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"go.uber.org/zap"
-
 	"eventrelay/config"
 	"eventrelay/relay/queue"
 )
@@ -27,6 +25,3 @@ func newLinkrunnerAdapter(*config.Linkrunner) Adapter { return &stubAdapter{Link
 func newENSAdapter(*config.ENS) Adapter               { return &stubAdapter{ENS} }
 func newBrevoAdapter(*config.Brevo) Adapter           { return &stubAdapter{Brevo} }
 func newBannerFlexAdapter(*config.BannerFlex) Adapter { return &stubAdapter{BannerFlex} }
-func newCardlyticsAdapter(*config.Cardlytics, *zap.Logger) (Adapter, error) {
-	return &stubAdapter{Cardlytics}, nil
-}
