@@ -51,22 +51,26 @@ func (r *Reply) Header(name string) string {
 
 // Snippet is a short excerpt of the body, valid UTF-8, with the provider's secrets
 // redacted: upstreams do echo credentials in error bodies.
-func (r *Reply) Snippet() string {
-	b := r.Body
-	if len(b) > snippetBytes {
-		b = b[:snippetBytes]
+func (r *Reply) Snippet() string { return excerpt(r.Body, r.redact) }
+
+// excerpt shortens b to snippetBytes of valid UTF-8 without control characters, with the
+// secrets in redact removed. Secrets are redacted before the cut: cutting first would leak
+// the prefix of a secret that straddles the cut, which no longer matches the replacer.
+func excerpt(b []byte, redact *strings.Replacer) string {
+	s := string(bytes.TrimSpace(b))
+	if redact != nil {
+		s = redact.Replace(s)
 	}
-	s := strings.ToValidUTF8(string(bytes.TrimSpace(b)), "")
-	s = strings.Map(func(c rune) rune {
+	if len(s) > snippetBytes {
+		s = s[:snippetBytes]
+	}
+	s = strings.ToValidUTF8(s, "")
+	return strings.Map(func(c rune) rune {
 		if c < 0x20 || c == utf8.RuneError {
 			return ' '
 		}
 		return c
 	}, s)
-	if r.redact != nil {
-		s = r.redact.Replace(s)
-	}
-	return s
 }
 
 // TransportOptions configure a provider's HTTP client.

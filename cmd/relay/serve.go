@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"eventrelay/config"
 	"eventrelay/providers"
 	"eventrelay/relay/admin"
+	"eventrelay/relay/forward"
 	"eventrelay/relay/ingest"
 	"eventrelay/relay/queue"
 )
@@ -45,6 +47,49 @@ func newLogger(level string) (*zap.Logger, error) {
 	zc.Level = zap.NewAtomicLevelAt(lvl)
 	zc.Sampling = &zap.SamplingConfig{Initial: 100, Thereafter: 100} // per second, per message
 	return zc.Build()
+}
+
+// newForwarders builds one Forwarder per enabled provider.
+func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Registerer, log *zap.Logger) ([]*forward.Forwarder, error) {
+	adapters, err := providers.NewAdapters(cfg.Providers, log.Named("providers"))
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := forward.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	consumer, err := consumerName()
+	if err != nil {
+		return nil, err
+	}
+	var out []*forward.Forwarder
+	for _, p := range cfg.Providers.Enabled() {
+		f, err := forward.New(forward.Options{
+			Adapter: adapters[p.Name], Delivery: *p.Delivery, Client: conn.Client,
+			Keys: queue.Keys{Prefix: cfg.Redis.Prefix}, Consumer: consumer,
+			Log: log.Named("forwarder").With(zap.String("provider", p.Name)), Metrics: metrics,
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// consumerName is unique per process: host, pid and a random suffix, so a restarted
+// relay never inherits a dead one's pending entries except through the reclaimer.
+func consumerName() (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "relay"
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b), nil
 }
 
 // serveCmd builds every part explicitly and runs them as one group. Shutdown order:
@@ -91,6 +136,10 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	adm := admin.New(admin.Options{Gatherer: reg, Queue: conn, Log: log.Named("admin")})
+	forwarders, err := newForwarders(cfg, conn, reg, log)
+	if err != nil {
+		return err
+	}
 
 	ingestLn, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
@@ -117,6 +166,9 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return front.Run(gctx, ingestLn, shutdownGrace)
 	})
 	g.Go(func() error { return enq.Run(later) })
+	for _, f := range forwarders {
+		g.Go(func() error { return f.Run(later) })
+	}
 	g.Go(func() error { return adm.Run(later, adminLn) })
 	err = g.Wait()
 	log.Info("stopped", zap.Error(err))

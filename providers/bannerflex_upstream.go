@@ -1,0 +1,53 @@
+package providers
+
+import (
+	"context"
+
+	"eventrelay/config"
+	"eventrelay/relay/queue"
+)
+
+// BannerFlex outbound: POST {base_url}/api/public/banner-events, no authentication
+// (PROVIDERS.md, "BannerFlex"). 200 {"ok":true} (any 2xx) is success; 400 and 404 (banner
+// or metric unknown) are permanent; 408, 429 and 5xx are retryable: the default reading of
+// Classify.
+
+// bannerflexAdapter delivers BannerFlex banner events, one per request.
+type bannerflexAdapter struct {
+	url string
+	t   *Transport
+}
+
+var _ Adapter = (*bannerflexAdapter)(nil)
+
+// newBannerFlexAdapter builds the BannerFlex adapter from its config section.
+func newBannerFlexAdapter(cfg *config.BannerFlex) Adapter {
+	return &bannerflexAdapter{
+		url: cfg.BaseURL + "/api/public/banner-events",
+		t:   NewTransport(TransportOptions{Timeout: cfg.Timeout, MaxConns: cfg.Workers}),
+	}
+}
+
+// Provider returns "bannerflex".
+func (a *bannerflexAdapter) Provider() string { return BannerFlex }
+
+// BatchKey returns "": BannerFlex has no batch API.
+func (a *bannerflexAdapter) BatchKey(*queue.Message) (string, int) { return "", 1 }
+
+// MaxBatchWeight returns 1: one event per request.
+func (a *bannerflexAdapter) MaxBatchWeight() int { return 1 }
+
+// Deliver sends the one event of batch.
+func (a *bannerflexAdapter) Deliver(ctx context.Context, batch []*queue.Message) []error {
+	return deliverEach(batch, func(m *queue.Message) error { return a.deliver(ctx, m) })
+}
+
+func (a *bannerflexAdapter) deliver(ctx context.Context, m *queue.Message) error {
+	if m.Route != "bannerflex/banner-events" {
+		return unknownRoute(m)
+	}
+	if _, err := parseBody(m); err != nil {
+		return err
+	}
+	return roundTrip(ctx, a.t, &Request{URL: a.url, Body: m.Body}, Classify)
+}

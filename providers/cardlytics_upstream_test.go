@@ -1,0 +1,641 @@
+package providers
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"eventrelay/config"
+	"eventrelay/relay/queue"
+)
+
+// Canary credentials: no error string may ever contain "canary".
+const (
+	cdlxTestClientID = "canary-client-1a2b3c4d5e"
+	cdlxTestSecret   = "canary-secret-0f9e8d7c6b5a"
+	cdlxClientCN     = "relay-test-client"
+	// Two client events: the first without clientEventId, the second with one.
+	cdlxEvNoID   = `{"clientEventType":"SessionAction","clientEvent":"LogEnrollment","clientEventTimestamp":"2023-03-11T08:00:00Z","clientEventMetadata":null}`
+	cdlxGivenID  = "2e08d638-04e2-4561-b56a-ca32cfff6203"
+	cdlxEvWithID = `{"clientEventId":"` + cdlxGivenID + `","clientEventType":"AdImpression","clientEvent":"AdViewableImpression","clientEventTimestamp":"2023-03-11T08:00:00Z","clientEventMetadata":{"serveToken":"91e471aed3c04b81bee792f23ad4859d","section":"LatestOffers","channel":"OLB","imageSlots":["logo"],"categoryId":"1","displayPosition":2}}`
+)
+
+// cdlxToken is the n-th token the fake issues (1-based).
+func cdlxToken(n int) string { return "canary-token-" + strconv.Itoa(n) + "-5f4e3d2c1b0a" }
+
+// cdlxPKI is a test CA, a server certificate for 127.0.0.1 and a client certificate
+// (files in a temporary directory).
+type cdlxPKI struct {
+	caFile, certFile, keyFile string
+	pool                      *x509.CertPool
+	server, client            tls.Certificate
+}
+
+func newCDLXPKI(t *testing.T) cdlxPKI {
+	t.Helper()
+	dir, now := t.TempDir(), time.Now()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var caCert *x509.Certificate
+	var caKey *ecdsa.PrivateKey
+	// issue makes a certificate signed by the CA (self-signed for the CA itself).
+	issue := func(serial int64, tmpl *x509.Certificate) (tls.Certificate, []byte, []byte) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		must(err)
+		tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(serial), now.Add(-time.Hour), now.Add(time.Hour)
+		parent, signer := caCert, caKey
+		if caCert == nil {
+			parent, signer = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+		must(err)
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+		must(err)
+		certPEM, keyPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		must(err)
+		if caCert == nil {
+			caCert, caKey = pair.Leaf, key
+		}
+		return pair, certPEM, keyPEM
+	}
+	_, caPEM, _ := issue(1, &x509.Certificate{Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature})
+	p := cdlxPKI{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "client.pem"),
+		keyFile: filepath.Join(dir, "client-key.pem"), pool: x509.NewCertPool()}
+	p.pool.AddCert(caCert)
+	p.server, _, _ = issue(2, &x509.Certificate{Subject: pkix.Name{CommonName: "127.0.0.1"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	var certPEM, keyPEM []byte
+	p.client, certPEM, keyPEM = issue(3, &x509.Certificate{Subject: pkix.Name{CommonName: cdlxClientCN},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	must(errors.Join(os.WriteFile(p.caFile, caPEM, 0o600), os.WriteFile(p.certFile, certPEM, 0o600), os.WriteFile(p.keyFile, keyPEM, 0o600)))
+	return p
+}
+
+// cdlxReq is one request the fake received; ClientCN names the verified client certificate.
+type cdlxReq struct {
+	Method, Path, ClientCN string
+	Header                 http.Header
+	Body                   []byte
+}
+
+// cdlxResp is a scripted reply.
+type cdlxResp struct {
+	Status int
+	Header map[string]string
+	Body   string
+}
+
+// fakeCDLX is a Cardlytics fake over TLS that requires a client certificate from the CA.
+type fakeCDLX struct {
+	pki  cdlxPKI
+	srv  *httptest.Server
+	mode string
+	mu   sync.Mutex
+	reqs []cdlxReq
+	// onSession and onEvents answer the n-th call (1-based); nil: the defaults below.
+	onSession func(n int, r cdlxReq) cdlxResp
+	onEvents  func(n int, r cdlxReq) cdlxResp
+	// sessionDelay slows startSession, to make concurrent callers overlap.
+	sessionDelay time.Duration
+}
+
+func newFakeCDLX(t *testing.T, mode string) *fakeCDLX {
+	t.Helper()
+	f := &fakeCDLX{pki: newCDLXPKI(t), mode: mode}
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: f.pki.pool,
+		Certificates: []tls.Certificate{f.pki.server}, MinVersion: tls.VersionTLS12}
+	// Refused handshakes are expected in one test; keep them off the test output.
+	f.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	f.srv.StartTLS()
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// script replaces the startSession (session true) or clientEvent reply.
+func (f *fakeCDLX) script(session bool, hook func(n int, r cdlxReq) cdlxResp) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if session {
+		f.onSession = hook
+	} else {
+		f.onEvents = hook
+	}
+}
+
+// cdlxReply always answers status with body.
+func cdlxReply(status int, body string) func(int, cdlxReq) cdlxResp {
+	return func(int, cdlxReq) cdlxResp { return cdlxResp{Status: status, Body: body} }
+}
+
+func (f *fakeCDLX) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	req := cdlxReq{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		req.ClientCN = r.TLS.PeerCertificates[0].Subject.CommonName
+	}
+	f.mu.Lock()
+	f.reqs = append(f.reqs, req)
+	n, hook, delay := f.count(r.URL.Path), cdlxReply(404, ""), time.Duration(0)
+	switch r.URL.Path {
+	case cardlyticsSessionPath:
+		hook, delay = f.onSession, f.sessionDelay
+		if hook == nil {
+			field := map[string]string{cardlyticsAuthSession: "sessionToken", cardlyticsAuthBearer: "token"}[f.mode]
+			hook = func(n int, _ cdlxReq) cdlxResp {
+				return cdlxResp{Status: 200, Body: `{"` + field + `":"` + cdlxToken(n) + `"}`}
+			}
+		}
+	case cardlyticsEventsPath:
+		hook = f.onEvents
+		if hook == nil {
+			hook = cdlxReply(200, `{"requestId":"r"}`)
+		}
+	}
+	f.mu.Unlock()
+	time.Sleep(delay)
+	resp := hook(n, req)
+	for k, v := range resp.Header {
+		w.Header().Set(k, v)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(resp.Status)
+	_, _ = io.WriteString(w, resp.Body)
+}
+
+// requests returns the requests received on path.
+func (f *fakeCDLX) requests(path string) []cdlxReq {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.DeleteFunc(slices.Clone(f.reqs), func(r cdlxReq) bool { return r.Path != path })
+}
+
+// count is the number of requests on path; f.mu must be held.
+func (f *fakeCDLX) count(path string) int {
+	return len(f.reqs) - len(slices.DeleteFunc(slices.Clone(f.reqs), func(r cdlxReq) bool { return r.Path == path }))
+}
+
+// counts returns the number of startSession and clientEvent calls.
+func (f *fakeCDLX) counts() (sessions, events int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.count(cardlyticsSessionPath), f.count(cardlyticsEventsPath)
+}
+
+// cdlxEcho answers status with everything the request carried, the first token straddling
+// the excerpt's cut: redaction must cover headers, bodies and partial matches.
+func cdlxEcho(status int) func(int, cdlxReq) cdlxResp {
+	return func(_ int, r cdlxReq) cdlxResp {
+		token := r.Header.Get("X-CDLX-Session-Token") + strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		return cdlxResp{Status: status, Body: strings.Repeat("x", snippetBytes-10) + token + fmt.Sprint(" ", r.Header, " ", string(r.Body))}
+	}
+}
+
+// cdlxClock is a settable clock.
+type cdlxClock struct{ ns atomic.Int64 }
+
+func newCDLXClock() *cdlxClock               { c := &cdlxClock{}; c.ns.Store(1_700_000_000e9); return c }
+func (c *cdlxClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *cdlxClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func newCDLXAdapter(t *testing.T, f *fakeCDLX, edit ...func(*config.Cardlytics)) *cardlyticsAdapter {
+	t.Helper()
+	cfg := &config.Cardlytics{Auth: f.mode, ClientID: cdlxTestClientID, Secret: cdlxTestSecret,
+		Delivery:    config.Delivery{BaseURL: f.srv.URL + "/", Timeout: 2 * time.Second, Workers: 4},
+		TLSCertFile: f.pki.certFile, TLSKeyFile: f.pki.keyFile, TLSCAFile: f.pki.caFile}
+	for _, e := range edit {
+		e(cfg)
+	}
+	a, err := newCardlyticsAdapter(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.(*cardlyticsAdapter)
+}
+
+func cdlxMsg(id, customer string, events ...string) *queue.Message {
+	return &queue.Message{ID: id, Provider: Cardlytics, Route: "cardlytics/client-events", CustomerID: customer,
+		Body: []byte(`{"clientEvents":[` + strings.Join(events, ",") + `]}`), ReceivedAt: time.Now()}
+}
+
+// cdlxDerivedID is the clientEventId the relay must send for event i of message id.
+func cdlxDerivedID(id string, i int) string {
+	return uuid.NewSHA1(uuid.MustParse(cardlyticsEventIDSpace), []byte(id+"/"+strconv.Itoa(i))).String()
+}
+
+// cdlxWithID returns event (valid JSON) with clientEventId set.
+func cdlxWithID(_ *testing.T, event, id string) map[string]any {
+	var m map[string]any
+	_ = json.Unmarshal([]byte(event), &m)
+	m["clientEventId"] = id
+	return m
+}
+
+// cdlxJSONEqual compares got with want (any value encoding/json marshals) as JSON.
+func cdlxJSONEqual(t *testing.T, what string, got []byte, want any) {
+	t.Helper()
+	wantJSON, _ := json.Marshal(want)
+	var g, w any
+	if json.Unmarshal(got, &g) != nil || json.Unmarshal(wantJSON, &w) != nil || !reflect.DeepEqual(g, w) {
+		t.Errorf("%s:\n got %s\nwant %s", what, got, wantJSON)
+	}
+}
+
+// cdlxDeliver delivers batch, checking that no error holds a credential.
+func cdlxDeliverAll(t *testing.T, a *cardlyticsAdapter, batch ...*queue.Message) []error {
+	t.Helper()
+	res := a.Deliver(context.Background(), batch)
+	if len(res) != len(batch) {
+		t.Fatalf("%d results for %d events", len(res), len(batch))
+	}
+	for _, err := range res {
+		if err != nil && strings.Contains(err.Error(), "canary") {
+			t.Errorf("a credential leaked into %q", err)
+		}
+	}
+	return res
+}
+
+// cdlxOK delivers m alone and fails the test unless it was delivered.
+func cdlxOK(t *testing.T, a *cardlyticsAdapter, m *queue.Message) {
+	t.Helper()
+	if err := cdlxDeliver(t, a, m); err != nil {
+		t.Fatalf("%s: %v", m.ID, err)
+	}
+}
+
+// cdlxDeliver delivers m alone.
+func cdlxDeliver(t *testing.T, a *cardlyticsAdapter, m *queue.Message) error {
+	t.Helper()
+	return cdlxDeliverAll(t, a, m)[0]
+}
+
+func cdlxWantHeader(t *testing.T, r cdlxReq, name, want string) {
+	t.Helper()
+	if got := r.Header.Get(name); got != want {
+		t.Errorf("%s: header %s = %q, want %q", r.Path, name, got, want)
+	}
+}
+
+func TestCardlyticsRequests(t *testing.T) {
+	for _, tc := range []struct {
+		mode                 string
+		sessionHdr, eventHdr map[string]string // "" means absent
+		sessionBody          any
+	}{{
+		mode:        cardlyticsAuthSession,
+		sessionHdr:  map[string]string{"X-CDLX-Institution-Id": "inst-42", "Authorization": "", "x-source-customer-id": ""},
+		sessionBody: map[string]any{"sourceCustomerId": "cust-1", "scopes": []string{"api:customer"}},
+		eventHdr:    map[string]string{"X-CDLX-Session-Token": cdlxToken(1), "Authorization": "", "x-source-customer-id": ""},
+	}, {
+		mode:        cardlyticsAuthBearer,
+		sessionHdr:  map[string]string{"x-source-customer-id": "cust-1", "Authorization": "", "X-CDLX-Institution-Id": ""},
+		sessionBody: map[string]any{"clientId": cdlxTestClientID, "secret": cdlxTestSecret},
+		eventHdr:    map[string]string{"Authorization": "Bearer " + cdlxToken(1), "x-source-customer-id": "cust-1", "X-CDLX-Session-Token": ""},
+	}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			f := newFakeCDLX(t, tc.mode)
+			a := newCDLXAdapter(t, f, func(c *config.Cardlytics) { c.InstitutionID = "inst-42" })
+			cdlxOK(t, a, cdlxMsg("evt-1", "cust-1", cdlxEvNoID, cdlxEvWithID))
+			ss, evs := f.requests(cardlyticsSessionPath), f.requests(cardlyticsEventsPath)
+			if len(ss) != 1 || len(evs) != 1 {
+				t.Fatalf("%d startSession and %d clientEvent calls, want 1 and 1", len(ss), len(evs))
+			}
+			tc.sessionHdr["Content-Type"], tc.eventHdr["Content-Type"] = "application/json", "application/json"
+			tc.eventHdr["X-CDLX-Request-Id"] = "evt-1"
+			for r, hdr := range map[*cdlxReq]map[string]string{&ss[0]: tc.sessionHdr, &evs[0]: tc.eventHdr} {
+				if r.Method != http.MethodPost || r.ClientCN != cdlxClientCN {
+					t.Errorf("%s: method %s, client certificate %q", r.Path, r.Method, r.ClientCN)
+				}
+				for name, want := range hdr {
+					cdlxWantHeader(t, *r, name, want)
+				}
+			}
+			cdlxJSONEqual(t, "startSession body", ss[0].Body, tc.sessionBody)
+			cdlxJSONEqual(t, "clientEvent body", evs[0].Body, map[string]any{"clientEvents": []any{
+				cdlxWithID(t, cdlxEvNoID, cdlxDerivedID("evt-1", 0)), cdlxWithID(t, cdlxEvWithID, cdlxGivenID)}})
+		})
+	}
+}
+
+func TestCardlyticsMutualTLSRequired(t *testing.T) {
+	f := newFakeCDLX(t, cardlyticsAuthBearer)
+	post := func(certs ...tls.Certificate) error {
+		c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: f.pki.pool, Certificates: certs}}}
+		defer c.CloseIdleConnections()
+		resp, err := c.Post(f.srv.URL+cardlyticsSessionPath, "application/json", strings.NewReader(`{}`))
+		if err == nil {
+			err = resp.Body.Close()
+		}
+		return err
+	}
+	if err := post(); err == nil {
+		t.Fatal("a client without a certificate reached the fake: mutual TLS is not required")
+	}
+	if err := post(f.pki.client); err != nil {
+		t.Fatalf("the same client with the certificate: %v", err)
+	}
+	// The adapter without a certificate is refused too: retryable, nothing received.
+	a := newCDLXAdapter(t, f, func(c *config.Cardlytics) { c.TLSCertFile, c.TLSKeyFile = "", "" })
+	before, _ := f.counts()
+	if err := cdlxDeliver(t, a, cdlxMsg("evt-1", "cust-1", cdlxEvNoID)); err == nil || IsPermanent(err) {
+		t.Fatalf("Deliver without a client certificate: %v, want a retryable error", err)
+	}
+	if after, events := f.counts(); after != before || events != 0 {
+		t.Fatalf("requests got through without a client certificate: %d sessions, %d events", after-before, events)
+	}
+}
+
+func TestCardlyticsSessionCached(t *testing.T) {
+	f := newFakeCDLX(t, cardlyticsAuthSession)
+	a := newCDLXAdapter(t, f)
+	for i, c := range []string{"cust-1", "cust-1", "cust-1", "cust-1", "cust-1", "cust-2"} {
+		cdlxOK(t, a, cdlxMsg("a"+strconv.Itoa(i), c, cdlxEvNoID))
+	}
+	if s, e := f.counts(); s != 2 || e != 6 {
+		t.Fatalf("%d sessions and %d event calls, want 2 (one per customer) and 6", s, e)
+	}
+	evs := f.requests(cardlyticsEventsPath)
+	cdlxWantHeader(t, evs[4], "X-CDLX-Session-Token", cdlxToken(1))
+	cdlxWantHeader(t, evs[5], "X-CDLX-Session-Token", cdlxToken(2))
+
+	// Concurrent misses for one customer start a single session.
+	f.mu.Lock()
+	f.sessionDelay = 100 * time.Millisecond
+	f.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Go(func() { errs[i] = cdlxDeliver(t, a, cdlxMsg("c"+strconv.Itoa(i), "cust-3", cdlxEvNoID)) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := f.counts(); s != 3 {
+		t.Fatalf("%d sessions after 16 concurrent deliveries for a new customer, want 3", s)
+	}
+}
+
+func TestCardlyticsSessionExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		mode, reply string
+		valid       time.Duration // how long the token is used
+	}{
+		{cardlyticsAuthSession, `{"sessionToken":"%s"}`, time.Hour - time.Minute},
+		{cardlyticsAuthBearer, `{"token":"%s"}`, 15*time.Minute - time.Minute},
+		{cardlyticsAuthBearer, `{"accessToken":"%s","expiresIn":120}`, time.Minute},
+		{cardlyticsAuthBearer, `{"access_token":"%s","expires_in":"300"}`, 4 * time.Minute},
+	} {
+		t.Run(tc.reply, func(t *testing.T) {
+			f := newFakeCDLX(t, tc.mode)
+			f.script(true, func(n int, _ cdlxReq) cdlxResp {
+				return cdlxResp{Status: 200, Body: fmt.Sprintf(tc.reply, cdlxToken(n))}
+			})
+			a := newCDLXAdapter(t, f)
+			clk := newCDLXClock()
+			a.now = clk.Now
+			deliver := func(wantSessions int) {
+				t.Helper()
+				cdlxOK(t, a, cdlxMsg("e", "cust-1", cdlxEvNoID))
+				if s, _ := f.counts(); s != wantSessions {
+					t.Fatalf("%d sessions, want %d", s, wantSessions)
+				}
+			}
+			deliver(1)
+			clk.Advance(tc.valid - time.Second)
+			deliver(1)
+			clk.Advance(2 * time.Second)
+			deliver(2)
+			evs := f.requests(cardlyticsEventsPath)
+			if last := evs[len(evs)-1]; !strings.Contains(fmt.Sprint(last.Header), cdlxToken(2)) {
+				t.Errorf("the renewed token is not used: %v", last.Header)
+			}
+		})
+	}
+}
+
+func TestCardlytics401RenewsSessionOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		expired func(token string) bool // whether the fake answers 401 to token
+		ok      bool
+	}{
+		{"401 then a new session", func(tok string) bool { return tok == cdlxToken(1) }, true},
+		{"401 twice", func(string) bool { return true }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCDLX(t, cardlyticsAuthBearer)
+			f.script(false, func(n int, r cdlxReq) cdlxResp {
+				if tc.expired(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
+					return cdlxEcho(401)(n, r)
+				}
+				return cdlxResp{Status: 200, Body: `{}`}
+			})
+			a := newCDLXAdapter(t, f)
+			err := cdlxDeliver(t, a, cdlxMsg("e1", "cust-1", cdlxEvNoID))
+			if tc.ok && err != nil || !tc.ok && (err == nil || IsPermanent(err) || StatusOf(err) != 401) {
+				t.Fatalf("got %v, want delivered %v or else a retryable 401", err, tc.ok)
+			}
+			if s, e := f.counts(); s != 2 || e != 2 {
+				t.Fatalf("%d sessions and %d event calls, want 2 and 2", s, e)
+			}
+			if evs := f.requests(cardlyticsEventsPath); tc.ok {
+				cdlxWantHeader(t, evs[1], "Authorization", "Bearer "+cdlxToken(2))
+				// The new token is the cached one now.
+				cdlxOK(t, a, cdlxMsg("e2", "cust-1", cdlxEvNoID))
+				if s, _ := f.counts(); s != 2 {
+					t.Fatalf("%d sessions, want 2", s)
+				}
+			}
+		})
+	}
+}
+
+func TestCardlyticsStartSessionFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		reply      func(int, cdlxReq) cdlxResp
+		permanent  bool
+		status     int
+		mention    string
+	}{
+		{"bearer 500: wrong client_id/secret", cardlyticsAuthBearer, cdlxEcho(500), false, 500, "client_id/secret"},
+		{"400: not enrolled", cardlyticsAuthSession, cdlxReply(400, `{"message":"User is not enrolled in the program"}`), true, 400, "not enrolled"},
+		{"bearer 400 echoing the secret", cardlyticsAuthBearer, cdlxEcho(400), true, 400, "not enrolled"},
+		{"403: config fault", cardlyticsAuthSession, cdlxEcho(403), false, 403, "tls_cert_file"},
+		{"503 in session mode", cardlyticsAuthSession, cdlxEcho(503), false, 503, "startSession"},
+		{"2xx without a token", cardlyticsAuthBearer, cdlxReply(200, `{"tokn":"`+cdlxToken(1)+`"}`), false, 200, "no usable token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCDLX(t, tc.mode)
+			f.script(true, tc.reply)
+			a := newCDLXAdapter(t, f)
+			err := cdlxDeliver(t, a, cdlxMsg("e1", "cust-1", cdlxEvNoID))
+			if err == nil || IsPermanent(err) != tc.permanent || StatusOf(err) != tc.status {
+				t.Fatalf("got %v (permanent %v, status %d), want permanent %v, status %d",
+					err, IsPermanent(err), StatusOf(err), tc.permanent, tc.status)
+			}
+			if !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("error %q: want it to mention %q", err, tc.mention)
+			}
+			if _, e := f.counts(); e != 0 {
+				t.Errorf("%d event calls without a session", e)
+			}
+		})
+	}
+}
+
+func TestCardlyticsBatching(t *testing.T) {
+	f := newFakeCDLX(t, cardlyticsAuthSession)
+	a := newCDLXAdapter(t, f)
+	m1 := cdlxMsg("m1", "cust-1", cdlxEvNoID, cdlxEvWithID)
+	m2 := cdlxMsg("m2", "cust-1", cdlxEvNoID)
+	bad := &queue.Message{ID: "m3", CustomerID: "cust-1", Body: []byte(`{"clientEvents":[`)}
+	evil := cdlxMsg("m4", "cust-1\r\nX-Evil: 1", cdlxEvNoID)
+	for _, tc := range []struct {
+		m      *queue.Message
+		key    string
+		weight int
+	}{{m1, "cust-1", 2}, {m2, "cust-1", 1}, {cdlxMsg("o", "cust-2", cdlxEvNoID), "cust-2", 1}, {evil, "", 1},
+		{cdlxMsg("long", strings.Repeat("c", cardlyticsMaxCustomerID+1), cdlxEvNoID), "", 1}} {
+		if k, w := a.BatchKey(tc.m); k != tc.key || w != tc.weight {
+			t.Errorf("BatchKey(%s) = %q, %d; want %q, %d", tc.m.ID, k, w, tc.key, tc.weight)
+		}
+	}
+	if a.MaxBatchWeight() != 50 || a.Provider() != Cardlytics {
+		t.Errorf("MaxBatchWeight %d, Provider %q", a.MaxBatchWeight(), a.Provider())
+	}
+
+	res := cdlxDeliverAll(t, a, m1, bad, m2, evil)
+	if res[0] != nil || res[2] != nil {
+		t.Fatalf("results %v: want m1 and m2 delivered", res)
+	}
+	if !IsPermanent(res[1]) || !errors.Is(res[1], errCardlyticsBody) {
+		t.Errorf("unparseable body: %v, want Permanent errCardlyticsBody", res[1])
+	}
+	if !IsPermanent(res[3]) || !errors.Is(res[3], errCardlyticsCustomer) {
+		t.Errorf("customer id with CR LF: %v, want Permanent errCardlyticsCustomer", res[3])
+	}
+	evs := f.requests(cardlyticsEventsPath)
+	if len(evs) != 1 {
+		t.Fatalf("%d clientEvent calls, want 1 for one customer", len(evs))
+	}
+	cdlxWantHeader(t, evs[0], "X-CDLX-Request-Id", "m1")
+	cdlxJSONEqual(t, "merged body", evs[0].Body, map[string]any{"clientEvents": []any{
+		cdlxWithID(t, cdlxEvNoID, cdlxDerivedID("m1", 0)), cdlxWithID(t, cdlxEvWithID, cdlxGivenID),
+		cdlxWithID(t, cdlxEvNoID, cdlxDerivedID("m2", 0))}})
+
+	// A batch that breaks the contract: the other customer's event waits, unjudged.
+	if res := cdlxDeliverAll(t, a, m2, cdlxMsg("o", "cust-2", cdlxEvNoID)); res[0] != nil ||
+		!errors.Is(res[1], errCardlyticsBatch) || IsPermanent(res[1]) {
+		t.Errorf("mixed customers: %v", res)
+	}
+	// One request's fate is every event's in it.
+	f.script(false, cdlxEcho(500))
+	for i, err := range cdlxDeliverAll(t, a, m1, m2) {
+		if err == nil || IsPermanent(err) || StatusOf(err) != 500 {
+			t.Errorf("event %d of a failed request: %v", i, err)
+		}
+	}
+}
+
+func TestCardlyticsEventStatuses(t *testing.T) {
+	f := newFakeCDLX(t, cardlyticsAuthBearer)
+	a := newCDLXAdapter(t, f)
+	for _, tc := range []struct {
+		status     int
+		retryAfter string
+		permanent  bool
+		delay      time.Duration
+	}{
+		{400, "", true, 0}, {403, "", true, 0}, {404, "", true, 0}, {405, "", true, 0},
+		{503, "3", false, 3 * time.Second}, {429, "", false, 0}, {408, "", false, 0}, {500, "", false, 0},
+	} {
+		f.script(false, func(n int, r cdlxReq) cdlxResp {
+			resp := cdlxEcho(tc.status)(n, r)
+			resp.Header = map[string]string{"Retry-After": tc.retryAfter}
+			return resp
+		})
+		err := cdlxDeliver(t, a, cdlxMsg("e", "cust-1", cdlxEvNoID)) // the same event, retried
+		delay, hasDelay := RetryDelay(err)
+		switch {
+		case err == nil || StatusOf(err) != tc.status || IsPermanent(err) != tc.permanent:
+			t.Errorf("HTTP %d: %v (permanent %v), want permanent %v", tc.status, err, IsPermanent(err), tc.permanent)
+		case delay != tc.delay || hasDelay != (tc.delay > 0):
+			t.Errorf("HTTP %d: RetryDelay %v, %v; want %v", tc.status, delay, hasDelay, tc.delay)
+		}
+	}
+	// Every retry resent the same body: deterministic clientEventIds (Guarantee 4).
+	evs := f.requests(cardlyticsEventsPath)
+	for _, e := range evs[1:] {
+		if !bytes.Equal(e.Body, evs[0].Body) {
+			t.Fatalf("a retry sent another body:\n%s\n%s", evs[0].Body, e.Body)
+		}
+	}
+	cdlxJSONEqual(t, "clientEvent body", evs[0].Body, map[string]any{"clientEvents": []any{cdlxWithID(t, cdlxEvNoID, cdlxDerivedID("e", 0))}})
+	if cdlxDerivedID("e", 0) == cdlxDerivedID("e", 1) || cdlxDerivedID("e", 0) == cdlxDerivedID("f", 0) {
+		t.Error("derived ids must differ per event and per index")
+	}
+}
+
+func TestCardlyticsSessionCacheBounded(t *testing.T) {
+	clk := newCDLXClock()
+	n := 0 // sessions started
+	s := newCardlyticsSessions(clk.Now, func(context.Context, string) (string, time.Duration, error) { n++; return cdlxToken(n), time.Hour, nil }, 3)
+	ctx := context.Background()
+	for i := range 5 {
+		clk.Advance(time.Second)
+		if _, err := s.get(ctx, "c"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.len() != 3 {
+		t.Fatalf("%d cached sessions, want the cap 3", s.len())
+	}
+	if tok, _ := s.get(ctx, "c4"); tok != cdlxToken(5) || n != 5 {
+		t.Errorf("the newest session was evicted (token %q, %d starts)", tok, n)
+	}
+	s.drop("c4", "stale-token") // a token another worker already replaced
+	if tok, _ := s.get(ctx, "c4"); tok != cdlxToken(5) {
+		t.Errorf("dropping a stale token removed the current one")
+	}
+	s.drop("c4", cdlxToken(5))
+	if tok, _ := s.get(ctx, "c4"); tok != cdlxToken(6) {
+		t.Errorf("after drop: token %q, want a new session", tok)
+	}
+}

@@ -1,0 +1,286 @@
+package forward_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+const (
+	ensBody = `{"campaignId":1,"placement":"header_banner"}`
+	bfBody  = `{"bannerId":"3f1c2a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f","event":"impression"}`
+)
+
+func TestEveryRouteDeliveredOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	cases := []struct{ route, body, provider, path, secretHeader, secret string }{
+		{"linkrunner/capture-event", `{"event_name":"product_viewed","user_id":"user_12345"}`, "linkrunner", "/api/v1/capture-event", "linkrunner-key", lrKey},
+		{"linkrunner/capture-payment", `{"user_id":"user_12345","amount":149.99}`, "linkrunner", "/api/v1/capture-payment", "linkrunner-key", lrKey},
+		{"ens/impression", ensBody, "ens", "/api/v1/campaigns/impression", "Authorization", "Bearer " + ensKey},
+		{"ens/click", ensBody, "ens", "/api/v1/campaigns/click", "Authorization", "Bearer " + ensKey},
+		{"brevo/events", `{"event_name":"cart_updated","identifiers":{"email_id":"jane@example.com"}}`, "brevo", "/v3/events", "api-key", bvKey},
+		{"brevo/track-event", `{"email":"jane@example.com","event":"cart_updated"}`, "brevo", "/api/v2/trackEvent", "ma-key", maKey},
+		{"bannerflex/banner-events", bfBody, "bannerflex", "/api/public/banner-events", "", ""},
+	}
+	ids := map[string]string{}
+	for _, c := range cases {
+		ids[c.route] = e.send(c.route, c.body)
+	}
+	for _, p := range []string{"linkrunner", "ens", "brevo", "bannerflex"} {
+		e.eventually(5*time.Second, p+" drained", func() bool { return e.idle(p) })
+	}
+	seen := map[string]int{}
+	for _, p := range []string{"linkrunner", "ens", "brevo", "bannerflex"} {
+		for _, h := range e.up[p].got() {
+			seen[p+h.path]++
+		}
+	}
+	for _, c := range cases {
+		if seen[c.provider+c.path] != 1 {
+			t.Errorf("%s: %d requests to %s, want exactly 1", c.route, seen[c.provider+c.path], c.path)
+		}
+		for _, h := range e.up[c.provider].got() {
+			if h.path != c.path {
+				continue
+			}
+			if c.secretHeader != "" && h.header.Get(c.secretHeader) != c.secret {
+				t.Errorf("%s: header %s = %q", c.route, c.secretHeader, h.header.Get(c.secretHeader))
+			}
+			if !json.Valid([]byte(h.body)) {
+				t.Errorf("%s: body %q", c.route, h.body)
+			}
+			if c.route == "linkrunner/capture-payment" && !strings.Contains(h.body, `"payment_id":"`+ids[c.route]+`"`) {
+				t.Errorf("capture-payment without payment_id from the event id: %s", h.body)
+			}
+		}
+	}
+	for _, p := range []string{"linkrunner", "ens", "brevo", "bannerflex"} {
+		if d := e.dead(p); len(d) != 0 {
+			t.Errorf("%s: %d dead letters: %v", p, len(d), d)
+		}
+	}
+}
+
+func TestRetriesThenDelivers(t *testing.T) {
+	e := newEnv(t, nil)
+	e.up["bannerflex"].setScript(func(n int) reply {
+		if n < 3 {
+			return reply{status: 500, body: `{"error":"boom"}`}
+		}
+		return reply{status: 200, body: `{"ok":true}`}
+	})
+	e.send("bannerflex/banner-events", bfBody)
+	e.eventually(10*time.Second, "delivery after retries", func() bool { return e.idle("bannerflex") && len(e.up["bannerflex"].got()) >= 4 })
+	time.Sleep(200 * time.Millisecond)
+	if n := len(e.up["bannerflex"].got()); n != 4 {
+		t.Fatalf("%d requests, want 4 (three 500s, then 200)", n)
+	}
+	if len(e.dead("bannerflex")) != 0 {
+		t.Fatal("dead-lettered")
+	}
+	if s := e.fwd["bannerflex"].BreakerState(); s != gobreaker.StateClosed {
+		t.Fatalf("breaker %v after recovery", s)
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	// One worker: a request already in flight when the 429 arrives cannot be recalled.
+	e := newEnv(t, map[string]string{"ens": `workers: 1, rate_limit: 200, timeout: 500ms, max_attempts: 6, max_age: 1h, backoff: {base: 50ms, max: 200ms}, breaker: {failures: 3, open_for: 1s}`})
+	e.up["ens"].setScript(func(n int) reply {
+		if n == 0 {
+			return reply{status: 429, header: map[string]string{"Retry-After": "2"}}
+		}
+		return reply{status: 200, body: `{"status":"success"}`}
+	})
+	e.send("ens/click", ensBody)
+	e.send("ens/click", ensBody)
+	e.eventually(10*time.Second, "both delivered", func() bool { return e.idle("ens") })
+	hits := e.up["ens"].got()
+	if len(hits) != 3 {
+		t.Fatalf("%d requests, want 3 (one 429, two deliveries)", len(hits))
+	}
+	for _, h := range hits[1:] {
+		if gap := h.at.Sub(hits[0].at); gap < 2*time.Second {
+			t.Fatalf("request %v after the 429 asked for 2 s", gap)
+		}
+	}
+}
+
+func TestBrevoRateLimitResetIsHonoured(t *testing.T) {
+	e := newEnv(t, nil)
+	e.up["brevo"].setScript(func(n int) reply {
+		if n == 0 {
+			return reply{status: 429, header: map[string]string{"x-sib-ratelimit-reset": "2"}}
+		}
+		return reply{status: 204}
+	})
+	e.send("brevo/track-event", `{"email":"jane@example.com","event":"cart_updated"}`)
+	e.eventually(10*time.Second, "delivered", func() bool { return e.idle("brevo") })
+	hits := e.up["brevo"].got()
+	if len(hits) != 2 || hits[1].at.Sub(hits[0].at) < 2*time.Second {
+		t.Fatalf("hits %d, gap %v: want a retry no sooner than 2 s", len(hits), hits[len(hits)-1].at.Sub(hits[0].at))
+	}
+}
+
+func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	e.up["ens"].setScript(func(int) reply {
+		return reply{status: 400, body: `{"status":"error","message":"campaignId is required; key was ` + ensKey + `"}`}
+	})
+	id := e.send("ens/click", ensBody)
+	e.eventually(5*time.Second, "dead letter", func() bool { return len(e.dead("ens")) == 1 })
+	d := e.dead("ens")[0].Values
+	if d["id"] != id || d["reason"] != "permanent" || d["status"] != "400" || d["attempts"] != "1" || d["route"] != "ens/click" {
+		t.Fatalf("dead letter %v", d)
+	}
+	if strings.Contains(d["error"].(string), ensKey) || !strings.Contains(d["error"].(string), "campaignId is required") {
+		t.Fatalf("dead letter error %q: want the upstream message with the secret redacted", d["error"])
+	}
+	if n := len(e.up["ens"].got()); n != 1 {
+		t.Fatalf("%d requests for a permanent error, want 1", n)
+	}
+	if s := e.fwd["ens"].BreakerState(); s != gobreaker.StateClosed {
+		t.Fatalf("a 400 changed the breaker to %v", s)
+	}
+	assertNoSecrets(t, e)
+}
+
+func TestMaxAttemptsAndMaxAge(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"bannerflex": `workers: 1, rate_limit: 200, timeout: 500ms, max_attempts: 3, max_age: 1h, backoff: {base: 20ms, max: 50ms}, breaker: {failures: 100, open_for: 1s}`,
+		"ens":        `workers: 1, rate_limit: 200, timeout: 500ms, max_attempts: 100, max_age: 1s, backoff: {base: 300ms, max: 300ms}, breaker: {failures: 100, open_for: 1s}`,
+	})
+	e.up["bannerflex"].setScript(func(int) reply { return reply{status: 503} })
+	e.up["ens"].setScript(func(int) reply { return reply{status: 503} })
+	e.send("bannerflex/banner-events", bfBody)
+	e.send("ens/click", ensBody)
+	e.eventually(10*time.Second, "bannerflex dead letter", func() bool { return len(e.dead("bannerflex")) == 1 })
+	if d := e.dead("bannerflex")[0].Values; d["reason"] != "max_attempts" || d["attempts"] != "3" || d["status"] != "503" {
+		t.Fatalf("dead letter %v", d)
+	}
+	if n := len(e.up["bannerflex"].got()); n != 3 {
+		t.Fatalf("%d attempts, want max_attempts = 3", n)
+	}
+	e.eventually(10*time.Second, "ens dead letter", func() bool { return len(e.dead("ens")) == 1 })
+	if d := e.dead("ens")[0].Values; d["reason"] != "max_age" {
+		t.Fatalf("dead letter %v", d)
+	}
+	if !e.idle("ens") || !e.idle("bannerflex") {
+		t.Fatal("entries left behind")
+	}
+}
+
+func TestBreakerOpensAndIsolatesProvider(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"ens": `workers: 2, rate_limit: 20, timeout: 300ms, max_attempts: 100, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 3, open_for: 1s}`,
+	})
+	var down atomic.Bool
+	down.Store(true)
+	e.up["ens"].setScript(func(int) reply {
+		if down.Load() {
+			return reply{status: 503}
+		}
+		return reply{status: 200, body: `{"status":"success"}`}
+	})
+	for range 30 {
+		e.send("ens/click", ensBody)
+	}
+	e.eventually(5*time.Second, "breaker open", func() bool { return e.fwd["ens"].BreakerState() == gobreaker.StateOpen })
+	// While ENS is down, BannerFlex delivers as usual.
+	start := time.Now()
+	for range 20 {
+		e.send("bannerflex/banner-events", bfBody)
+	}
+	e.eventually(5*time.Second, "bannerflex delivered", func() bool { return e.idle("bannerflex") })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("bannerflex took %v next to a broken provider", took)
+	}
+	// Open breaker: at most one probe per open period reaches the upstream.
+	before := len(e.up["ens"].got())
+	time.Sleep(2500 * time.Millisecond)
+	if extra := len(e.up["ens"].got()) - before; extra > 3 {
+		t.Fatalf("%d requests while the breaker was open, want ≤ 3 probes", extra)
+	}
+	// Recovery: the backlog drains, within the rate limit (20/s).
+	down.Store(false)
+	recovered := time.Now()
+	e.eventually(15*time.Second, "ens backlog drained", func() bool { return e.idle("ens") })
+	var ok []time.Time
+	for _, h := range e.up["ens"].got() {
+		if h.at.After(recovered) {
+			ok = append(ok, h.at)
+		}
+	}
+	if len(ok) < 30 {
+		t.Fatalf("%d deliveries after recovery, want 30", len(ok))
+	}
+	if span := ok[len(ok)-1].Sub(ok[0]); span < time.Duration(float64(len(ok)-1)/20*float64(time.Second))*9/10 {
+		t.Fatalf("%d requests in %v: faster than the 20/s rate limit", len(ok), span)
+	}
+	if len(e.dead("ens")) != 0 {
+		t.Fatal("events dead-lettered during an outage")
+	}
+}
+
+func TestRateLimitAndWorkersBound(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"bannerflex": `workers: 3, rate_limit: 50, timeout: 1s, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
+	})
+	e.up["bannerflex"].setScript(func(int) reply { return reply{status: 200, body: `{"ok":true}`, delay: 80 * time.Millisecond} })
+	for range 40 {
+		e.send("bannerflex/banner-events", bfBody)
+	}
+	e.eventually(10*time.Second, "drained", func() bool { return e.idle("bannerflex") })
+	hits := e.up["bannerflex"].got()
+	if len(hits) != 40 {
+		t.Fatalf("%d deliveries, want 40", len(hits))
+	}
+	// Workers bound concurrency: with 80 ms replies and 3 workers, at most 3 overlap.
+	for i := range hits {
+		overlap := 0
+		for j := range hits {
+			if hits[j].at.Before(hits[i].at.Add(1)) && hits[j].at.After(hits[i].at.Add(-80*time.Millisecond)) {
+				overlap++
+			}
+		}
+		if overlap > 3 {
+			t.Fatalf("%d requests within 80 ms of one another: more than 3 workers in flight", overlap)
+		}
+	}
+	if span := hits[len(hits)-1].at.Sub(hits[0].at); span < 700*time.Millisecond {
+		t.Fatalf("40 requests in %v: over the 50/s limit", span)
+	}
+}
+
+func assertNoSecrets(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	var dump strings.Builder
+	for _, k := range e.rdb.Keys(ctx, "*").Val() {
+		dump.WriteString(k)
+		switch e.rdb.Type(ctx, k).Val() {
+		case "stream":
+			for _, m := range e.rdb.XRange(ctx, k, "-", "+").Val() {
+				b, _ := json.Marshal(m.Values)
+				dump.Write(b)
+			}
+		case "zset":
+			dump.WriteString(strings.Join(e.rdb.ZRange(ctx, k, 0, -1).Val(), "\n"))
+		}
+	}
+	for _, l := range e.logs.All() {
+		b, _ := json.Marshal(l.ContextMap())
+		dump.WriteString(l.Message)
+		dump.Write(b)
+	}
+	for _, s := range fwdSecrets {
+		if strings.Contains(dump.String(), s) {
+			t.Errorf("secret %q found in Redis or logs", s)
+		}
+	}
+}
