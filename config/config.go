@@ -138,6 +138,10 @@ type Delivery struct {
 	RateLimit float64 `yaml:"rate_limit"`
 	// Timeout bounds one upstream attempt. Default 10s.
 	Timeout time.Duration `yaml:"timeout"`
+	// VisibilityTimeout is how long an entry may stay pending with one consumer before
+	// another relay takes it over (the first one is presumed dead). It must exceed
+	// timeout. Default 2×timeout + 10s.
+	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
 	// MaxAttempts before an event is dead-lettered. Default 12.
 	MaxAttempts int `yaml:"max_attempts"`
 	// MaxAge after which an undelivered event is dead-lettered. Default 24h.

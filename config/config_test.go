@@ -167,7 +167,7 @@ providers:
 	}
 	delivery := func(baseURL string, rate float64) Delivery {
 		return Delivery{
-			BaseURL: baseURL, Workers: 4, RateLimit: rate, Timeout: 10 * time.Second,
+			BaseURL: baseURL, Workers: 4, RateLimit: rate, Timeout: 10 * time.Second, VisibilityTimeout: 30 * time.Second,
 			MaxAttempts: 12, MaxAge: 24 * time.Hour,
 			Backoff: Backoff{Base: time.Second, Max: 10 * time.Minute},
 			Breaker: Breaker{Failures: 5, OpenFor: 30 * time.Second},
@@ -257,7 +257,7 @@ func TestProviderPresenceEnables(t *testing.T) {
 
 // TestExpansionCannotInjectYAML feeds values that would change the document if they were
 // pasted into the text, and checks each lands verbatim in its field, plain, quoted or in
-// a flow collection, and nothing else changes.
+// a flow collection (quoted or not), and nothing else changes.
 func TestExpansionCannotInjectYAML(t *testing.T) {
 	for _, value := range []string{
 		"x\nadmin:\n  token: injected-token-0123456789",
@@ -270,6 +270,12 @@ func TestExpansionCannotInjectYAML(t *testing.T) {
 		"x\" , key: \"y",
 		"${ENS_API_KEY}", // values are not expanded again
 		"$${ENS_API_KEY}",
+		"}",
+		"]",
+		"x}, {name: injected, key: pk_injected_0123",
+		"x, key: pk_injected_0123}",
+		"a]\n  - {name: b",
+		"zRelayEnv0z", // a placeholder's text is not expanded either
 	} {
 		getenv := func(name string) (string, bool) {
 			switch name {
@@ -288,6 +294,9 @@ sites:
   - name: "q-${VALUE}"
     key: pk_quoted_0123
   - {name: "f-${VALUE}", key: pk_flow_0123}
+  - {key: pk_flow_middle_0123, name: m-${VALUE}-m}
+  - {name: 'fs-${VALUE}', key: pk_flow_single_0123}
+clients: [{name: ${VALUE}, token: backend-token-0123456789}]
 providers:
   bannerflex: {}
 `), getenv)
@@ -299,7 +308,8 @@ providers:
 		for _, s := range cfg.Sites {
 			names = append(names, s.Name)
 		}
-		want := []string{value, "q-" + value, "f-" + value}
+		names = append(names, cfg.Clients[0].Name)
+		want := []string{value, "q-" + value, "f-" + value, "m-" + value + "-m", "fs-" + value, value}
 		if !reflect.DeepEqual(names, want) || cfg.Admin.Token != "admin-token-0123456789" {
 			t.Errorf("%q: names %q, admin token %q", value, names, cfg.Admin.Token)
 		}
@@ -343,7 +353,7 @@ func TestExpandedScalarTypes(t *testing.T) {
 		v, ok := map[string]string{"N": "8", "NULL": "null", "TRUE": "true", "RATE": "2.5"}[name]
 		return v, ok
 	}
-	cfg, err := Parse([]byte(`
+	for _, doc := range []string{`
 admin: {token: admin-token-0123456789}
 providers:
   ens:
@@ -352,15 +362,156 @@ providers:
     rate_limit: ${RATE}
   linkrunner:
     server_key: ${TRUE}
-`), getenv)
+`, `
+admin: {token: admin-token-0123456789}
+providers:
+  ens: {api_key: ${NULL}, workers: ${N}, rate_limit: ${RATE}}
+  linkrunner: {server_key: ${TRUE}}
+`} {
+		cfg, err := Parse([]byte(doc), getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ens := cfg.Providers.ENS; ens.APIKey != "null" || ens.Workers != 8 || ens.RateLimit != 2.5 {
+			t.Errorf("ens = %+v", ens)
+		}
+		if lr := cfg.Providers.Linkrunner; lr.ServerKey != "true" {
+			t.Errorf("linkrunner.server_key = %q", lr.ServerKey)
+		}
+	}
+}
+
+// TestDesignExample: DESIGN.md's configuration example, which writes ${NAME} unquoted in
+// flow mappings, loads, and every reference lands in its field.
+func TestDesignExample(t *testing.T) {
+	getenv := testEnv(t)
+	env := func(name string) string {
+		v, _ := getenv(name)
+		return v
+	}
+	cfg, err := Load("testdata/design_example.yaml", getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ens := cfg.Providers.ENS; ens.APIKey != "null" || ens.Workers != 8 || ens.RateLimit != 2.5 {
-		t.Errorf("ens = %+v", ens)
+	p := cfg.Providers
+	for _, c := range []struct{ got, name string }{
+		{cfg.Admin.Token, "RELAY_ADMIN_TOKEN"},
+		{cfg.Sites[0].IdentitySecret, "SHOP_IDENTITY_SECRET"},
+		{cfg.Clients[0].Token, "BACKEND_TOKEN"},
+		{p.Linkrunner.ServerKey, "LINKRUNNER_KEY"},
+		{p.ENS.APIKey, "ENS_API_KEY"},
+		{p.Brevo.APIKey, "BREVO_API_KEY"},
+		{p.Brevo.MAKey, "BREVO_MA_KEY"},
+		{p.Cardlytics.ClientID, "CDLX_CLIENT_ID"},
+		{p.Cardlytics.Secret, "CDLX_SECRET"},
+		{p.Cardlytics.InstitutionID, "CDLX_INSTITUTION_ID"},
+	} {
+		if c.got != env(c.name) {
+			t.Errorf("${%s} decoded as %q", c.name, c.got)
+		}
 	}
-	if lr := cfg.Providers.Linkrunner; lr.ServerKey != "true" {
-		t.Errorf("linkrunner.server_key = %q", lr.ServerKey)
+	if p.BannerFlex == nil || cfg.Sites[0].RateLimit != (RateLimit{PerIP: 20, Burst: 40}) ||
+		!reflect.DeepEqual(cfg.Server.TrustedProxies, []string{"10.0.0.0/8"}) {
+		t.Errorf("unexpected config: %+v", cfg)
+	}
+}
+
+// TestFlowExpansionStaysOneScalar: unquoted references in flow collections, alone, within
+// a larger scalar, as items and in nested collections, each expand to exactly one scalar
+// holding the hostile value, and the document keeps its shape.
+func TestFlowExpansionStaysOneScalar(t *testing.T) {
+	for _, value := range []string{
+		"}", "]", "{", "[", "x, y", "x}, {k: v", "x], [y", "k: v", "x\n}\n- y", "# c", "x #c",
+		`"`, "'", "&a", "*a", "!!int", "? q", "| x", "${V}", "$${V}", "~", "",
+	} {
+		getenv := func(name string) (string, bool) { return value, name == "V" }
+		root, err := parseNode([]byte(`
+a: {k: ${V}, l: [${V}, x${V}y, {m: ${V}}, "${V}", '${V}'], ${V}: key}
+b: [${V}]
+c: [a$${V}, {d: $${V}}]
+`))
+		if err != nil {
+			t.Fatalf("%q: %v", value, err)
+		}
+		var errs Errors
+		expandNode(root, "", getenv, &errs)
+		if len(errs) > 0 {
+			t.Fatalf("%q: %v", value, &errs)
+		}
+		var got map[string]any
+		if err := root.Decode(&got); err != nil {
+			t.Fatalf("%q: %v", value, err)
+		}
+		want := map[string]any{
+			"a": map[string]any{
+				"k":    value,
+				"l":    []any{value, "x" + value + "y", map[string]any{"m": value}, value, value},
+				"${V}": "key", // keys are names, never expanded
+			},
+			"b": []any{value},
+			"c": []any{"a${V}", map[string]any{"d": "${V}"}},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%q:\n got %#v\nwant %#v", value, got, want)
+		}
+	}
+}
+
+// TestMaskEnvRefs: masking hides exactly the valid references and escapes, restoring
+// gives back the text, and a text that already holds the placeholder prefix keeps it.
+func TestMaskEnvRefs(t *testing.T) {
+	for _, text := range []string{
+		"",
+		"a: b",
+		"a: {k: ${A}}",
+		"a: [${A}, ${B}, ${A}]",
+		"a: $${A} $$${B} ${A}${B}x${C}",
+		"a: ${bad name} ${A ${} ${1A} ${A-B} ${UNTERMINATED",
+		"a: zRelayEnv0z ${A} zRelayEnvQ",
+		"# ${A}\na: |\n  ${B}\n",
+	} {
+		masked, mask := maskEnvRefs([]byte(text))
+		if got := mask.restore(string(masked)); got != text {
+			t.Errorf("%q: masked %q restores to %q", text, masked, got)
+		}
+		for _, ref := range mask.refs {
+			if strings.Contains(string(masked), ref) {
+				t.Errorf("%q: masked %q still holds %s", text, masked, ref)
+			}
+		}
+		if strings.Contains(text, "zRelayEnv") && mask.prefix == "zRelayEnv" {
+			t.Errorf("%q: prefix %q occurs in the text", text, mask.prefix)
+		}
+	}
+	if _, mask := maskEnvRefs([]byte("${bad name} ${A ${}")); len(mask.refs) != 0 {
+		t.Errorf("invalid references masked: %q", mask.refs)
+	}
+
+	cfg, err := Parse([]byte("admin: {token: zRelayEnv0z-${T}}\nsites: [{name: zRelayEnv0z, key: pk_shop_0123}]\nproviders: {bannerflex: {}}\n"),
+		func(string) (string, bool) { return "0123456789abcdef", true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Admin.Token != "zRelayEnv0z-0123456789abcdef" || cfg.Sites[0].Name != "zRelayEnv0z" {
+		t.Errorf("admin.token %q, sites[0].name %q", cfg.Admin.Token, cfg.Sites[0].Name)
+	}
+}
+
+// TestReferenceOutsideScalar: a reference may stand for a scalar only, never for an
+// anchor, alias or tag, and no message shows a placeholder.
+func TestReferenceOutsideScalar(t *testing.T) {
+	for _, doc := range []string{
+		"admin: &${A} {token: admin-token-0123456789}\n",
+		"admin: &a {token: admin-token-0123456789}\nx: *${A}\n",
+		"admin: {token: !${A} admin-token-0123456789}\n",
+		"admin: {token: \"\\${A}\"}\n",
+	} {
+		_, err := Parse([]byte(doc), func(string) (string, bool) { return "a", true })
+		if err == nil {
+			t.Errorf("%q parsed", doc)
+		} else if strings.Contains(err.Error(), "RelayEnv") {
+			t.Errorf("%q: message shows a placeholder: %v", doc, err)
+		}
 	}
 }
 

@@ -72,6 +72,7 @@ func (d *Delivery) setDefaults(baseURL string, rate float64) {
 	orDefault(&d.Workers, 4)
 	orDefault(&d.RateLimit, rate)
 	orDefault(&d.Timeout, 10*time.Second)
+	orDefault(&d.VisibilityTimeout, 2*d.Timeout+10*time.Second)
 	orDefault(&d.MaxAttempts, 12)
 	orDefault(&d.MaxAge, 24*time.Hour)
 	orDefault(&d.Backoff.Base, time.Second)

@@ -4,8 +4,10 @@
 // its problems at once, and a later phase runs only when the earlier ones found none:
 //
 //  1. expand: ${NAME} in a scalar value is replaced from the environment given to Parse
-//     (an unset variable is an error; $${ stands for a literal ${). Expansion works on the
-//     parsed YAML nodes, not on the text, so a value can never change the file's structure.
+//     (an unset variable is an error; $${ stands for a literal ${). A reference may stand
+//     unquoted anywhere a scalar may, in {...} and [...] too: references are masked by
+//     placeholders while the YAML is parsed. Expansion works on the parsed YAML nodes, not
+//     on the text, so a value can never change the file's structure.
 //  2. strict decode: every key must be a field of the schema (config.go), every value of
 //     the field's type; problems carry their line and path, e.g.
 //     "line 12: providers.ens.api_kee: unknown field".

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,22 +112,26 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 }
 
 // parseNode parses the single YAML document in data and returns its root mapping, or nil
-// for an empty document.
+// for an empty document. A ${NAME} reference may stand unquoted anywhere a scalar may,
+// even inside {...} or [...] where YAML would read its braces as structure: see envMask.
+// The nodes hold the references as written; expandNode replaces them.
 func parseNode(data []byte) (*yaml.Node, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	masked, mask := maskEnvRefs(data)
+	dec := yaml.NewDecoder(bytes.NewReader(masked))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 		return nil, nil
 	} else if err != nil {
-		errs := Errors{{Message: err.Error()}}
-		if line := unquotedFlowEnv(data); line > 0 {
-			errs.add(line, "", "${NAME} inside {...} or [...] must be quoted: \"${NAME}\"")
-		}
-		return nil, &errs
+		return nil, &Errors{{Message: mask.restore(err.Error())}}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &Errors{{Line: extra.Line, Message: "only one YAML document is allowed"}}
+	}
+	var errs Errors
+	mask.restoreNode(&doc, &errs)
+	if len(errs) > 0 {
+		return nil, &errs
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		return nil, nil
@@ -138,20 +143,111 @@ func parseNode(data []byte) (*yaml.Node, error) {
 	return root, nil
 }
 
-// unquotedFlowEnv returns the line of the first ${ written unquoted after a { or [ on the
-// same line, or 0. In a flow collection YAML reads those braces as structure, and its
-// error ("did not find expected ',' or '}'") has no line: this names the usual cause.
-func unquotedFlowEnv(data []byte) int {
-	for i, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+// envMask hides the ${NAME} references (and $${NAME} escapes) of a YAML text from the
+// YAML parser. In a flow collection ({...} or [...]) YAML reads the braces of an unquoted
+// ${NAME} as structure, so maskEnvRefs replaces each reference by a placeholder,
+// prefix+n+"z", made of letters and digits only: a plain scalar wherever a scalar may
+// stand, quoted or not, which spells no YAML syntax, does not fold and starts no
+// double-quoted escape (\z is none, like \$). After parsing, restoreNode turns every
+// placeholder back into the reference it stands for, so the nodes hold the text a quoted
+// reference would have given, and expandNode expands them there: environment values never
+// pass through the parser and cannot change the file's structure.
+type envMask struct {
+	prefix string   // occurs nowhere in the text
+	refs   []string // refs[n] is the reference placeholder n stands for, e.g. "${HOST}"
+}
+
+// maskEnvRefs replaces every ${NAME} with a valid NAME by a placeholder, and so every
+// escaped $${NAME}, whose placeholder stands for the whole "$${NAME}". Anything else that
+// starts with ${ is left as written, for expandString to report once parsed.
+func maskEnvRefs(data []byte) ([]byte, envMask) {
+	m := envMask{prefix: "zRelayEnv"}
+	for bytes.Contains(data, []byte(m.prefix)) {
+		m.prefix += "Q" // the prefix must not occur naturally; longer than data, it cannot
+	}
+	if !bytes.Contains(data, []byte("${")) {
+		return data, m
+	}
+	index := make(map[string]int)
+	out := make([]byte, 0, len(data))
+	s := data
+	for {
+		i := bytes.Index(s, []byte("${"))
+		if i < 0 {
+			return append(out, s...), m
+		}
+		end := bytes.IndexByte(s[i+2:], '}')
+		if end < 0 || !isEnvName(string(s[i+2:i+2+end])) {
+			out = append(out, s[:i+2]...)
+			s = s[i+2:]
 			continue
 		}
-		j := strings.Index(line, "${")
-		if j > 0 && strings.ContainsAny(line[:j], "{[") && !strings.ContainsAny(line[j-1:j], `"'`) {
-			return i + 1
+		start := i
+		if i > 0 && s[i-1] == '$' {
+			// As in expandString, a ${ after a $ is an escape. (The byte before s is
+			// always { or }, never $.)
+			start = i - 1
 		}
+		ref := string(s[start : i+2+end+1])
+		n, ok := index[ref]
+		if !ok {
+			n = len(m.refs)
+			index[ref] = n
+			m.refs = append(m.refs, ref)
+		}
+		out = append(out, s[:start]...)
+		out = append(out, m.prefix...)
+		out = strconv.AppendInt(out, int64(n), 10)
+		out = append(out, 'z')
+		s = s[i+2+end+1:]
 	}
-	return 0
+}
+
+// restore turns the placeholders in s back into their references. Only escapes in a
+// double-quoted scalar can spell a placeholder the text did not contain; it then stands
+// for a reference the file contains anyway.
+func (m *envMask) restore(s string) string {
+	if len(m.refs) == 0 || !strings.Contains(s, m.prefix) {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, m.prefix)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		s = s[i+len(m.prefix):]
+		digits := len(s) - len(strings.TrimLeft(s, "0123456789"))
+		n, err := strconv.Atoi(s[:digits])
+		if err != nil || n >= len(m.refs) || strconv.Itoa(n) != s[:digits] || !strings.HasPrefix(s[digits:], "z") {
+			b.WriteString(m.prefix)
+			continue
+		}
+		b.WriteString(m.refs[n])
+		s = s[digits+1:]
+	}
+}
+
+// restoreNode restores the placeholders everywhere under n: values, mapping keys and
+// comments. A reference in an anchor, alias or tag, which YAML would have refused
+// unmasked, is an error. The restored text never contains the prefix, so restoring twice
+// changes nothing.
+func (m *envMask) restoreNode(n *yaml.Node, errs *Errors) {
+	if len(m.refs) == 0 {
+		return
+	}
+	if strings.Contains(n.Anchor, m.prefix) || strings.Contains(n.Tag, m.prefix) ||
+		(n.Kind == yaml.AliasNode && strings.Contains(n.Value, m.prefix)) {
+		errs.add(n.Line, "", "${...} cannot stand in an anchor, alias or tag")
+	}
+	for _, f := range []*string{&n.Value, &n.HeadComment, &n.LineComment, &n.FootComment} {
+		*f = m.restore(*f)
+	}
+	for _, c := range n.Content {
+		m.restoreNode(c, errs)
+	}
 }
 
 // expandNode replaces ${NAME} in every scalar value under n, in place. Mapping keys are

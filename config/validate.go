@@ -318,6 +318,9 @@ func validateDelivery(v *validator, path string, d *Delivery) {
 	if d.Timeout <= 0 || d.Timeout > maxUpstreamTimeout {
 		v.add(path+".timeout", "must be > 0 and <= %s", shortDuration(maxUpstreamTimeout))
 	}
+	if d.VisibilityTimeout <= d.Timeout {
+		v.add(path+".visibility_timeout", "must be > timeout (a slow attempt would be taken over and sent twice)")
+	}
 	v.atLeast(path+".max_attempts", d.MaxAttempts, 1)
 	v.positive(path+".max_age", d.MaxAge)
 	v.positive(path+".backoff.base", d.Backoff.Base)

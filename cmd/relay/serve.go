@@ -69,6 +69,7 @@ func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Register
 			Adapter: adapters[p.Name], Delivery: *p.Delivery, Client: conn.Client,
 			Keys: queue.Keys{Prefix: cfg.Redis.Prefix}, Consumer: consumer,
 			Log: log.Named("forwarder").With(zap.String("provider", p.Name)), Metrics: metrics,
+			Visibility: p.Delivery.VisibilityTimeout,
 		})
 		if err != nil {
 			return nil, err

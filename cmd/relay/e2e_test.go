@@ -1,0 +1,206 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// relayBin is the relay binary built once for every end-to-end test.
+var relayBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "relay-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	relayBin = filepath.Join(dir, "relay")
+	args := []string{"build", "-o", relayBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building relay:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// relayProc is one relay process started by a test; only its own PID is ever signalled.
+type relayProc struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	ingest  string
+	admin   string
+	logs    *bytes.Buffer
+	logMu   *sync.Mutex
+	exited  chan struct{}
+	exitErr error
+}
+
+type lockedWriter struct {
+	mu  *sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+// startRelay writes cfg (with {{ingest}} and {{admin}} replaced by free loopback
+// addresses) and runs `relay serve`, waiting until /healthz answers.
+func startRelay(t *testing.T, cfg string) *relayProc {
+	t.Helper()
+	p := &relayProc{t: t, ingest: freeAddr(t), admin: freeAddr(t), logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, exited: make(chan struct{})}
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	if err := os.WriteFile(path, []byte(strings.NewReplacer("{{ingest}}", p.ingest, "{{admin}}", p.admin).Replace(cfg)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(relayBin, "serve", "--config", path)
+	p.cmd.Stdout = lockedWriter{p.logMu, p.logs}
+	p.cmd.Stderr = lockedWriter{p.logMu, p.logs}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exitErr = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("relay output:\n%s", p.output())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := http.Get("http://" + p.admin + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return p
+			}
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("relay exited at start: %v\n%s", p.exitErr, p.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay not healthy after 15 s\n%s", p.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *relayProc) output() string {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	return p.logs.String()
+}
+
+func (p *relayProc) kill() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+}
+
+func (p *relayProc) post(t *testing.T, path, body string, header map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+p.ingest+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// fake is an upstream over real HTTP on loopback that records every request.
+type fake struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	hits  []fakeHit
+	reply func(n int, h fakeHit) (int, string)
+}
+
+type fakeHit struct {
+	path   string
+	header http.Header
+	body   string
+	at     time.Time
+}
+
+func newFake(t *testing.T, reply func(n int, h fakeHit) (int, string)) *fake {
+	f := &fake{reply: reply}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		h := fakeHit{path: r.URL.Path, header: r.Header.Clone(), body: string(b), at: time.Now()}
+		f.mu.Lock()
+		n := len(f.hits)
+		f.hits = append(f.hits, h)
+		f.mu.Unlock()
+		status, body := 200, `{"ok":true}`
+		if f.reply != nil {
+			status, body = f.reply(n, h)
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fake) got() []fakeHit {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeHit(nil), f.hits...)
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+var _ = context.Background
