@@ -179,9 +179,10 @@ func (s *cardlyticsSessions) len() int {
 	return len(s.cached)
 }
 
-// errCardlyticsSessionReply: a 2xx startSession reply without a usable token. Retryable:
-// the customer was accepted; the reply (or this relay's reading of it) is at fault.
-var errCardlyticsSessionReply = errors.New("cardlytics startSession: the reply carries no usable token")
+// cardlyticsNoToken describes a 2xx startSession reply without a usable token. Retryable
+// (an HTTPError with the reply's status): the customer was accepted; the reply, or this
+// relay's reading of it, is at fault.
+const cardlyticsNoToken = "cardlytics startSession: the reply carries no usable token"
 
 // errCardlyticsSessionAborted: a startSession that ended without a token or an error
 // (a panic); its waiters get this rather than an empty token.
@@ -254,7 +255,7 @@ func (a *cardlyticsAdapter) credentialHint() string {
 func (a *cardlyticsAdapter) sessionToken(reply *Reply) (string, time.Duration, error) {
 	v, err := strictjson.Parse(reply.Body, 0)
 	if err != nil || v.Kind != strictjson.Object {
-		return "", 0, &HTTPError{Status: reply.Status, Message: errCardlyticsSessionReply.Error() + " (not a JSON object)"}
+		return "", 0, &HTTPError{Status: reply.Status, Message: cardlyticsNoToken + " (not a JSON object)"}
 	}
 	var token string
 	for _, name := range cardlyticsTokenFields(a.auth) {
@@ -264,7 +265,7 @@ func (a *cardlyticsAdapter) sessionToken(reply *Reply) (string, time.Duration, e
 		}
 	}
 	if token == "" || len(token) > cardlyticsMaxToken || !visibleASCII(token) {
-		return "", 0, &HTTPError{Status: reply.Status, Message: errCardlyticsSessionReply.Error()}
+		return "", 0, &HTTPError{Status: reply.Status, Message: cardlyticsNoToken}
 	}
 	ttl := cardlyticsBearerTTL
 	if a.auth == cardlyticsAuthSession {

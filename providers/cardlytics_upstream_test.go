@@ -3,6 +3,7 @@ package providers
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -61,46 +62,43 @@ type cdlxPKI struct {
 
 func newCDLXPKI(t *testing.T) cdlxPKI {
 	t.Helper()
-	dir, now := t.TempDir(), time.Now()
-	must := func(err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	var caCert *x509.Certificate
-	var caKey *ecdsa.PrivateKey
-	// issue makes a certificate signed by the CA (self-signed for the CA itself).
-	issue := func(serial int64, tmpl *x509.Certificate) (tls.Certificate, []byte, []byte) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		must(err)
-		tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(serial), now.Add(-time.Hour), now.Add(time.Hour)
-		parent, signer := caCert, caKey
-		if caCert == nil {
-			parent, signer = tmpl, key
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
-		must(err)
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		must(err)
-		certPEM, keyPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-		pair, err := tls.X509KeyPair(certPEM, keyPEM)
-		must(err)
-		if caCert == nil {
-			caCert, caKey = pair.Leaf, key
-		}
-		return pair, certPEM, keyPEM
-	}
-	_, caPEM, _ := issue(1, &x509.Certificate{Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature})
+	dir, now, serial := t.TempDir(), time.Now(), int64(0)
 	p := cdlxPKI{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "client.pem"),
 		keyFile: filepath.Join(dir, "client-key.pem"), pool: x509.NewCertPool()}
-	p.pool.AddCert(caCert)
-	p.server, _, _ = issue(2, &x509.Certificate{Subject: pkix.Name{CommonName: "127.0.0.1"},
+	var ca *tls.Certificate
+	// issue returns a certificate signed by ca (self-signed while ca is nil) and its PEM
+	// certificate and key.
+	issue := func(tmpl *x509.Certificate) (tls.Certificate, [2][]byte) {
+		key, err0 := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		serial++
+		tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(serial), now.Add(-time.Hour), now.Add(time.Hour)
+		parent, signer := tmpl, crypto.Signer(key)
+		if ca != nil {
+			parent, signer = ca.Leaf, ca.PrivateKey.(crypto.Signer)
+		}
+		der, err1 := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+		keyDER, err2 := x509.MarshalPKCS8PrivateKey(key)
+		out := [2][]byte{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})}
+		pair, err3 := tls.X509KeyPair(out[0], out[1])
+		if err := errors.Join(err0, err1, err2, err3); err != nil {
+			t.Fatal(err)
+		}
+		return pair, out
+	}
+	caPair, caPEM := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
+	ca = &caPair
+	p.pool.AddCert(ca.Leaf)
+	p.server, _ = issue(&x509.Certificate{Subject: pkix.Name{CommonName: "127.0.0.1"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	var certPEM, keyPEM []byte
-	p.client, certPEM, keyPEM = issue(3, &x509.Certificate{Subject: pkix.Name{CommonName: cdlxClientCN},
+	var client [2][]byte
+	p.client, client = issue(&x509.Certificate{Subject: pkix.Name{CommonName: cdlxClientCN},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-	must(errors.Join(os.WriteFile(p.caFile, caPEM, 0o600), os.WriteFile(p.certFile, certPEM, 0o600), os.WriteFile(p.keyFile, keyPEM, 0o600)))
+	if err := errors.Join(os.WriteFile(p.caFile, caPEM[0], 0o600), os.WriteFile(p.certFile, client[0], 0o600),
+		os.WriteFile(p.keyFile, client[1], 0o600)); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -125,16 +123,21 @@ type fakeCDLX struct {
 	mode string
 	mu   sync.Mutex
 	reqs []cdlxReq
-	// onSession and onEvents answer the n-th call (1-based); nil: the defaults below.
-	onSession func(n int, r cdlxReq) cdlxResp
-	onEvents  func(n int, r cdlxReq) cdlxResp
+	// hooks answer the n-th call (1-based) of a path.
+	hooks map[string]func(n int, r cdlxReq) cdlxResp
 	// sessionDelay slows startSession, to make concurrent callers overlap.
 	sessionDelay time.Duration
 }
 
 func newFakeCDLX(t *testing.T, mode string) *fakeCDLX {
 	t.Helper()
-	f := &fakeCDLX{pki: newCDLXPKI(t), mode: mode}
+	field := map[string]string{cardlyticsAuthSession: "sessionToken", cardlyticsAuthBearer: "token"}[mode]
+	f := &fakeCDLX{pki: newCDLXPKI(t), mode: mode, hooks: map[string]func(int, cdlxReq) cdlxResp{
+		cardlyticsSessionPath: func(n int, _ cdlxReq) cdlxResp {
+			return cdlxResp{Status: 200, Body: `{"` + field + `":"` + cdlxToken(n) + `"}`}
+		},
+		cardlyticsEventsPath: cdlxReply(200, `{"requestId":"r"}`),
+	}}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: f.pki.pool,
 		Certificates: []tls.Certificate{f.pki.server}, MinVersion: tls.VersionTLS12}
@@ -145,15 +148,11 @@ func newFakeCDLX(t *testing.T, mode string) *fakeCDLX {
 	return f
 }
 
-// script replaces the startSession (session true) or clientEvent reply.
-func (f *fakeCDLX) script(session bool, hook func(n int, r cdlxReq) cdlxResp) {
+// script replaces the replies on path.
+func (f *fakeCDLX) script(path string, hook func(n int, r cdlxReq) cdlxResp) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if session {
-		f.onSession = hook
-	} else {
-		f.onEvents = hook
-	}
+	f.hooks[path] = hook
+	f.mu.Unlock()
 }
 
 // cdlxReply always answers status with body.
@@ -169,23 +168,14 @@ func (f *fakeCDLX) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.reqs = append(f.reqs, req)
-	n, hook, delay := f.count(r.URL.Path), cdlxReply(404, ""), time.Duration(0)
-	switch r.URL.Path {
-	case cardlyticsSessionPath:
-		hook, delay = f.onSession, f.sessionDelay
-		if hook == nil {
-			field := map[string]string{cardlyticsAuthSession: "sessionToken", cardlyticsAuthBearer: "token"}[f.mode]
-			hook = func(n int, _ cdlxReq) cdlxResp {
-				return cdlxResp{Status: 200, Body: `{"` + field + `":"` + cdlxToken(n) + `"}`}
-			}
-		}
-	case cardlyticsEventsPath:
-		hook = f.onEvents
-		if hook == nil {
-			hook = cdlxReply(200, `{"requestId":"r"}`)
-		}
+	n, hook, delay := f.count(r.URL.Path), f.hooks[r.URL.Path], time.Duration(0)
+	if r.URL.Path == cardlyticsSessionPath {
+		delay = f.sessionDelay
 	}
 	f.mu.Unlock()
+	if hook == nil {
+		hook = cdlxReply(404, "")
+	}
 	time.Sleep(delay)
 	resp := hook(n, req)
 	for k, v := range resp.Header {
@@ -215,21 +205,24 @@ func (f *fakeCDLX) counts() (sessions, events int) {
 	return f.count(cardlyticsSessionPath), f.count(cardlyticsEventsPath)
 }
 
-// cdlxEcho answers status with everything the request carried, the first token straddling
+// cdlxEcho answers status and header (name, value pairs) with everything the request carried, the first token straddling
 // the excerpt's cut: redaction must cover headers, bodies and partial matches.
-func cdlxEcho(status int) func(int, cdlxReq) cdlxResp {
+func cdlxEcho(status int, header ...string) func(int, cdlxReq) cdlxResp {
 	return func(_ int, r cdlxReq) cdlxResp {
 		token := r.Header.Get("X-CDLX-Session-Token") + strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		return cdlxResp{Status: status, Body: strings.Repeat("x", snippetBytes-10) + token + fmt.Sprint(" ", r.Header, " ", string(r.Body))}
+		resp := cdlxResp{Status: status, Header: map[string]string{},
+			Body: strings.Repeat("x", snippetBytes-10) + token + fmt.Sprint(" ", r.Header, " ", string(r.Body))}
+		for i := 0; i+1 < len(header); i += 2 {
+			resp.Header[header[i]] = header[i+1]
+		}
+		return resp
 	}
 }
 
-// cdlxClock is a settable clock.
-type cdlxClock struct{ ns atomic.Int64 }
+// cdlxClock is a settable clock, in Unix nanoseconds.
+type cdlxClock struct{ atomic.Int64 }
 
-func newCDLXClock() *cdlxClock               { c := &cdlxClock{}; c.ns.Store(1_700_000_000e9); return c }
-func (c *cdlxClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *cdlxClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *cdlxClock) Now() time.Time { return time.Unix(0, c.Load()) }
 
 func newCDLXAdapter(t *testing.T, f *fakeCDLX, edit ...func(*config.Cardlytics)) *cardlyticsAdapter {
 	t.Helper()
@@ -257,7 +250,7 @@ func cdlxDerivedID(id string, i int) string {
 }
 
 // cdlxWithID returns event (valid JSON) with clientEventId set.
-func cdlxWithID(_ *testing.T, event, id string) map[string]any {
+func cdlxWithID(event, id string) map[string]any {
 	var m map[string]any
 	_ = json.Unmarshal([]byte(event), &m)
 	m["clientEventId"] = id
@@ -346,7 +339,7 @@ func TestCardlyticsRequests(t *testing.T) {
 			}
 			cdlxJSONEqual(t, "startSession body", ss[0].Body, tc.sessionBody)
 			cdlxJSONEqual(t, "clientEvent body", evs[0].Body, map[string]any{"clientEvents": []any{
-				cdlxWithID(t, cdlxEvNoID, cdlxDerivedID("evt-1", 0)), cdlxWithID(t, cdlxEvWithID, cdlxGivenID)}})
+				cdlxWithID(cdlxEvNoID, cdlxDerivedID("evt-1", 0)), cdlxWithID(cdlxEvWithID, cdlxGivenID)}})
 		})
 	}
 }
@@ -354,8 +347,7 @@ func TestCardlyticsRequests(t *testing.T) {
 func TestCardlyticsMutualTLSRequired(t *testing.T) {
 	f := newFakeCDLX(t, cardlyticsAuthBearer)
 	post := func(certs ...tls.Certificate) error {
-		c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: f.pki.pool, Certificates: certs}}}
+		c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.pki.pool, Certificates: certs}}}
 		defer c.CloseIdleConnections()
 		resp, err := c.Post(f.srv.URL+cardlyticsSessionPath, "application/json", strings.NewReader(`{}`))
 		if err == nil {
@@ -395,7 +387,7 @@ func TestCardlyticsSessionCached(t *testing.T) {
 
 	// Concurrent misses for one customer start a single session.
 	f.mu.Lock()
-	f.sessionDelay = 100 * time.Millisecond
+	f.sessionDelay = 100 * time.Millisecond // overlapping startSession calls
 	f.mu.Unlock()
 	var wg sync.WaitGroup
 	errs := make([]error, 16)
@@ -403,11 +395,8 @@ func TestCardlyticsSessionCached(t *testing.T) {
 		wg.Go(func() { errs[i] = cdlxDeliver(t, a, cdlxMsg("c"+strconv.Itoa(i), "cust-3", cdlxEvNoID)) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	if s, _ := f.counts(); s != 3 {
-		t.Fatalf("%d sessions after 16 concurrent deliveries for a new customer, want 3", s)
+	if s, _ := f.counts(); s != 3 || errors.Join(errs...) != nil {
+		t.Fatalf("%d sessions after 16 concurrent deliveries for a new customer, want 3 (errors: %v)", s, errors.Join(errs...))
 	}
 }
 
@@ -423,11 +412,11 @@ func TestCardlyticsSessionExpiry(t *testing.T) {
 	} {
 		t.Run(tc.reply, func(t *testing.T) {
 			f := newFakeCDLX(t, tc.mode)
-			f.script(true, func(n int, _ cdlxReq) cdlxResp {
+			f.script(cardlyticsSessionPath, func(n int, _ cdlxReq) cdlxResp {
 				return cdlxResp{Status: 200, Body: fmt.Sprintf(tc.reply, cdlxToken(n))}
 			})
 			a := newCDLXAdapter(t, f)
-			clk := newCDLXClock()
+			clk := &cdlxClock{}
 			a.now = clk.Now
 			deliver := func(wantSessions int) {
 				t.Helper()
@@ -437,9 +426,9 @@ func TestCardlyticsSessionExpiry(t *testing.T) {
 				}
 			}
 			deliver(1)
-			clk.Advance(tc.valid - time.Second)
+			clk.Add(int64(tc.valid - time.Second))
 			deliver(1)
-			clk.Advance(2 * time.Second)
+			clk.Add(int64(2 * time.Second))
 			deliver(2)
 			evs := f.requests(cardlyticsEventsPath)
 			if last := evs[len(evs)-1]; !strings.Contains(fmt.Sprint(last.Header), cdlxToken(2)) {
@@ -460,7 +449,7 @@ func TestCardlytics401RenewsSessionOnce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeCDLX(t, cardlyticsAuthBearer)
-			f.script(false, func(n int, r cdlxReq) cdlxResp {
+			f.script(cardlyticsEventsPath, func(n int, r cdlxReq) cdlxResp {
 				if tc.expired(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
 					return cdlxEcho(401)(n, r)
 				}
@@ -486,40 +475,6 @@ func TestCardlytics401RenewsSessionOnce(t *testing.T) {
 	}
 }
 
-func TestCardlyticsStartSessionFailures(t *testing.T) {
-	for _, tc := range []struct {
-		name, mode string
-		reply      func(int, cdlxReq) cdlxResp
-		permanent  bool
-		status     int
-		mention    string
-	}{
-		{"bearer 500: wrong client_id/secret", cardlyticsAuthBearer, cdlxEcho(500), false, 500, "client_id/secret"},
-		{"400: not enrolled", cardlyticsAuthSession, cdlxReply(400, `{"message":"User is not enrolled in the program"}`), true, 400, "not enrolled"},
-		{"bearer 400 echoing the secret", cardlyticsAuthBearer, cdlxEcho(400), true, 400, "not enrolled"},
-		{"403: config fault", cardlyticsAuthSession, cdlxEcho(403), false, 403, "tls_cert_file"},
-		{"503 in session mode", cardlyticsAuthSession, cdlxEcho(503), false, 503, "startSession"},
-		{"2xx without a token", cardlyticsAuthBearer, cdlxReply(200, `{"tokn":"`+cdlxToken(1)+`"}`), false, 200, "no usable token"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeCDLX(t, tc.mode)
-			f.script(true, tc.reply)
-			a := newCDLXAdapter(t, f)
-			err := cdlxDeliver(t, a, cdlxMsg("e1", "cust-1", cdlxEvNoID))
-			if err == nil || IsPermanent(err) != tc.permanent || StatusOf(err) != tc.status {
-				t.Fatalf("got %v (permanent %v, status %d), want permanent %v, status %d",
-					err, IsPermanent(err), StatusOf(err), tc.permanent, tc.status)
-			}
-			if !strings.Contains(err.Error(), tc.mention) {
-				t.Errorf("error %q: want it to mention %q", err, tc.mention)
-			}
-			if _, e := f.counts(); e != 0 {
-				t.Errorf("%d event calls without a session", e)
-			}
-		})
-	}
-}
-
 func TestCardlyticsBatching(t *testing.T) {
 	f := newFakeCDLX(t, cardlyticsAuthSession)
 	a := newCDLXAdapter(t, f)
@@ -527,14 +482,10 @@ func TestCardlyticsBatching(t *testing.T) {
 	m2 := cdlxMsg("m2", "cust-1", cdlxEvNoID)
 	bad := &queue.Message{ID: "m3", CustomerID: "cust-1", Body: []byte(`{"clientEvents":[`)}
 	evil := cdlxMsg("m4", "cust-1\r\nX-Evil: 1", cdlxEvNoID)
-	for _, tc := range []struct {
-		m      *queue.Message
-		key    string
-		weight int
-	}{{m1, "cust-1", 2}, {m2, "cust-1", 1}, {cdlxMsg("o", "cust-2", cdlxEvNoID), "cust-2", 1}, {evil, "", 1},
-		{cdlxMsg("long", strings.Repeat("c", cardlyticsMaxCustomerID+1), cdlxEvNoID), "", 1}} {
-		if k, w := a.BatchKey(tc.m); k != tc.key || w != tc.weight {
-			t.Errorf("BatchKey(%s) = %q, %d; want %q, %d", tc.m.ID, k, w, tc.key, tc.weight)
+	for m, want := range map[*queue.Message]string{m1: "cust-1 2", m2: "cust-1 1", cdlxMsg("o", "cust-2", cdlxEvNoID): "cust-2 1",
+		evil: " 1", cdlxMsg("long", strings.Repeat("c", cardlyticsMaxCustomerID+1), cdlxEvNoID): " 1"} {
+		if k, w := a.BatchKey(m); fmt.Sprint(k, " ", w) != want {
+			t.Errorf("BatchKey(%s) = %q, %d; want %q", m.ID, k, w, want)
 		}
 	}
 	if a.MaxBatchWeight() != 50 || a.Provider() != Cardlytics {
@@ -557,8 +508,8 @@ func TestCardlyticsBatching(t *testing.T) {
 	}
 	cdlxWantHeader(t, evs[0], "X-CDLX-Request-Id", "m1")
 	cdlxJSONEqual(t, "merged body", evs[0].Body, map[string]any{"clientEvents": []any{
-		cdlxWithID(t, cdlxEvNoID, cdlxDerivedID("m1", 0)), cdlxWithID(t, cdlxEvWithID, cdlxGivenID),
-		cdlxWithID(t, cdlxEvNoID, cdlxDerivedID("m2", 0))}})
+		cdlxWithID(cdlxEvNoID, cdlxDerivedID("m1", 0)), cdlxWithID(cdlxEvWithID, cdlxGivenID),
+		cdlxWithID(cdlxEvNoID, cdlxDerivedID("m2", 0))}})
 
 	// A batch that breaks the contract: the other customer's event waits, unjudged.
 	if res := cdlxDeliverAll(t, a, m2, cdlxMsg("o", "cust-2", cdlxEvNoID)); res[0] != nil ||
@@ -566,7 +517,7 @@ func TestCardlyticsBatching(t *testing.T) {
 		t.Errorf("mixed customers: %v", res)
 	}
 	// One request's fate is every event's in it.
-	f.script(false, cdlxEcho(500))
+	f.script(cardlyticsEventsPath, cdlxEcho(500))
 	for i, err := range cdlxDeliverAll(t, a, m1, m2) {
 		if err == nil || IsPermanent(err) || StatusOf(err) != 500 {
 			t.Errorf("event %d of a failed request: %v", i, err)
@@ -574,68 +525,72 @@ func TestCardlyticsBatching(t *testing.T) {
 	}
 }
 
-func TestCardlyticsEventStatuses(t *testing.T) {
-	f := newFakeCDLX(t, cardlyticsAuthBearer)
-	a := newCDLXAdapter(t, f)
+func TestCardlyticsFailures(t *testing.T) {
+	const ss, ev = cardlyticsSessionPath, cardlyticsEventsPath
 	for _, tc := range []struct {
-		status     int
-		retryAfter string
-		permanent  bool
-		delay      time.Duration
+		name, mode, path, mention string
+		reply                     func(int, cdlxReq) cdlxResp
+		status                    int
+		permanent                 bool
+		delay                     time.Duration
 	}{
-		{400, "", true, 0}, {403, "", true, 0}, {404, "", true, 0}, {405, "", true, 0},
-		{503, "3", false, 3 * time.Second}, {429, "", false, 0}, {408, "", false, 0}, {500, "", false, 0},
+		{"startSession bearer 500: wrong client_id/secret", cardlyticsAuthBearer, ss, "client_id/secret", cdlxEcho(500), 500, false, 0},
+		{"startSession 400: not enrolled", cardlyticsAuthSession, ss, "not enrolled", cdlxReply(400, `{"message":"User is not enrolled"}`), 400, true, 0},
+		{"startSession 400 echoing the secret", cardlyticsAuthBearer, ss, "not enrolled", cdlxEcho(400), 400, true, 0},
+		{"startSession 403: config fault", cardlyticsAuthSession, ss, "tls_cert_file", cdlxEcho(403), 403, false, 0},
+		{"startSession 503", cardlyticsAuthSession, ss, "startSession", cdlxEcho(503, "Retry-After", "3"), 503, false, 3 * time.Second},
+		{"startSession 2xx without a token", cardlyticsAuthBearer, ss, "no usable token", cdlxReply(200, `{"tokn":"`+cdlxToken(1)+`"}`), 200, false, 0},
+		{"clientEvent 400", cardlyticsAuthBearer, ev, "clientEvent", cdlxEcho(400), 400, true, 0},
+		{"clientEvent 403", cardlyticsAuthSession, ev, "clientEvent", cdlxEcho(403), 403, true, 0},
+		{"clientEvent 404", cardlyticsAuthBearer, ev, "clientEvent", cdlxEcho(404), 404, true, 0},
+		{"clientEvent 405", cardlyticsAuthBearer, ev, "clientEvent", cdlxEcho(405), 405, true, 0},
+		{"clientEvent 503 Retry-After 3", cardlyticsAuthBearer, ev, "clientEvent", cdlxEcho(503, "Retry-After", "3"), 503, false, 3 * time.Second},
+		{"clientEvent 429", cardlyticsAuthSession, ev, "clientEvent", cdlxEcho(429), 429, false, 0},
+		{"clientEvent 408", cardlyticsAuthBearer, ev, "clientEvent", cdlxEcho(408), 408, false, 0},
+		{"clientEvent 500", cardlyticsAuthBearer, ev, "clientEvent", cdlxEcho(500), 500, false, 0},
 	} {
-		f.script(false, func(n int, r cdlxReq) cdlxResp {
-			resp := cdlxEcho(tc.status)(n, r)
-			resp.Header = map[string]string{"Retry-After": tc.retryAfter}
-			return resp
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCDLX(t, tc.mode)
+			f.script(tc.path, tc.reply)
+			a := newCDLXAdapter(t, f)
+			for range 2 { // the same event, then its retry
+				err := cdlxDeliver(t, a, cdlxMsg("e", "cust-1", cdlxEvNoID))
+				if d, _ := RetryDelay(err); err == nil || StatusOf(err) != tc.status || IsPermanent(err) != tc.permanent ||
+					d != tc.delay || !strings.Contains(err.Error(), tc.mention) {
+					t.Fatalf("got %v (permanent %v, delay %v), want status %d, permanent %v, delay %v, mentioning %q",
+						err, IsPermanent(err), d, tc.status, tc.permanent, tc.delay, tc.mention)
+				}
+			}
+			evs := f.requests(cardlyticsEventsPath)
+			if tc.path == ss && len(evs) != 0 {
+				t.Errorf("%d event calls without a session", len(evs))
+			}
+			if tc.path == ev { // the retry resent the same body: deterministic clientEventIds
+				if len(evs) != 2 || !bytes.Equal(evs[0].Body, evs[1].Body) {
+					t.Fatalf("the retry sent another body:\n%s\n%s", evs[0].Body, evs[1].Body)
+				}
+				cdlxJSONEqual(t, "clientEvent body", evs[1].Body, map[string]any{"clientEvents": []any{cdlxWithID(cdlxEvNoID, cdlxDerivedID("e", 0))}})
+			}
 		})
-		err := cdlxDeliver(t, a, cdlxMsg("e", "cust-1", cdlxEvNoID)) // the same event, retried
-		delay, hasDelay := RetryDelay(err)
-		switch {
-		case err == nil || StatusOf(err) != tc.status || IsPermanent(err) != tc.permanent:
-			t.Errorf("HTTP %d: %v (permanent %v), want permanent %v", tc.status, err, IsPermanent(err), tc.permanent)
-		case delay != tc.delay || hasDelay != (tc.delay > 0):
-			t.Errorf("HTTP %d: RetryDelay %v, %v; want %v", tc.status, delay, hasDelay, tc.delay)
-		}
-	}
-	// Every retry resent the same body: deterministic clientEventIds (Guarantee 4).
-	evs := f.requests(cardlyticsEventsPath)
-	for _, e := range evs[1:] {
-		if !bytes.Equal(e.Body, evs[0].Body) {
-			t.Fatalf("a retry sent another body:\n%s\n%s", evs[0].Body, e.Body)
-		}
-	}
-	cdlxJSONEqual(t, "clientEvent body", evs[0].Body, map[string]any{"clientEvents": []any{cdlxWithID(t, cdlxEvNoID, cdlxDerivedID("e", 0))}})
-	if cdlxDerivedID("e", 0) == cdlxDerivedID("e", 1) || cdlxDerivedID("e", 0) == cdlxDerivedID("f", 0) {
-		t.Error("derived ids must differ per event and per index")
 	}
 }
 
 func TestCardlyticsSessionCacheBounded(t *testing.T) {
-	clk := newCDLXClock()
-	n := 0 // sessions started
+	clk, n := &cdlxClock{}, 0 // n: sessions started
 	s := newCardlyticsSessions(clk.Now, func(context.Context, string) (string, time.Duration, error) { n++; return cdlxToken(n), time.Hour, nil }, 3)
-	ctx := context.Background()
+	get := func(c string) string { tok, _ := s.get(context.Background(), c); return tok }
 	for i := range 5 {
-		clk.Advance(time.Second)
-		if _, err := s.get(ctx, "c"+strconv.Itoa(i)); err != nil {
-			t.Fatal(err)
-		}
+		clk.Add(int64(time.Second))
+		get("c" + strconv.Itoa(i))
 	}
-	if s.len() != 3 {
-		t.Fatalf("%d cached sessions, want the cap 3", s.len())
-	}
-	if tok, _ := s.get(ctx, "c4"); tok != cdlxToken(5) || n != 5 {
-		t.Errorf("the newest session was evicted (token %q, %d starts)", tok, n)
+	if s.len() != 3 || get("c4") != cdlxToken(5) || n != 5 {
+		t.Fatalf("%d cached sessions after %d starts: want the cap 3, the newest kept", s.len(), n)
 	}
 	s.drop("c4", "stale-token") // a token another worker already replaced
-	if tok, _ := s.get(ctx, "c4"); tok != cdlxToken(5) {
+	if get("c4") != cdlxToken(5) {
 		t.Errorf("dropping a stale token removed the current one")
 	}
-	s.drop("c4", cdlxToken(5))
-	if tok, _ := s.get(ctx, "c4"); tok != cdlxToken(6) {
-		t.Errorf("after drop: token %q, want a new session", tok)
+	if s.drop("c4", cdlxToken(5)); get("c4") != cdlxToken(6) {
+		t.Errorf("after drop: want a new session")
 	}
 }

@@ -102,7 +102,9 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		if secs != secs { // NaN
 			return 0, false
 		}
-		d = time.Duration(min(secs, maxRetryAfter.Seconds()) * float64(time.Second))
+		// Bounded on both sides before converting: Go leaves the conversion of an
+		// out-of-range float (-1e300, -Inf) to an integer implementation-defined.
+		d = time.Duration(max(min(secs, maxRetryAfter.Seconds()), 0) * float64(time.Second))
 	} else if t, err := time.Parse(time.RFC1123, v); err == nil {
 		d = t.Sub(now)
 	} else {

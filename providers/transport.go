@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -97,7 +98,11 @@ type Transport struct {
 // NewTransport builds a Transport.
 func NewTransport(o TransportOptions) *Transport {
 	var pairs []string
-	for _, s := range o.Secrets {
+	// Longest first: a Replacer prefers earlier arguments at one position, so a secret
+	// that begins with a shorter one would otherwise leak its tail.
+	secrets := slices.Clone(o.Secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
 		if s != "" {
 			pairs = append(pairs, s, "[redacted]")
 		}
