@@ -14,6 +14,7 @@ import (
 
 // bannerflexAdapter delivers BannerFlex banner events, one per request.
 type bannerflexAdapter struct {
+	unbatched
 	url string
 	t   *Transport
 }
@@ -24,18 +25,12 @@ var _ Adapter = (*bannerflexAdapter)(nil)
 func newBannerFlexAdapter(cfg *config.BannerFlex) Adapter {
 	return &bannerflexAdapter{
 		url: cfg.BaseURL + "/api/public/banner-events",
-		t:   NewTransport(TransportOptions{Timeout: cfg.Timeout, MaxConns: cfg.Workers}),
+		t:   deliveryTransport(cfg.Delivery),
 	}
 }
 
 // Provider returns "bannerflex".
 func (a *bannerflexAdapter) Provider() string { return BannerFlex }
-
-// BatchKey returns "": BannerFlex has no batch API.
-func (a *bannerflexAdapter) BatchKey(*queue.Message) (string, int) { return "", 1 }
-
-// MaxBatchWeight returns 1: one event per request.
-func (a *bannerflexAdapter) MaxBatchWeight() int { return 1 }
 
 // Deliver sends the one event of batch.
 func (a *bannerflexAdapter) Deliver(ctx context.Context, batch []*queue.Message) []error {

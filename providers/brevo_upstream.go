@@ -67,11 +67,7 @@ func newBrevoAdapter(cfg *config.Brevo) Adapter {
 		apiKey:    cfg.APIKey,
 		maKey:     cfg.MAKey,
 		batch:     cfg.Batch,
-		t: NewTransport(TransportOptions{
-			Timeout:  cfg.Timeout,
-			MaxConns: cfg.Workers,
-			Secrets:  []string{cfg.APIKey, cfg.MAKey},
-		}),
+		t:         deliveryTransport(cfg.Delivery, cfg.APIKey, cfg.MAKey),
 	}
 }
 

@@ -576,7 +576,7 @@ func TestFilledFields(t *testing.T) {
 		{"linkrunner/capture-event", `{"event_name":"e","user_id":"u"}`, "US", "iPhone", `{"event_name":"e","user_id":"u"}`},
 		{"ens/click", `{"campaignId":1,"placement":"p","location":null}`, "gb", "", `{"campaignId":1,"placement":"p","location":"GB"}`},
 		{"ens/click", ens, "XX", " ", ens}, // XX: Cloudflare's "unknown"; a blank UA says nothing
-		{"ens/click", ens, "T1", "curl/8.5.0", dev("desktop")},
+		{"ens/click", ens, "T1", "curl/8.5.0", ens}, // not a browser: device unknown
 		{"ens/click", ens, "", "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148", dev("tablet")},
 		{"ens/click", ens, "", "Mozilla/5.0 (Linux; Android 14; SM-X910) AppleWebKit/537.36 Chrome/124.0 Safari/537.36", dev("tablet")},
 		{"ens/click", ens, "", "Mozilla/5.0 (Android 14; Tablet; rv:125.0) Gecko/125.0 Firefox/125.0", dev("tablet")},

@@ -16,6 +16,7 @@ import (
 
 // ensAdapter delivers ENS impressions and clicks, one per request.
 type ensAdapter struct {
+	unbatched
 	base string
 	auth string // "Bearer <api_key>"
 	t    *Transport
@@ -28,22 +29,12 @@ func newENSAdapter(cfg *config.ENS) Adapter {
 	return &ensAdapter{
 		base: cfg.BaseURL,
 		auth: "Bearer " + cfg.APIKey,
-		t: NewTransport(TransportOptions{
-			Timeout:  cfg.Timeout,
-			MaxConns: cfg.Workers,
-			Secrets:  []string{cfg.APIKey},
-		}),
+		t:    deliveryTransport(cfg.Delivery, cfg.APIKey),
 	}
 }
 
 // Provider returns "ens".
 func (a *ensAdapter) Provider() string { return ENS }
-
-// BatchKey returns "": ENS has no batch API.
-func (a *ensAdapter) BatchKey(*queue.Message) (string, int) { return "", 1 }
-
-// MaxBatchWeight returns 1: one event per request.
-func (a *ensAdapter) MaxBatchWeight() int { return 1 }
 
 // Deliver sends the one event of batch.
 func (a *ensAdapter) Deliver(ctx context.Context, batch []*queue.Message) []error {
@@ -103,8 +94,9 @@ func ensCountry(s string) (string, bool) {
 	return c, true
 }
 
-// deviceOf classifies a User-Agent as ENS's device values; "" when ua is empty (nothing
-// observed: leave device absent). The rules are the small, documented token tests browsers
+// deviceOf classifies a User-Agent as ENS's device values; "" when ua is empty or not a
+// browser's (every browser sends "Mozilla/"; a backend's curl or SDK says nothing about
+// the user's device, so device stays absent). The rules are the small, documented token tests browsers
 // have used for years (MDN, "Browser detection using the user agent"), in this order:
 //   - tablet: "iPad", "Tablet", or "Android" without "Mobile" (Android phones add Mobile);
 //   - mobile: "Mobi" (Mobile, IEMobile, Mobile Safari...) or "iPhone";
@@ -113,7 +105,7 @@ func ensCountry(s string) (string, bool) {
 // iPadOS 13+ Safari presents itself as desktop Safari and is reported as desktop.
 func deviceOf(ua string) string {
 	switch {
-	case strings.TrimSpace(ua) == "":
+	case !strings.Contains(ua, "Mozilla/"):
 		return ""
 	case strings.Contains(ua, "iPad"), strings.Contains(ua, "Tablet"),
 		strings.Contains(ua, "Android") && !strings.Contains(ua, "Mobile"):

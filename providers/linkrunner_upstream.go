@@ -18,6 +18,7 @@ const linkrunnerKeyHeader = "linkrunner-key"
 
 // linkrunnerAdapter delivers Linkrunner events, one per request.
 type linkrunnerAdapter struct {
+	unbatched
 	base string
 	key  string
 	t    *Transport
@@ -30,22 +31,12 @@ func newLinkrunnerAdapter(cfg *config.Linkrunner) Adapter {
 	return &linkrunnerAdapter{
 		base: cfg.BaseURL,
 		key:  cfg.ServerKey,
-		t: NewTransport(TransportOptions{
-			Timeout:  cfg.Timeout,
-			MaxConns: cfg.Workers,
-			Secrets:  []string{cfg.ServerKey},
-		}),
+		t:    deliveryTransport(cfg.Delivery, cfg.ServerKey),
 	}
 }
 
 // Provider returns "linkrunner".
 func (a *linkrunnerAdapter) Provider() string { return Linkrunner }
-
-// BatchKey returns "": Linkrunner has no batch API.
-func (a *linkrunnerAdapter) BatchKey(*queue.Message) (string, int) { return "", 1 }
-
-// MaxBatchWeight returns 1: one event per request.
-func (a *linkrunnerAdapter) MaxBatchWeight() int { return 1 }
 
 // Deliver sends the one event of batch.
 func (a *linkrunnerAdapter) Deliver(ctx context.Context, batch []*queue.Message) []error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"eventrelay/config"
 	"eventrelay/relay/queue"
 	"eventrelay/strictjson"
 )
@@ -27,6 +28,22 @@ var (
 	// errNoKey means the credential a route needs is not configured.
 	errNoKey = errors.New("no credential configured for this route")
 )
+
+// unbatched is embedded by the adapters of providers without a batch API: every event
+// goes alone.
+type unbatched struct{}
+
+// BatchKey returns "": the event is always sent alone.
+func (unbatched) BatchKey(*queue.Message) (string, int) { return "", 1 }
+
+// MaxBatchWeight returns 1: one event per request.
+func (unbatched) MaxBatchWeight() int { return 1 }
+
+// deliveryTransport is the Transport of a provider from its delivery settings, redacting
+// its secrets.
+func deliveryTransport(d config.Delivery, secrets ...string) *Transport {
+	return NewTransport(TransportOptions{Timeout: d.Timeout, MaxConns: d.Workers, Secrets: secrets})
+}
 
 // deliverEach is Deliver for adapters that send one event per request: batch must hold
 // exactly one event (the forwarder guarantees it for BatchKey ""; anything else is
