@@ -575,7 +575,7 @@ func TestFilledFields(t *testing.T) {
 		{"linkrunner/capture-payment", `{"user_id":"u","amount":1,"payment_id":null}`, "", "", `{"user_id":"u","amount":1,"payment_id":"evt"}`},
 		{"linkrunner/capture-event", `{"event_name":"e","user_id":"u"}`, "US", "iPhone", `{"event_name":"e","user_id":"u"}`},
 		{"ens/click", `{"campaignId":1,"placement":"p","location":null}`, "gb", "", `{"campaignId":1,"placement":"p","location":"GB"}`},
-		{"ens/click", ens, "XX", " ", ens}, // XX: Cloudflare's "unknown"; a blank UA says nothing
+		{"ens/click", ens, "XX", " ", ens},          // XX: Cloudflare's "unknown"; a blank UA says nothing
 		{"ens/click", ens, "T1", "curl/8.5.0", ens}, // not a browser: device unknown
 		{"ens/click", ens, "", "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148", dev("tablet")},
 		{"ens/click", ens, "", "Mozilla/5.0 (Linux; Android 14; SM-X910) AppleWebKit/537.36 Chrome/124.0 Safari/537.36", dev("tablet")},
