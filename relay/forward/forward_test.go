@@ -3,6 +3,7 @@ package forward_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -85,6 +86,17 @@ func TestRetriesThenDelivers(t *testing.T) {
 	}
 	if s := e.fwd["bannerflex"].BreakerState(); s != gobreaker.StateClosed {
 		t.Fatalf("breaker %v after recovery", s)
+	}
+	// The deployment-wide per-minute counters saw the same.
+	totals := map[string]int64{}
+	for _, k := range e.rdb.Keys(context.Background(), e.keys.StatsPrefix("bannerflex")+"*").Val() {
+		for f, v := range e.rdb.HGetAll(context.Background(), k).Val() {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			totals[f] += n
+		}
+	}
+	if totals["delivered"] != 1 || totals["retried"] != 3 || totals["dead"] != 0 {
+		t.Fatalf("stats %v, want delivered 1, retried 3", totals)
 	}
 }
 

@@ -208,7 +208,11 @@ const recordTries = 3
 // record runs the record script for e. The context is not the worker's: an outcome of
 // an attempt already made must be written even while shutting down.
 func (f *Forwarder) record(e *entry, o outcome) {
-	args := []any{queue.Group, e.streamID, o.kind, o.delay.Milliseconds()}
+	counter := ""
+	if !o.uncounted {
+		counter = outcomeNames[o.kind]
+	}
+	args := []any{queue.Group, e.streamID, o.kind, o.delay.Milliseconds(), counter}
 	errText := ""
 	if o.err != nil {
 		errText = truncate(o.err.Error(), maxErrorText)
@@ -228,7 +232,7 @@ func (f *Forwarder) record(e *entry, o outcome) {
 			args = append(args, v)
 		}
 	}
-	keys := []string{f.events, f.retry, f.dead}
+	keys := []string{f.events, f.retry, f.dead, f.o.Keys.StatsPrefix(f.provider)}
 	var err error
 	for try := range recordTries {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(f.attempts), 2*time.Second)
@@ -251,12 +255,14 @@ func (f *Forwarder) record(e *entry, o outcome) {
 	}
 }
 
+// outcomeNames maps outcome kinds to their metric label and stats field.
+var outcomeNames = map[string]string{kindOK: outcomeDelivered, kindRetry: outcomeRetried, kindDead: outcomeDead}
+
 func (f *Forwarder) count(o outcome) {
 	if f.o.Metrics == nil || o.uncounted {
 		return
 	}
-	name := map[string]string{kindOK: outcomeDelivered, kindRetry: outcomeRetried, kindDead: outcomeDead}[o.kind]
-	f.o.Metrics.deliveries.WithLabelValues(f.provider, name).Inc()
+	f.o.Metrics.deliveries.WithLabelValues(f.provider, outcomeNames[o.kind]).Inc()
 }
 
 func truncate(s string, n int) string {

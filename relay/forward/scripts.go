@@ -3,22 +3,28 @@ package forward
 import "github.com/redis/go-redis/v9"
 
 // recordScript records one attempt's outcome for one entry, atomically with its XACK.
-// KEYS: events, retry, dead (one {provider} hash slot). ARGV: group, entry id, kind
-// ("ok" | "retry" | "dead"), delay ms (retry), then for "retry" the member, for "dead" the
-// field/value pairs. It returns 0 and changes nothing when the entry was no longer
+// KEYS: events, retry, dead, stats prefix (one {provider} hash slot). ARGV: group, entry
+// id, kind ("ok" | "retry" | "dead"), delay ms (retry), counter field ("delivered",
+// "retried", "dead" or "" for none), then for "retry" the member, for "dead" the
+// field/value pairs. The counter goes into this minute's stats hash (Redis TIME). It returns 0 and changes nothing when the entry was no longer
 // pending (another consumer reclaimed and finished it): one outcome per entry.
 var recordScript = redis.NewScript(`
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
+local t = redis.call('TIME')
 if ARGV[3] == 'retry' then
-  local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[5])
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[6])
 elseif ARGV[3] == 'dead' then
-  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
+  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6))
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[5] ~= '' then
+  local stats = KEYS[4] .. math.floor(tonumber(t[1]) / 60)
+  redis.call('HINCRBY', stats, ARGV[5], 1)
+  redis.call('EXPIRE', stats, 3600)
+end
 return 1
 `)
 

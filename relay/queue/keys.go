@@ -1,5 +1,7 @@
 package queue
 
+import "strconv"
+
 // Group is the consumer group every relay reads each provider's events stream through.
 const Group = "relay"
 
@@ -18,6 +20,16 @@ func (k Keys) Retry(provider string) string { return k.key(provider, "retry") }
 
 // Dead is the provider's dead-letter stream: "<prefix>:{P}:dead".
 func (k Keys) Dead(provider string) string { return k.key(provider, "dead") }
+
+// Stats is the provider's delivery counters for one minute (a hash with fields
+// delivered, retried, dead; kept one hour): "<prefix>:{P}:stats:<unix minute>". Every
+// relay adds to the same hash, so the counts are the whole deployment's.
+func (k Keys) Stats(provider string, minute int64) string {
+	return k.key(provider, "stats:"+strconv.FormatInt(minute, 10))
+}
+
+// StatsPrefix is Stats without the minute: "<prefix>:{P}:stats:".
+func (k Keys) StatsPrefix(provider string) string { return k.key(provider, "stats:") }
 
 // Seen is the ingest dedupe marker of one event (24 h): "<prefix>:{P}:seen:<event_id>".
 func (k Keys) Seen(provider, eventID string) string {
