@@ -251,7 +251,7 @@ func (f *Forwarder) record(e *entry, o outcome) {
 	f.count(o)
 	if o.kind == kindDead {
 		f.log.Warn("dead-lettered", zap.String("event_id", e.msg.ID), zap.String("reason", o.reason),
-			zap.Int("status", o.status), zap.Int("attempts", o.attempts), zap.String("error", errText))
+			zap.Int("status", o.status), zap.Int("attempts", o.attempts), zap.String("error", maskEmails(errText)))
 	}
 }
 
