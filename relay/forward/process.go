@@ -127,6 +127,8 @@ const (
 	kindOK    = "ok"
 	kindRetry = "retry"
 	kindDead  = "dead"
+	// kindLost dead-letters an entry that is no longer pending (its data was deleted).
+	kindLost = "lost"
 )
 
 type outcome struct {
@@ -225,7 +227,7 @@ func (f *Forwarder) record(e *entry, o outcome) {
 			return
 		}
 		args = append(args, member)
-	case kindDead:
+	case kindDead, kindLost:
 		for _, v := range e.pairs(fieldAttempts, strconv.Itoa(o.attempts), fieldStatus, strconv.Itoa(o.status),
 			fieldError, errText, fieldReason, o.reason,
 			fieldDeadAt, strconv.FormatInt(time.Now().UnixMilli(), 10), fieldStreamID, e.streamID) {
@@ -233,30 +235,39 @@ func (f *Forwarder) record(e *entry, o outcome) {
 		}
 	}
 	keys := []string{f.events, f.retry, f.dead, f.o.Keys.StatsPrefix(f.provider)}
-	var err error
+	var (
+		err     error
+		applied int64
+	)
 	for try := range recordTries {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(f.attempts), 2*time.Second)
-		err = recordScript.Run(ctx, f.o.Client, keys, args...).Err()
+		applied, err = recordScript.Run(ctx, f.o.Client, keys, args...).Int64()
 		cancel()
 		if err == nil {
 			break
 		}
 		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		f.log.Error("could not record an outcome: the entry stays pending and will be redelivered",
 			zap.String("event_id", e.msg.ID), zap.String("outcome", o.kind), zap.Error(err))
 		return
+	case applied == 0:
+		// Another consumer reclaimed the entry and settled it first: one outcome per entry.
+		f.log.Info("outcome not recorded: the entry was already settled by another consumer",
+			zap.String("event_id", e.msg.ID), zap.String("stream_id", e.streamID))
+		return
 	}
 	f.count(o)
-	if o.kind == kindDead {
+	if o.kind == kindDead || o.kind == kindLost {
 		f.log.Warn("dead-lettered", zap.String("event_id", e.msg.ID), zap.String("reason", o.reason),
 			zap.Int("status", o.status), zap.Int("attempts", o.attempts), zap.String("error", maskEmails(errText)))
 	}
 }
 
 // outcomeNames maps outcome kinds to their metric label and stats field.
-var outcomeNames = map[string]string{kindOK: outcomeDelivered, kindRetry: outcomeRetried, kindDead: outcomeDead}
+var outcomeNames = map[string]string{kindOK: outcomeDelivered, kindRetry: outcomeRetried, kindDead: outcomeDead, kindLost: outcomeDead}
 
 func (f *Forwarder) count(o outcome) {
 	if f.o.Metrics == nil || o.uncounted {

@@ -48,7 +48,7 @@ func (f *Forwarder) reclaim(ctx context.Context, consumer string) error {
 			f.log.Error("pending entry was deleted before delivery (stream trimmed?): dead-lettered",
 				zap.String("stream_id", id))
 			e := &entry{streamID: id, bad: queue.ErrMalformedEntry, reason: reasonTrimmed}
-			f.record(e, outcome{kind: kindDead, reason: reasonTrimmed, err: e.bad})
+			f.record(e, outcome{kind: kindLost, reason: reasonTrimmed, err: e.bad})
 		}
 		for _, c := range claimed {
 			e := newEntry(f.provider, c.streamID, c.values)

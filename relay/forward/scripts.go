@@ -6,17 +6,19 @@ import "github.com/redis/go-redis/v9"
 // KEYS: events, retry, dead, stats prefix (one {provider} hash slot). ARGV: group, entry
 // id, kind ("ok" | "retry" | "dead"), delay ms (retry), counter field ("delivered",
 // "retried", "dead" or "" for none), then for "retry" the member, for "dead" the
-// field/value pairs. The counter goes into this minute's stats hash (Redis TIME). It returns 0 and changes nothing when the entry was no longer
+// field/value pairs. The counter goes into this minute's stats hash (Redis TIME). Kind
+// "lost" dead-letters an entry whose data is gone and which XAUTOCLAIM already dropped
+// from the pending list: there is nothing left to ack, so it is not gated on XACK. It returns 0 and changes nothing when the entry was no longer
 // pending (another consumer reclaimed and finished it): one outcome per entry.
 var recordScript = redis.NewScript(`
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+if ARGV[3] ~= 'lost' and redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
 local t = redis.call('TIME')
 if ARGV[3] == 'retry' then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[6])
-elseif ARGV[3] == 'dead' then
+elseif ARGV[3] == 'dead' or ARGV[3] == 'lost' then
   redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6))
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
