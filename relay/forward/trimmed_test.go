@@ -48,4 +48,3 @@ func TestTrimmedAndMalformedEntriesAreDeadLettered(t *testing.T) {
 	}
 	e.eventually(5*time.Second, "nothing pending", func() bool { return e.idle("bannerflex") })
 }
-
