@@ -26,6 +26,8 @@ import (
 
 const (
 	cardlyticsEventsPath = "/v2/events/clientEvent"
+	// cardlyticsRoute is the one ingest route this adapter serves.
+	cardlyticsRoute = "cardlytics/client-events"
 
 	cardlyticsAuthBearer  = "bearer"
 	cardlyticsAuthSession = "session"
@@ -185,8 +187,8 @@ func (a *cardlyticsAdapter) BatchKey(m *queue.Message) (string, int) {
 }
 
 // Deliver implements Adapter: one clientEvent request carrying the clientEvents of every
-// usable message of batch, in order. Messages refused before sending (customer id, body)
-// get their own Permanent error; all the others share the request's fate.
+// usable message of batch, in order. Messages refused before sending (route, customer id,
+// body) get their own Permanent error; all the others share the request's fate.
 //
 // X-CDLX-Request-Id is the relay event id of the first message in the request: Cardlytics
 // echoes it as requestId, so a request can be traced to an event (and through it, the
@@ -199,6 +201,12 @@ func (a *cardlyticsAdapter) Deliver(ctx context.Context, batch []*queue.Message)
 		sent     []int
 	)
 	for i, m := range batch {
+		// Like every adapter: an event of another route has another body schema, and
+		// sending it as client events would be a guess.
+		if m.Route != cardlyticsRoute {
+			out[i] = unknownRoute(m)
+			continue
+		}
 		if err := cardlyticsCheckCustomer(m.CustomerID); err != nil {
 			out[i] = err
 			continue

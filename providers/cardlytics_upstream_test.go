@@ -3,25 +3,14 @@ package providers
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -35,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"eventrelay/config"
+	"eventrelay/internal/testpki"
 	"eventrelay/relay/queue"
 )
 
@@ -42,7 +32,7 @@ import (
 const (
 	cdlxTestClientID = "canary-client-1a2b3c4d5e"
 	cdlxTestSecret   = "canary-secret-0f9e8d7c6b5a"
-	cdlxClientCN     = "relay-test-client"
+	cdlxClientCN     = testpki.ClientCommonName
 	// Two client events: the first without clientEventId, the second with one.
 	cdlxEvNoID   = `{"clientEventType":"SessionAction","clientEvent":"LogEnrollment","clientEventTimestamp":"2023-03-11T08:00:00Z","clientEventMetadata":null}`
 	cdlxGivenID  = "2e08d638-04e2-4561-b56a-ca32cfff6203"
@@ -51,56 +41,6 @@ const (
 
 // cdlxToken is the n-th token the fake issues (1-based).
 func cdlxToken(n int) string { return "canary-token-" + strconv.Itoa(n) + "-5f4e3d2c1b0a" }
-
-// cdlxPKI is a test CA, a server certificate for 127.0.0.1 and a client certificate
-// (files in a temporary directory).
-type cdlxPKI struct {
-	caFile, certFile, keyFile string
-	pool                      *x509.CertPool
-	server, client            tls.Certificate
-}
-
-func newCDLXPKI(t *testing.T) cdlxPKI {
-	t.Helper()
-	dir, now, serial := t.TempDir(), time.Now(), int64(0)
-	p := cdlxPKI{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "client.pem"),
-		keyFile: filepath.Join(dir, "client-key.pem"), pool: x509.NewCertPool()}
-	var ca *tls.Certificate
-	// issue returns a certificate signed by ca (self-signed while ca is nil) and its PEM
-	// certificate and key.
-	issue := func(tmpl *x509.Certificate) (tls.Certificate, [2][]byte) {
-		key, err0 := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		serial++
-		tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(serial), now.Add(-time.Hour), now.Add(time.Hour)
-		parent, signer := tmpl, crypto.Signer(key)
-		if ca != nil {
-			parent, signer = ca.Leaf, ca.PrivateKey.(crypto.Signer)
-		}
-		der, err1 := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
-		keyDER, err2 := x509.MarshalPKCS8PrivateKey(key)
-		out := [2][]byte{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})}
-		pair, err3 := tls.X509KeyPair(out[0], out[1])
-		if err := errors.Join(err0, err1, err2, err3); err != nil {
-			t.Fatal(err)
-		}
-		return pair, out
-	}
-	caPair, caPEM := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign})
-	ca = &caPair
-	p.pool.AddCert(ca.Leaf)
-	p.server, _ = issue(&x509.Certificate{Subject: pkix.Name{CommonName: "127.0.0.1"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	var client [2][]byte
-	p.client, client = issue(&x509.Certificate{Subject: pkix.Name{CommonName: cdlxClientCN},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-	if err := errors.Join(os.WriteFile(p.caFile, caPEM[0], 0o600), os.WriteFile(p.certFile, client[0], 0o600),
-		os.WriteFile(p.keyFile, client[1], 0o600)); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // cdlxReq is one request the fake received; ClientCN names the verified client certificate.
 type cdlxReq struct {
@@ -118,7 +58,7 @@ type cdlxResp struct {
 
 // fakeCDLX is a Cardlytics fake over TLS that requires a client certificate from the CA.
 type fakeCDLX struct {
-	pki  cdlxPKI
+	pki  *testpki.PKI
 	srv  *httptest.Server
 	mode string
 	mu   sync.Mutex
@@ -132,15 +72,14 @@ type fakeCDLX struct {
 func newFakeCDLX(t *testing.T, mode string) *fakeCDLX {
 	t.Helper()
 	field := map[string]string{cardlyticsAuthSession: "sessionToken", cardlyticsAuthBearer: "token"}[mode]
-	f := &fakeCDLX{pki: newCDLXPKI(t), mode: mode, hooks: map[string]func(int, cdlxReq) cdlxResp{
+	f := &fakeCDLX{pki: testpki.New(t), mode: mode, hooks: map[string]func(int, cdlxReq) cdlxResp{
 		cardlyticsSessionPath: func(n int, _ cdlxReq) cdlxResp {
 			return cdlxResp{Status: 200, Body: `{"` + field + `":"` + cdlxToken(n) + `"}`}
 		},
 		cardlyticsEventsPath: cdlxReply(200, `{"requestId":"r"}`),
 	}}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
-	f.srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: f.pki.pool,
-		Certificates: []tls.Certificate{f.pki.server}, MinVersion: tls.VersionTLS12}
+	f.srv.TLS = f.pki.ServerTLS() // requires a client certificate from the CA
 	// Refused handshakes are expected in one test; keep them off the test output.
 	f.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	f.srv.StartTLS()
@@ -228,7 +167,7 @@ func newCDLXAdapter(t *testing.T, f *fakeCDLX, edit ...func(*config.Cardlytics))
 	t.Helper()
 	cfg := &config.Cardlytics{Auth: f.mode, ClientID: cdlxTestClientID, Secret: cdlxTestSecret,
 		Delivery:    config.Delivery{BaseURL: f.srv.URL + "/", Timeout: 2 * time.Second, Workers: 4},
-		TLSCertFile: f.pki.certFile, TLSKeyFile: f.pki.keyFile, TLSCAFile: f.pki.caFile}
+		TLSCertFile: f.pki.ClientCertFile, TLSKeyFile: f.pki.ClientKeyFile, TLSCAFile: f.pki.CAFile}
 	for _, e := range edit {
 		e(cfg)
 	}
@@ -347,7 +286,7 @@ func TestCardlyticsRequests(t *testing.T) {
 func TestCardlyticsMutualTLSRequired(t *testing.T) {
 	f := newFakeCDLX(t, cardlyticsAuthBearer)
 	post := func(certs ...tls.Certificate) error {
-		c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.pki.pool, Certificates: certs}}}
+		c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.pki.CertPool(), Certificates: certs}}}
 		defer c.CloseIdleConnections()
 		resp, err := c.Post(f.srv.URL+cardlyticsSessionPath, "application/json", strings.NewReader(`{}`))
 		if err == nil {
@@ -358,7 +297,7 @@ func TestCardlyticsMutualTLSRequired(t *testing.T) {
 	if err := post(); err == nil {
 		t.Fatal("a client without a certificate reached the fake: mutual TLS is not required")
 	}
-	if err := post(f.pki.client); err != nil {
+	if err := post(f.pki.Client); err != nil {
 		t.Fatalf("the same client with the certificate: %v", err)
 	}
 	// The adapter without a certificate is refused too: retryable, nothing received.
@@ -480,7 +419,7 @@ func TestCardlyticsBatching(t *testing.T) {
 	a := newCDLXAdapter(t, f)
 	m1 := cdlxMsg("m1", "cust-1", cdlxEvNoID, cdlxEvWithID)
 	m2 := cdlxMsg("m2", "cust-1", cdlxEvNoID)
-	bad := &queue.Message{ID: "m3", CustomerID: "cust-1", Body: []byte(`{"clientEvents":[`)}
+	bad := &queue.Message{ID: "m3", Route: "cardlytics/client-events", CustomerID: "cust-1", Body: []byte(`{"clientEvents":[`)}
 	evil := cdlxMsg("m4", "cust-1\r\nX-Evil: 1", cdlxEvNoID)
 	for m, want := range map[*queue.Message]string{m1: "cust-1 2", m2: "cust-1 1", cdlxMsg("o", "cust-2", cdlxEvNoID): "cust-2 1",
 		evil: " 1", cdlxMsg("long", strings.Repeat("c", cardlyticsMaxCustomerID+1), cdlxEvNoID): " 1"} {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -146,7 +147,7 @@ type cfCase struct {
 	// that holds it.
 	secrets []string
 	// success are the statuses that mean delivered, the documented one first; permanent
-	// overrides cfPermanent; rateHeader carries a 429's delay in seconds (Retry-After).
+	// overrides or extends cfPermanent; rateHeader carries a 429's delay in seconds (Retry-After).
 	success    []int
 	permanent  map[int]bool
 	rateHeader string
@@ -288,7 +289,7 @@ func cfExpect(t *testing.T, err error, permanent bool, status int) {
 
 func TestConformance(t *testing.T) {
 	ops := opsByRoute(t, allProviders())
-	for _, c := range cfCases() {
+	for _, c := range append(cfCases(), cfCardlyticsCases(t)...) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			cfCheck(t, c, ops)
@@ -350,10 +351,9 @@ func cfCheck(t *testing.T, c cfCase, ops map[string]*Op) {
 			t.Errorf("status %d: %v, want delivered", code, err)
 		}
 	}
-	for code, perm := range cfPermanent {
-		if p, ok := c.permanent[code]; ok {
-			perm = p
-		}
+	classes := maps.Clone(cfPermanent)
+	maps.Copy(classes, c.permanent) // overrides, and statuses only this provider documents
+	for code, perm := range classes {
 		t.Run(fmt.Sprintf("status %d", code), func(t *testing.T) {
 			_, _, err := run(t, cfReply{status: code, body: `{"code":"x","message":"refused"}`})
 			cfExpect(t, err, perm, code)

@@ -30,6 +30,8 @@ func newFakes(t *testing.T) fakes {
 	}
 }
 
+// e2eConfig is the relay config for the fakes f. The providers map comes last, so a test
+// may append entries of its own (two spaces deep).
 func e2eConfig(redisURL string, f fakes, bannerflexExtra string) string {
 	return fmt.Sprintf(`
 server: {listen: "{{ingest}}"}
@@ -50,7 +52,10 @@ providers:
 func TestEndToEndEveryRouteArrivesUpstream(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	f := newFakes(t)
-	p := startRelay(t, e2eConfig(rs.URL(), f, ""))
+	// Cardlytics needs a PKI and a TLS fake, so it is added here only, not to every test's
+	// config: its entry goes last in the providers map, which ends e2eConfig.
+	cx := newCardlyticsE2E(t)
+	p := startRelay(t, e2eConfig(rs.URL(), f, "")+cx.providerConfig())
 	auth := map[string]string{"Authorization": "Bearer " + e2eBackend, "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"}
 	cases := []struct {
 		route, body string
@@ -79,6 +84,9 @@ func TestEndToEndEveryRouteArrivesUpstream(t *testing.T) {
 			t.Fatalf("%s: %d %s", c.route, status, body)
 		}
 	}
+	cxID := cx.post(t, p)
+	others := []string{e2eENSKey, e2eLRKey, e2eBVKey, e2eMAKey} // not Cardlytics'
+	secrets := append(e2eCXSecrets(), others...)
 	for _, c := range cases {
 		var hit *fakeHit
 		waitFor(t, 10*time.Second, c.route+" upstream", func() bool {
@@ -96,18 +104,22 @@ func TestEndToEndEveryRouteArrivesUpstream(t *testing.T) {
 		if !jsonEqual(hit.body, c.want) {
 			t.Errorf("%s: upstream body %s, want %s", c.route, hit.body, c.want)
 		}
-		for _, s := range []string{e2eENSKey, e2eLRKey, e2eBVKey, e2eMAKey} {
+		for _, s := range secrets {
 			if s != c.header[1] && !strings.HasSuffix(c.header[1], s) && strings.Contains(fmt.Sprint(hit.header)+hit.body, s) {
 				t.Errorf("%s: another provider's secret reached this upstream", c.route)
 			}
 		}
 	}
+	cx.check(t, cxID, others...)
 	time.Sleep(300 * time.Millisecond)
 	total := len(f.lr.got()) + len(f.ens.got()) + len(f.brevo.got()) + len(f.bf.got())
 	if total != len(cases) {
 		t.Errorf("%d upstream requests for %d events", total, len(cases))
 	}
-	for _, s := range []string{e2eENSKey, e2eLRKey, e2eBVKey, e2eMAKey, e2eBackend} {
+	if n := len(cx.up.got()); n != 2 {
+		t.Errorf("%d Cardlytics requests, want 2 (startSession, clientEvent)", n)
+	}
+	for _, s := range append(secrets, e2eBackend) {
 		if strings.Contains(p.output(), s) {
 			t.Errorf("secret %q in the relay's logs", s)
 		}

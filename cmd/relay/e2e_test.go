@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -168,22 +169,38 @@ type fakeHit struct {
 
 func newFake(t *testing.T, reply func(n int, h fakeHit) (int, string)) *fake {
 	f := &fake{reply: reply}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		h := fakeHit{path: r.URL.Path, header: r.Header.Clone(), body: string(b), at: time.Now()}
-		f.mu.Lock()
-		n := len(f.hits)
-		f.hits = append(f.hits, h)
-		f.mu.Unlock()
-		status, body := 200, `{"ok":true}`
-		if f.reply != nil {
-			status, body = f.reply(n, h)
-		}
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, body)
-	}))
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// newTLSFake is newFake over TLS with conf, e.g. one that requires a client certificate
+// (an upstream with mutual TLS): a client without one is refused at the handshake, so
+// nothing it sends is recorded.
+func newTLSFake(t *testing.T, conf *tls.Config, reply func(n int, h fakeHit) (int, string)) *fake {
+	f := &fake{reply: reply}
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.srv.TLS = conf
+	f.srv.StartTLS()
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// serve records the request and answers with f.reply (200 {"ok":true} without one); n is
+// the request's index, from 0.
+func (f *fake) serve(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	h := fakeHit{path: r.URL.Path, header: r.Header.Clone(), body: string(b), at: time.Now()}
+	f.mu.Lock()
+	n := len(f.hits)
+	f.hits = append(f.hits, h)
+	f.mu.Unlock()
+	status, body := 200, `{"ok":true}`
+	if f.reply != nil {
+		status, body = f.reply(n, h)
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
 }
 
 func (f *fake) got() []fakeHit {
