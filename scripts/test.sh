@@ -3,18 +3,44 @@
 # Installs redis-server (Debian package) when it is missing; the tests start their own
 # Redis processes on free loopback ports in temporary directories.
 #
-#   FUZZTIME=5s   how long each fuzz target runs (0 skips fuzzing)
+#   FUZZTIME=5s           how long each fuzz target runs (0 skips fuzzing)
+#   RELAY_BROWSER_TEST=1  the headless-browser test (cmd/relay/e2e_browser_test.go) must
+#                         run: chromium and chromium-driver are installed when missing,
+#                         and a missing /usr/bin/chromium fails the test instead of
+#                         skipping it. Set by .ci/run, and implied by CI=true. A default
+#                         developer run downloads no browser (the test skips without one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "test.sh: redis-server is missing; installing the Debian package" >&2
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  apt_install redis-server
 fi
 # Debian's package may start a system redis on 6379; the tests never use it.
+
+if [ "${CI:-}" = "true" ] && [ -z "${RELAY_BROWSER_TEST:-}" ]; then
+  export RELAY_BROWSER_TEST=1
+fi
+if [ "${CI:-}" = "true" ] || [ "${RELAY_BROWSER_TEST:-}" = "1" ]; then
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: ${missing[*]} missing; installing the Debian package(s) for the browser test" >&2
+    apt_install "${missing[@]}"
+  fi
+fi
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

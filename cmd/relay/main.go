@@ -1,5 +1,6 @@
 // Command relay is the event relay: `relay serve --config FILE` runs it,
 // `relay check-config --config FILE` reports every configuration problem at once,
+// `relay status` and `relay dlq list|replay|purge` talk to a running relay's admin API,
 // `relay version` prints the build.
 package main
 
@@ -23,7 +24,17 @@ const usage = `usage: relay <command> [flags]
 commands:
   serve --config FILE         run the relay
   check-config --config FILE  validate a configuration file and report every problem
+  status --config FILE        delivery state per provider, from the running relay
+  dlq list --config FILE --provider P [--limit N]
+                              the newest dead letters of a provider
+  dlq replay --config FILE --provider P [--id ID ...]
+                              send dead letters again (all without --id)
+  dlq purge --config FILE --provider P [--id ID ...] [--yes]
+                              delete dead letters (all of them needs --yes)
   version                     print the version
+
+status and dlq call the admin API at the configuration's admin.listen with admin.token.
+Exit status: 0 done, 1 failed, 2 usage.
 `
 
 func main() {
@@ -47,6 +58,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serveCmd(ctx, args[1:], stderr)
 	case "check-config":
 		err = checkConfigCmd(args[1:], stdout)
+	case "status":
+		err = statusCmd(ctx, args[1:], stdout, stderr)
+	case "dlq":
+		err = dlqCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

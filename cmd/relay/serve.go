@@ -23,6 +23,12 @@ import (
 	"eventrelay/relay/queue"
 )
 
+// The admin server reads breaker states from the forwarders and pings the queue.
+var (
+	_ admin.BreakerStater = (*forward.Forwarder)(nil)
+	_ admin.Pinger        = (*queue.Conn)(nil)
+)
+
 // shutdownGrace bounds how long in-flight ingest requests may take to finish on SIGTERM.
 const shutdownGrace = 10 * time.Second
 
@@ -49,21 +55,23 @@ func newLogger(level string) (*zap.Logger, error) {
 	return zc.Build()
 }
 
-// newForwarders builds one Forwarder per enabled provider.
-func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Registerer, log *zap.Logger) ([]*forward.Forwarder, error) {
+// newForwarders builds one Forwarder per enabled provider, also returned by provider
+// name as the admin API's breakers.
+func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Registerer, log *zap.Logger) ([]*forward.Forwarder, map[string]admin.BreakerStater, error) {
 	adapters, err := providers.NewAdapters(cfg.Providers, log.Named("providers"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	metrics, err := forward.NewMetrics(reg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	consumer, err := consumerName()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []*forward.Forwarder
+	breakers := map[string]admin.BreakerStater{}
 	for _, p := range cfg.Providers.Enabled() {
 		f, err := forward.New(forward.Options{
 			Adapter: adapters[p.Name], Delivery: *p.Delivery, Client: conn.Client,
@@ -72,11 +80,12 @@ func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Register
 			Visibility: p.Delivery.VisibilityTimeout,
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, f)
+		breakers[p.Name] = f
 	}
-	return out, nil
+	return out, breakers, nil
 }
 
 // consumerName is unique per process: host, pid and a random suffix, so a restarted
@@ -136,11 +145,21 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	adm := admin.New(admin.Options{Gatherer: reg, Queue: conn, Log: log.Named("admin")})
-	forwarders, err := newForwarders(cfg, conn, reg, log)
+	forwarders, breakers, err := newForwarders(cfg, conn, reg, log)
 	if err != nil {
 		return err
 	}
+	keys := queue.Keys{Prefix: cfg.Redis.Prefix}
+	enabled := make([]string, 0, len(breakers))
+	for _, p := range cfg.Providers.Enabled() {
+		enabled = append(enabled, p.Name)
+	}
+	if err := reg.Register(admin.NewCollector(admin.CollectorOptions{Client: conn.Client, Keys: keys,
+		Providers: enabled, Log: log.Named("admin")})); err != nil {
+		return err
+	}
+	adm := admin.New(admin.Options{Gatherer: reg, Queue: conn, Log: log.Named("admin"), Audit: log.Named("audit"),
+		Client: conn.Client, Keys: keys, Providers: enabled, Breakers: breakers, Token: cfg.Admin.Token})
 
 	ingestLn, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {

@@ -10,13 +10,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"eventrelay/relay/queue"
 )
 
 // Pinger reports whether the queue is reachable.
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
+
+// defaultTimeout bounds the Redis work of one API call (one page of a replay).
+const defaultTimeout = 10 * time.Second
 
 // Options are what New needs.
 type Options struct {
@@ -25,6 +31,23 @@ type Options struct {
 	// Queue is pinged by /readyz.
 	Queue Pinger
 	Log   *zap.Logger
+	// Audit gets one Info line per replay or purge. Default: Log.Named("audit").
+	Audit *zap.Logger
+
+	// Client reads and changes the providers' keys for the API. Without it the API
+	// answers 503.
+	Client redis.Cmdable
+	// Keys names the providers' keys.
+	Keys queue.Keys
+	// Providers are the enabled providers, in configuration order.
+	Providers []string
+	// Breakers are this process's circuit breakers by provider; a missing or nil one
+	// shows as "unknown".
+	Breakers map[string]BreakerStater
+	// Token is admin.token. Empty refuses every API call.
+	Token string
+	// Timeout bounds the Redis work of one API call. Default 10s.
+	Timeout time.Duration
 }
 
 // Server is the admin listener.
@@ -36,6 +59,15 @@ type Server struct {
 
 // New builds the admin server.
 func New(o Options) *Server {
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if o.Audit == nil {
+		o.Audit = o.Log.Named("audit")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = defaultTimeout
+	}
 	s := &Server{opts: o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -44,6 +76,8 @@ func New(o Options) *Server {
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	handlePage(mux)
+	mux.Handle("/admin/api/", requireToken(o.Token, newAPI(o).handler()))
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: zap.NewStdLog(o.Log)}
 	return s
@@ -61,7 +95,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
-	if err := s.opts.Queue.Ping(ctx); err != nil {
+	if s.opts.Queue == nil || s.opts.Queue.Ping(ctx) != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"ok":false,"reason":"redis unreachable"}`))
 		return

@@ -1,0 +1,131 @@
+package admin
+
+import "encoding/json"
+
+// The JSON shapes of the admin API (see the package doc). They are part of the contract:
+// the page and the CLI decode them. Add fields; never rename or remove one.
+
+// ProvidersReply is the reply of GET /admin/api/providers.
+type ProvidersReply struct {
+	Providers []ProviderStatus `json:"providers"`
+}
+
+// ProviderStatus is one provider's delivery state.
+type ProviderStatus struct {
+	Name string `json:"name"`
+	// Breaker is "closed", "half-open", "open" or "unknown".
+	Breaker string `json:"breaker"`
+	Ready   int64  `json:"ready"`
+	Pending int64  `json:"pending"`
+	Retry   int64  `json:"retry"`
+	Dead    int64  `json:"dead"`
+	// OldestUndeliveredSeconds is approximate (see the package doc); 0 when none.
+	OldestUndeliveredSeconds float64 `json:"oldest_undelivered_seconds"`
+	// LastMinute estimates the outcomes of the last 60 s, deployment-wide.
+	LastMinute MinuteCounts `json:"last_minute"`
+}
+
+// MinuteCounts are delivery outcomes over one minute.
+type MinuteCounts struct {
+	Delivered int64 `json:"delivered"`
+	Retried   int64 `json:"retried"`
+	Dead      int64 `json:"dead"`
+}
+
+// DeadListReply is the reply of GET /admin/api/dead/{provider}.
+type DeadListReply struct {
+	Provider string `json:"provider"`
+	// Total is the length of the dead-letter stream.
+	Total int64 `json:"total"`
+	// Dead is newest first.
+	Dead []DeadLetter `json:"dead"`
+}
+
+// DeadLetter is one dead-letter entry, without its body.
+type DeadLetter struct {
+	// StreamID is the entry's id in the dead-letter stream: the handle for get, replay
+	// and purge.
+	StreamID string `json:"stream_id"`
+	// EventsStreamID is the id the event had in the events stream.
+	EventsStreamID string `json:"events_stream_id"`
+	// ID is the relay's event id.
+	ID       string `json:"id"`
+	Route    string `json:"route"`
+	Source   string `json:"source"`
+	Reason   string `json:"reason"`
+	Status   int    `json:"status"`
+	Attempts int    `json:"attempts"`
+	Error    string `json:"error"`
+	// DeadAt and ReceivedAt are RFC 3339 (UTC, milliseconds), "" when unknown.
+	DeadAt     string `json:"dead_at"`
+	ReceivedAt string `json:"received_at"`
+}
+
+// DeadLetterDetail is the reply of GET /admin/api/dead/{provider}/{stream_id}.
+type DeadLetterDetail struct {
+	DeadLetter
+	// Body is the stored event JSON with e-mail addresses masked (a JSON string when the
+	// stored body is not JSON).
+	Body      json.RawMessage `json:"body"`
+	IP        string          `json:"ip"`
+	UserAgent string          `json:"ua"`
+	Country   string          `json:"country"`
+	Customer  string          `json:"customer"`
+}
+
+// ReplayRequest is the optional body of POST /admin/api/dead/{provider}/replay.
+type ReplayRequest struct {
+	// IDs selects dead letters by stream id; nil means all (bounded by the fields below).
+	IDs []string `json:"ids"`
+	// Limit caps how many dead letters one call looks at; 0 means no cap.
+	Limit int `json:"limit,omitempty"`
+	// After starts the scan after this stream id (exclusive).
+	After string `json:"after,omitempty"`
+	// Until ends the scan at this stream id (inclusive); empty means the newest one now.
+	Until string `json:"until,omitempty"`
+}
+
+// ReplayReply is the reply of a replay.
+type ReplayReply struct {
+	Replayed int64 `json:"replayed"`
+	Missing  int64 `json:"missing"`
+	Skipped  int64 `json:"skipped"`
+	// LastID is the last dead letter looked at ("" when none): the next chunk's After.
+	LastID string `json:"last_id"`
+	// Until is the scan's upper bound (pass it back with the next chunk).
+	Until string `json:"until"`
+	// Done reports that the scan reached Until (always true for a replay by ids).
+	Done bool `json:"done"`
+}
+
+// PurgeRequest is the optional body of DELETE /admin/api/dead/{provider}.
+type PurgeRequest struct {
+	// IDs selects dead letters by stream id; nil means all.
+	IDs []string `json:"ids"`
+}
+
+// PurgeReply is the reply of a purge.
+type PurgeReply struct {
+	Purged int64 `json:"purged"`
+}
+
+// ErrorReply is every error reply.
+type ErrorReply struct {
+	OK    bool      `json:"ok"`
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody says what went wrong.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error codes.
+const (
+	CodeUnauthorized    = "unauthorized"
+	CodeUnknownProvider = "unknown_provider"
+	CodeNotFound        = "not_found"
+	CodeBadRequest      = "bad_request"
+	CodeUnavailable     = "unavailable"
+)
