@@ -296,3 +296,23 @@ func assertNoSecrets(t *testing.T, e *env) {
 		}
 	}
 }
+
+// Guarantee 6 holds for the deployment, not per process: three relays together stay
+// under one provider's rate_limit.
+func TestRateLimitIsSharedAcrossRelays(t *testing.T) {
+	e := newEnvRelays(t, map[string]string{
+		"bannerflex": `workers: 2, rate_limit: 20, timeout: 1s, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
+	}, 3)
+	for range 40 {
+		e.send("bannerflex/banner-events", bfBody)
+	}
+	e.eventually(15*time.Second, "drained", func() bool { return e.idle("bannerflex") })
+	hits := e.up["bannerflex"].got()
+	if len(hits) != 40 {
+		t.Fatalf("%d deliveries, want 40", len(hits))
+	}
+	// 40 requests at 20/s take at least 39/20 s; per-process limiters would allow 3× that rate.
+	if span := hits[len(hits)-1].at.Sub(hits[0].at); span < 1700*time.Millisecond {
+		t.Fatalf("40 requests from 3 relays in %v: over the shared 20/s limit", span)
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
@@ -57,7 +59,12 @@ type Forwarder struct {
 	provider string
 	log      *zap.Logger
 	limiter  *rate.Limiter
-	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// shared spaces requests across every relay of the deployment (a GCRA in Redis), so
+	// rate_limit holds however many relays run; limiter keeps this process within it
+	// even when Redis cannot be asked.
+	shared      *redis_rate.Limiter
+	sharedLimit redis_rate.Limit
+	breaker     *gobreaker.TwoStepCircuitBreaker[struct{}]
 	// pausedUntil (unix ns) is set from an upstream's Retry-After: no request before it.
 	pausedUntil atomic.Int64
 	reclaimed   chan *entry
@@ -100,9 +107,11 @@ func New(o Options) (*Forwarder, error) {
 	f := &Forwarder{
 		o: o, provider: p, log: o.Log,
 		// Burst 1: the configured rate is a ceiling, never exceeded even briefly.
-		limiter:   rate.NewLimiter(rate.Limit(d.RateLimit), 1),
-		reclaimed: make(chan *entry),
-		events:    o.Keys.Events(p), retry: o.Keys.Retry(p), dead: o.Keys.Dead(p),
+		limiter:     rate.NewLimiter(rate.Limit(d.RateLimit), 1),
+		shared:      redis_rate.NewLimiter(o.Client),
+		sharedLimit: gcraLimit(d.RateLimit),
+		reclaimed:   make(chan *entry),
+		events:      o.Keys.Events(p), retry: o.Keys.Retry(p), dead: o.Keys.Dead(p),
 	}
 	f.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        p,
@@ -197,14 +206,36 @@ func (f *Forwarder) worker(ctx context.Context, consumer string) {
 	}
 }
 
-// waitTurn waits out a Retry-After pause and then the rate limiter.
+// waitTurn waits out a Retry-After pause, then this process's rate limiter, then the
+// deployment's.
 func (f *Forwarder) waitTurn(ctx context.Context) bool {
 	if until := f.pausedUntil.Load(); until > 0 {
 		if d := time.Until(time.Unix(0, until)); d > 0 && !sleep(ctx, d) {
 			return false
 		}
 	}
-	return f.limiter.Wait(ctx) == nil
+	if f.limiter.Wait(ctx) != nil {
+		return false
+	}
+	for {
+		res, err := f.shared.Allow(ctx, f.o.Keys.Rate(f.provider), f.sharedLimit)
+		switch {
+		case err != nil:
+			// Redis unreachable: nothing can be recorded either, and the local limiter
+			// still caps this process; the read that follows will wait and retry.
+			return ctx.Err() == nil
+		case res.Allowed > 0:
+			return true
+		case !sleep(ctx, res.RetryAfter):
+			return false
+		}
+	}
+}
+
+// gcraLimit expresses requests per second as a GCRA limit with a burst of one: one
+// request per 1/rate seconds, to a thousandth of a request per second.
+func gcraLimit(perSecond float64) redis_rate.Limit {
+	return redis_rate.Limit{Rate: max(1, int(math.Round(perSecond*1000))), Burst: 1, Period: 1000 * time.Second}
 }
 
 // pause stops every worker of the provider until now+d (upstream asked for it).

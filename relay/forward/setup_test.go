@@ -117,6 +117,13 @@ const fastDelivery = `workers: 2, rate_limit: 200, timeout: 500ms, max_attempts:
 
 func newEnv(t *testing.T, delivery map[string]string) *env {
 	t.Helper()
+	return newEnvRelays(t, delivery, 1)
+}
+
+// newEnvRelays runs `relays` forwarders per provider, as that many relay processes would
+// (each with its own consumer name and in-process limiter); e.fwd holds the first.
+func newEnvRelays(t *testing.T, delivery map[string]string, relays int) *env {
+	t.Helper()
 	rs := redistest.Start(t, redistest.Options{})
 	e := &env{t: t, redis: rs, up: map[string]*upstream{}, keys: queue.Keys{Prefix: "t"}}
 	for _, p := range []string{"linkrunner", "ens", "brevo", "bannerflex"} {
@@ -167,17 +174,21 @@ providers:
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = e.enq.Run(ctx) }()
 	for name, a := range adapters {
-		f, err := forward.New(forward.Options{
-			Adapter: a, Delivery: deliveryOf(cfg, name), Client: conn.Client, Keys: e.keys,
-			Consumer: "test-" + uuid.NewString()[:8], Log: log.Named(name), Metrics: metrics,
-			Block: 100 * time.Millisecond, Visibility: 2 * time.Second, MoveEvery: 20 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
+		for i := range relays {
+			f, err := forward.New(forward.Options{
+				Adapter: a, Delivery: deliveryOf(cfg, name), Client: conn.Client, Keys: e.keys,
+				Consumer: "test-" + uuid.NewString()[:8], Log: log.Named(name), Metrics: metrics,
+				Block: 100 * time.Millisecond, Visibility: 2 * time.Second, MoveEvery: 20 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				e.fwd[name] = f
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = f.Run(ctx) }()
 		}
-		e.fwd[name] = f
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = f.Run(ctx) }()
 	}
 	e.stop = cancel
 	e.stopped = make(chan struct{})
