@@ -11,16 +11,6 @@ import (
 	"eventrelay/relay/queue"
 )
 
-// Fields the forwarders add to dead letters (see relay/forward's package doc).
-const (
-	fieldAttempts = "attempts"
-	fieldError    = "error"
-	fieldStatus   = "status"
-	fieldReason   = "reason"
-	fieldDeadAt   = "dead_at"
-	fieldStreamID = "stream_id"
-)
-
 // Dead-letter list limits.
 const (
 	defaultDeadLimit = 50
@@ -142,19 +132,19 @@ func (a *api) purge(w http.ResponseWriter, r *http.Request, provider string) {
 // deadLetter decodes a dead-letter entry without its body.
 func deadLetter(m redis.XMessage) DeadLetter {
 	v := m.Values
-	status, _ := strconv.Atoi(str(v, fieldStatus))
-	attempts, _ := strconv.Atoi(str(v, fieldAttempts))
+	status, _ := strconv.Atoi(str(v, queue.FieldStatus))
+	attempts, _ := strconv.Atoi(str(v, queue.FieldAttempts))
 	return DeadLetter{
 		StreamID:       m.ID,
-		EventsStreamID: str(v, fieldStreamID),
+		EventsStreamID: str(v, queue.FieldStreamID),
 		ID:             str(v, queue.FieldID),
 		Route:          str(v, queue.FieldRoute),
 		Source:         str(v, queue.FieldSource),
-		Reason:         str(v, fieldReason),
+		Reason:         str(v, queue.FieldReason),
 		Status:         status,
 		Attempts:       attempts,
-		Error:          str(v, fieldError),
-		DeadAt:         msTime(str(v, fieldDeadAt)),
+		Error:          str(v, queue.FieldError),
+		DeadAt:         msTime(str(v, queue.FieldDeadAt)),
 		ReceivedAt:     msTime(str(v, queue.FieldAt)),
 	}
 }

@@ -13,7 +13,7 @@
 // one Lua call that only acts if its XACK acked something, so a slow worker whose entry
 // was reclaimed and finished elsewhere records nothing twice.
 //
-// # Entry fields beyond the ingest ones (queue package)
+// # Entry fields beyond the ingest ones (named in package queue: FieldAttempts, ...)
 //
 //	attempts  upstream attempts made so far (absent: 0)
 //	error     last attempt's error (retry set members and dead letters)

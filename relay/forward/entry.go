@@ -7,16 +7,6 @@ import (
 	"eventrelay/relay/queue"
 )
 
-// Fields this package adds to entries (see doc.go).
-const (
-	fieldAttempts = "attempts"
-	fieldError    = "error"
-	fieldStatus   = "status"
-	fieldReason   = "reason"
-	fieldDeadAt   = "dead_at"
-	fieldStreamID = "stream_id"
-)
-
 // Dead-letter reasons.
 const (
 	reasonPermanent   = "permanent"
@@ -56,7 +46,7 @@ func newEntry(provider, streamID string, values map[string]any) *entry {
 		return e
 	}
 	e.msg = m
-	if s, ok := values[fieldAttempts].(string); ok {
+	if s, ok := values[queue.FieldAttempts].(string); ok {
 		e.attempts, _ = strconv.Atoi(s)
 	}
 	return e
@@ -76,7 +66,7 @@ func (e *entry) pairs(extra ...string) []string {
 // retryMember encodes the entry for the retry set: a JSON array of field/value pairs that
 // the move script XADDs back. It holds the attempt count, so it is unique per attempt.
 func (e *entry) retryMember(attempts int, status int, errText string) (string, error) {
-	b, err := json.Marshal(e.pairs(fieldAttempts, strconv.Itoa(attempts),
-		fieldStatus, strconv.Itoa(status), fieldError, errText))
+	b, err := json.Marshal(e.pairs(queue.FieldAttempts, strconv.Itoa(attempts),
+		queue.FieldStatus, strconv.Itoa(status), queue.FieldError, errText))
 	return string(b), err
 }

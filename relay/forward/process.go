@@ -198,7 +198,7 @@ func (f *Forwarder) touch(ctx context.Context, consumer string, batches [][]*ent
 }
 
 func statusOf(e *entry) int {
-	s, _ := e.values[fieldStatus].(string)
+	s, _ := e.values[queue.FieldStatus].(string)
 	n, _ := strconv.Atoi(s)
 	return n
 }
@@ -228,9 +228,9 @@ func (f *Forwarder) record(e *entry, o outcome) {
 		}
 		args = append(args, member)
 	case kindDead, kindLost:
-		for _, v := range e.pairs(fieldAttempts, strconv.Itoa(o.attempts), fieldStatus, strconv.Itoa(o.status),
-			fieldError, errText, fieldReason, o.reason,
-			fieldDeadAt, strconv.FormatInt(time.Now().UnixMilli(), 10), fieldStreamID, e.streamID) {
+		for _, v := range e.pairs(queue.FieldAttempts, strconv.Itoa(o.attempts), queue.FieldStatus, strconv.Itoa(o.status),
+			queue.FieldError, errText, queue.FieldReason, o.reason,
+			queue.FieldDeadAt, strconv.FormatInt(time.Now().UnixMilli(), 10), queue.FieldStreamID, e.streamID) {
 			args = append(args, v)
 		}
 	}

@@ -20,6 +20,17 @@ const (
 	FieldSource   = "src"      // who sent it: the site or client name
 )
 
+// Fields the forwarders add: to entries going back into the stream after a failed
+// attempt, and to dead letters (relay/forward's package doc describes them).
+const (
+	FieldAttempts = "attempts"  // upstream attempts made so far (absent: 0)
+	FieldError    = "error"     // last attempt's error, secrets redacted
+	FieldStatus   = "status"    // last HTTP status, 0 when there was no reply
+	FieldReason   = "reason"    // dead letters: permanent, max_attempts, max_age, trimmed, malformed
+	FieldDeadAt   = "dead_at"   // dead letters: unix ms
+	FieldStreamID = "stream_id" // dead letters: the entry's id in the events stream
+)
+
 // numFields is how many field/value pairs every entry has.
 const numFields = 9
 
