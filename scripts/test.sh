@@ -57,5 +57,7 @@ if [ "$FUZZTIME" != "0" ]; then
   echo "== fuzz ($FUZZTIME each)"
   go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" ./strictjson/
   go test -run '^$' -fuzz '^FuzzValidate$' -fuzztime "$FUZZTIME" ./providers/
+  go test -run '^$' -fuzz '^FuzzParseRetryAfter$' -fuzztime "$FUZZTIME" ./providers/
+  go test -run '^$' -fuzz '^FuzzOriginCheck$' -fuzztime "$FUZZTIME" ./relay/ingest/
 fi
 echo "== all tests passed"

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/valyala/fasthttp"
 )
 
 // proxies is the set of trusted proxy prefixes (server.trusted_proxies).
@@ -67,4 +69,29 @@ func (ps proxies) clientIP(peer netip.Addr, xff []byte) netip.Addr {
 		}
 	}
 	return client
+}
+
+// clientAddr is the caller's address: the peer, or what trusted proxies say in
+// X-Forwarded-For.
+func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	if !s.proxies.trusted(peer) {
+		return peer.Unmap()
+	}
+	return s.proxies.clientIP(peer, forwardedFor(&ctx.Request.Header))
+}
+
+// forwardedFor returns the whole X-Forwarded-For list: its one field line, or all of its
+// lines joined in order. Several lines are one list (RFC 9110, section 5.3), and a proxy
+// may append a line of its own instead of extending the client's: reading only the first
+// line would believe what the client wrote.
+func forwardedFor(h *fasthttp.RequestHeader) []byte {
+	lines := h.PeekAll("X-Forwarded-For")
+	switch len(lines) {
+	case 0:
+		return nil
+	case 1:
+		return lines[0]
+	}
+	return bytes.Join(lines, []byte(", "))
 }

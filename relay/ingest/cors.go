@@ -13,6 +13,24 @@ const (
 	corsHeaders = "Content-Type, X-Relay-Key, X-Relay-Identity, Idempotency-Key"
 )
 
+// errSeveralOrigins refuses a request with more than one Origin header, which no browser
+// sends: the relay would check one while an intermediary might act on another.
+var errSeveralOrigins = &apiError{status: fasthttp.StatusForbidden, code: codeForbidden,
+	message: "more than one Origin header"}
+
+// requestOrigin returns the request's Origin, "" when it has none; ok is false when it
+// has several.
+func requestOrigin(h *fasthttp.RequestHeader) (origin string, ok bool) {
+	switch all := h.PeekAll(fasthttp.HeaderOrigin); len(all) {
+	case 0:
+		return "", true
+	case 1:
+		return string(all[0]), true
+	default:
+		return "", false
+	}
+}
+
 // allowOrigin marks a response readable by origin, which the caller has already checked
 // against the site's list: never "*", never an unchecked echo.
 func allowOrigin(ctx *fasthttp.RequestCtx, origin string) {
@@ -25,7 +43,10 @@ func allowOrigin(ctx *fasthttp.RequestCtx, origin string) {
 // headers) the origin must be one of that site's and the route one it may use; without a
 // key, the origin must belong to some site allowed to use the route.
 func (s *Server) preflight(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
-	origin := string(ctx.Request.Header.Peek("Origin"))
+	origin, ok := requestOrigin(&ctx.Request.Header)
+	if !ok {
+		return errSeveralOrigins
+	}
 	method := ctx.Request.Header.Peek("Access-Control-Request-Method")
 	if origin == "" || !bytes.Equal(method, []byte("POST")) {
 		return &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, message: "not a CORS preflight for POST"}

@@ -44,6 +44,12 @@ func (c *caller) source() string {
 }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if ambiguousFraming(&ctx.Request.Header) {
+		ctx.SetConnectionClose()
+		writeError(ctx, errAmbiguousFraming)
+		s.metrics.request("unknown", fasthttp.StatusBadRequest)
+		return
+	}
 	path := ctx.Path()
 	op := s.routes[string(path)]
 	label := "unknown"
@@ -159,7 +165,11 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 // authenticate resolves the caller from a client token or a site key and checks Origin.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*caller, *apiError) {
 	h := &ctx.Request.Header
-	c := &caller{origin: string(h.Peek("Origin"))}
+	origin, ok := requestOrigin(h)
+	if !ok {
+		return nil, errSeveralOrigins
+	}
+	c := &caller{origin: origin}
 	if auth := h.Peek("Authorization"); len(auth) > 0 {
 		token, ok := bearerToken(auth)
 		if !ok {
@@ -192,8 +202,7 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*caller, *apiError) {
 			return nil, &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, message: "origin not allowed for this site key"}
 		}
 	}
-	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	c.ip = s.proxies.clientIP(peer, h.Peek("X-Forwarded-For"))
+	c.ip = s.clientAddr(ctx)
 	return c, nil
 }
 
@@ -217,8 +226,11 @@ func checkContentType(ctx *fasthttp.RequestCtx) *apiError {
 	media, params, _ := bytes.Cut(ct, []byte(";"))
 	media = bytes.TrimSpace(media)
 	ok := bytes.EqualFold(media, []byte("application/json")) || bytes.EqualFold(media, []byte("text/plain"))
-	if ok && len(params) > 0 {
-		name, val, _ := bytes.Cut(bytes.TrimSpace(params), []byte("="))
+	// Every parameter is read: a charset after another parameter counts too.
+	for ok && len(params) > 0 {
+		var param []byte
+		param, params, _ = bytes.Cut(params, []byte(";"))
+		name, val, _ := bytes.Cut(bytes.TrimSpace(param), []byte("="))
 		if bytes.EqualFold(bytes.TrimSpace(name), []byte("charset")) {
 			v := bytes.Trim(bytes.TrimSpace(val), `"`)
 			ok = bytes.EqualFold(v, []byte("utf-8")) || bytes.EqualFold(v, []byte("utf8"))
@@ -288,8 +300,7 @@ func (s *Server) clientIPString(ctx *fasthttp.RequestCtx, c *caller) string {
 	if c.ip.IsValid() {
 		return c.ip.String()
 	}
-	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	return s.proxies.clientIP(peer, ctx.Request.Header.Peek("X-Forwarded-For")).String()
+	return s.clientAddr(ctx).String()
 }
 
 // maxUserAgent caps the stored User-Agent; longer ones carry nothing a provider needs.
