@@ -18,6 +18,12 @@ const (
 // DefaultMaxDepth is the nesting limit the relay uses.
 const DefaultMaxDepth = 32
 
+// MaxValues caps the values (of any kind, nested ones included) of one document. A tree
+// node costs far more memory than its bytes of JSON (`[0,0,0,...]` is two bytes a value),
+// so without a cap a body within the size limit could cost a hundred times its size.
+// No provider body comes near it: a full Cardlytics request is under a thousand.
+const MaxValues = 10000
+
 // Error is a refusal of the pre-pass. Path names the offending member
 // ("event_data.items[2].price"); it is empty for the document itself.
 type Error struct {
@@ -60,6 +66,7 @@ type parser struct {
 	data     []byte
 	pos      int
 	maxDepth int
+	values   int
 	path     []pathElem
 }
 
@@ -99,6 +106,10 @@ func (p *parser) skipSpace() {
 func (p *parser) value() (Value, error) {
 	if p.pos >= len(p.data) {
 		return Value{}, p.syntax("unexpected end of input")
+	}
+	if p.values++; p.values > MaxValues {
+		return Value{}, &Error{Code: CodeInvalidJSON, Path: p.pathString(),
+			Message: "the document holds more than " + strconv.Itoa(MaxValues) + " JSON values"}
 	}
 	switch c := p.data[p.pos]; {
 	case c == '{':

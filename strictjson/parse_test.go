@@ -124,3 +124,26 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+func TestValueCountIsCapped(t *testing.T) {
+	ok := "[" + strings.Repeat("0,", MaxValues-2) + "0]" // the array itself is a value too
+	if _, err := Parse([]byte(ok), 0); err != nil {
+		t.Fatalf("%d values refused: %v", MaxValues, err)
+	}
+	over := "[" + strings.Repeat("0,", MaxValues-1) + "0]"
+	_, err := Parse([]byte(over), 0)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeInvalidJSON {
+		t.Fatalf("%d values: %v, want invalid_json", MaxValues+1, err)
+	}
+}
+
+// BenchmarkParseHostileZeros is the worst case the value cap bounds: a 64 KiB body of
+// small values.
+func BenchmarkParseHostileZeros(b *testing.B) {
+	body := []byte("[" + strings.Repeat("0,", 32*1024-1) + "0]")
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = Parse(body, 0)
+	}
+}
