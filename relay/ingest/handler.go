@@ -23,6 +23,7 @@ type caller struct {
 	client *client
 	origin string // the request's Origin, "" when absent
 	ip     netip.Addr
+	ipText string // ip as stored with each event, formatted once per request
 	// identity caches the verified identity token of a site request.
 	identity *providers.Identity
 }
@@ -169,7 +170,8 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*caller, *apiError) {
 	if !ok {
 		return nil, errSeveralOrigins
 	}
-	c := &caller{origin: origin}
+	c := &caller{origin: origin, ip: s.clientAddr(ctx)}
+	c.ipText = c.ip.String()
 	if auth := h.Peek("Authorization"); len(auth) > 0 {
 		token, ok := bearerToken(auth)
 		if !ok {
@@ -202,7 +204,6 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*caller, *apiError) {
 			return nil, &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, message: "origin not allowed for this site key"}
 		}
 	}
-	c.ip = s.clientAddr(ctx)
 	return c, nil
 }
 
@@ -274,7 +275,7 @@ func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, bo
 		Route:      op.Route,
 		Body:       ev.Body.AppendJSON(make([]byte, 0, len(ctx.PostBody()))),
 		ReceivedAt: s.now(),
-		ClientIP:   s.clientIPString(ctx, c),
+		ClientIP:   c.ipText,
 		UserAgent:  userAgent(ctx),
 		Country:    s.country(ctx),
 		CustomerID: ev.CustomerID,
@@ -294,13 +295,6 @@ func joinPath(prefix, field string) string {
 		return prefix + field
 	}
 	return prefix + "." + field
-}
-
-func (s *Server) clientIPString(ctx *fasthttp.RequestCtx, c *caller) string {
-	if c.ip.IsValid() {
-		return c.ip.String()
-	}
-	return s.clientAddr(ctx).String()
 }
 
 // maxUserAgent caps the stored User-Agent; longer ones carry nothing a provider needs.
