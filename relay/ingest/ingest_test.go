@@ -129,6 +129,9 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"unknown route", req{path: "/v1/nope", body: ensBody, header: shop()}, 404, "not_found", ""},
 		{"root", req{path: "/", body: ensBody, header: shop()}, 404, "not_found", ""},
+		{"admin API on the ingest listener", req{method: "GET", path: "/admin/api/providers", header: map[string]string{"Authorization": "Bearer admin-token-0123456789"}}, 404, "not_found", ""},
+		{"admin page on the ingest listener", req{method: "GET", path: "/admin/"}, 404, "not_found", ""},
+		{"metrics on the ingest listener", req{method: "GET", path: "/metrics"}, 404, "not_found", ""},
 		{"wrong method", req{method: "GET", path: "/v1/ens/click", header: shop()}, 405, "method_not_allowed", ""},
 		{"no key", req{path: "/v1/ens/click", body: ensBody}, 401, "unauthorized", ""},
 		{"unknown key", req{path: "/v1/ens/click", body: ensBody, header: map[string]string{"X-Relay-Key": "pk_nope_000000"}}, 401, "unauthorized", ""},
