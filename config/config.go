@@ -71,7 +71,8 @@ type Redis struct {
 	Writers int `yaml:"writers"`
 	// MaxBatch caps the enqueues of one group-commit pipeline. Default 256.
 	MaxBatch int `yaml:"max_batch"`
-	// PoolSize is the Redis connection pool size. Default 32.
+	// PoolSize is the Redis connections kept for ingest and the admin API. Default 32. The
+	// relay adds one per delivery worker and two per provider on top (see serve.go).
 	PoolSize int `yaml:"pool_size"`
 }
 

@@ -3,6 +3,7 @@ package strictjson
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -43,7 +44,21 @@ func Parse(data []byte, maxDepth int) (Value, error) {
 	if !utf8.Valid(data) {
 		return Value{}, &Error{Code: CodeInvalidJSON, Message: "body is not valid UTF-8"}
 	}
-	p := parser{data: data, maxDepth: maxDepth}
+	// One copy of the whole document as a string: every unescaped string and number in
+	// the tree is a substring of it, instead of one allocation each (the tree only lives
+	// as long as one request, so sharing the backing string costs nothing).
+	p := parser{data: data, text: string(data), maxDepth: maxDepth}
+	st := stacks.Get().(*stack)
+	p.members, p.items = st.members[:0], st.items[:0]
+	defer func() {
+		// Drop references into this document, and don't keep a hostile body's huge stacks.
+		clear(p.members[:cap(p.members)])
+		clear(p.items[:cap(p.items)])
+		if cap(p.members) <= maxPooledStack && cap(p.items) <= maxPooledStack {
+			st.members, st.items = p.members[:0], p.items[:0]
+			stacks.Put(st)
+		}
+	}()
 	p.skipSpace()
 	v, err := p.value()
 	if err != nil {
@@ -56,6 +71,18 @@ func Parse(data []byte, maxDepth int) (Value, error) {
 	return v, nil
 }
 
+// stack is the parser's reusable scratch (see parser.members), pooled across documents.
+type stack struct {
+	members []Member
+	items   []Value
+}
+
+// maxPooledStack caps the scratch kept in the pool (entries per stack): typical provider
+// bodies need tens.
+const maxPooledStack = 1024
+
+var stacks = sync.Pool{New: func() any { return new(stack) }}
+
 type pathElem struct {
 	key   string
 	index int // used when key == "" and isIndex
@@ -64,10 +91,17 @@ type pathElem struct {
 
 type parser struct {
 	data     []byte
+	text     string // string(data), copied once; see Parse
 	pos      int
 	maxDepth int
 	values   int
 	path     []pathElem
+	// members and items are stacks shared by every object and array of the document: a
+	// container collects its children on top, then copies them into one slice of exactly
+	// the right size and pops them. This replaces append's doubling (several allocations
+	// and copies per container) with one allocation per container.
+	members []Member
+	items   []Value
 }
 
 func (p *parser) pathString() string {
@@ -155,6 +189,8 @@ func (p *parser) object() (Value, error) {
 		p.pos++
 		return v, nil
 	}
+	base := len(p.members) // this object's members are p.members[base:]
+	defer func() { p.members = p.members[:base] }()
 	for {
 		p.skipSpace()
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
@@ -164,7 +200,7 @@ func (p *parser) object() (Value, error) {
 		if err != nil {
 			return Value{}, err
 		}
-		if dup := duplicate(v.Members, key, &folded); dup != "" {
+		if dup := duplicate(p.members[base:], key, &folded); dup != "" {
 			p.path = append(p.path, pathElem{key: key})
 			msg := "duplicate key " + strconv.Quote(key)
 			if dup != key {
@@ -185,7 +221,7 @@ func (p *parser) object() (Value, error) {
 			return Value{}, err
 		}
 		p.path = p.path[:len(p.path)-1]
-		v.Members = append(v.Members, Member{Key: key, Value: member})
+		p.members = append(p.members, Member{Key: key, Value: member})
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return Value{}, p.syntax("unexpected end of input in an object")
@@ -195,6 +231,7 @@ func (p *parser) object() (Value, error) {
 			p.pos++
 		case '}':
 			p.pos++
+			v.Members = append([]Member(nil), p.members[base:]...) // exact size, one allocation
 			return v, nil
 		default:
 			return Value{}, p.syntax("expected ',' or '}' in an object")
@@ -250,6 +287,8 @@ func (p *parser) array() (Value, error) {
 		p.pos++
 		return v, nil
 	}
+	base := len(p.items) // this array's items are p.items[base:]
+	defer func() { p.items = p.items[:base] }()
 	for i := 0; ; i++ {
 		p.skipSpace()
 		p.path = append(p.path, pathElem{index: i, isIdx: true})
@@ -258,7 +297,7 @@ func (p *parser) array() (Value, error) {
 			return Value{}, err
 		}
 		p.path = p.path[:len(p.path)-1]
-		v.Items = append(v.Items, item)
+		p.items = append(p.items, item)
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return Value{}, p.syntax("unexpected end of input in an array")
@@ -268,6 +307,7 @@ func (p *parser) array() (Value, error) {
 			p.pos++
 		case ']':
 			p.pos++
+			v.Items = append([]Value(nil), p.items[base:]...) // exact size, one allocation
 			return v, nil
 		default:
 			return Value{}, p.syntax("expected ',' or ']' in an array")
@@ -314,7 +354,7 @@ func (p *parser) number() (Value, error) {
 			p.pos++
 		}
 	}
-	lit := string(d[start:p.pos])
+	lit := p.text[start:p.pos] // a substring of the one copy: no allocation
 	if _, err := strconv.ParseFloat(lit, 64); err != nil {
 		return Value{}, &Error{Code: CodeInvalidField, Path: p.pathString(),
 			Message: p.fieldName() + " is out of range for a number"}
@@ -338,7 +378,7 @@ func (p *parser) str() (string, error) {
 	for p.pos < len(d) {
 		c := d[p.pos]
 		if c == '"' {
-			s := string(d[start:p.pos])
+			s := p.text[start:p.pos] // a substring of the one copy: no allocation
 			p.pos++
 			return s, nil
 		}

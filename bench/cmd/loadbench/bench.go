@@ -1,0 +1,414 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"eventrelay/config"
+	"eventrelay/providers"
+	"eventrelay/relay/queue"
+	"eventrelay/strictjson"
+)
+
+const prefix = "relay"
+
+// bench holds one run's processes and figures.
+type bench struct {
+	s        settings
+	dir      string
+	relayBin string
+	self     string
+	redis    *proc
+	rAddr    string
+	rdb      *redis.Client
+	fake     *proc
+	fakeAddr string
+
+	noop, ingest, ingestBig, upCeil, nginx, relayVsNginx genResult
+	ingestCPU, noopCPU, ingestBigCPU, upCeilCPU          cpuUse
+	deliver, deliverBig                                  drain
+	rssIngest, rssIngestBig, rssDeliver, rssDeliverBig   float64
+	rssNginxRelay                                        float64
+	prefillRate                                          float64
+}
+
+// cpuUse is the cores each process used during a measured window.
+type cpuUse map[string]float64
+
+func (c cpuUse) String() string {
+	var parts []string
+	for _, k := range []string{"relay", "noop", "fake", "redis", "loadgen"} {
+		if v, ok := c[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// measure runs the generator and samples the CPU time of the named processes over it.
+func measure(addr string, conns int, mix []shot, tgt target, warmup, dur time.Duration, pids map[string]int) (genResult, cpuUse) {
+	pids["loadgen"] = os.Getpid()
+	before := map[string]float64{}
+	var t0 time.Time
+	done := make(chan genResult)
+	go func() { done <- generate(addr, conns, mix, tgt, warmup, dur) }()
+	time.Sleep(warmup)
+	t0 = time.Now()
+	for k, p := range pids {
+		before[k] = cpuSeconds(p)
+	}
+	time.Sleep(dur)
+	use := cpuUse{}
+	el := time.Since(t0).Seconds()
+	for k, p := range pids {
+		use[k] = (cpuSeconds(p) - before[k]) / el
+	}
+	return <-done, use
+}
+
+func (b *bench) run() {
+	b.self, _ = os.Executable()
+	b.relayBin = b.buildRelay()
+	var ra string
+	b.redis, ra = startRedis(b.dir)
+	track(b.redis)
+	b.rAddr = ra
+	b.rdb = redis.NewClient(&redis.Options{Addr: ra, PoolSize: 16})
+	defer b.rdb.Close()
+
+	b.fakeAddr = freeAddr()
+	b.fake = track(start("fake", b.dir, b.self, "fake", "-listen", b.fakeAddr))
+	b.fake.waitTCP(b.fakeAddr, 10*time.Second)
+	s := b.s
+
+	// (a) the no-op ceiling.
+	if b.has("a") {
+		b.phaseA()
+	}
+	if b.has("b") {
+		// (b) ingest with durable enqueue, forwarders idle (rate_limit 0.001/s).
+		b.ingest, b.ingestCPU, b.rssIngest = b.ingestRun("(b) relay ingest, empty queue")
+	}
+	if b.has("e") {
+		// (e) ingest with a large backlog already queued.
+		b.flush()
+		b.prefill(s.BigBacklog)
+		b.ingestBig, b.ingestBigCPU, b.rssIngestBig = b.ingestRun(fmt.Sprintf("(e) relay ingest, %d queued", s.BigBacklog))
+	}
+	if b.has("c") {
+		// (c) the fakes' own ceiling, driven directly with the upstream requests.
+		logf("(c) fake upstreams' ceiling: %d conns, %s", s.Conns, s.Dur)
+		b.upCeil, b.upCeilCPU = measure(b.fakeAddr, s.Conns, ingestMix, toUpstream, s.Warmup, s.Dur, map[string]int{"fake": b.fake.pid()})
+		logf("    %s | cores: %s", b.upCeil, b.upCeilCPU)
+		// (c) delivery draining a backlog.
+		b.flush()
+		b.prefill(s.Backlog)
+		b.deliver, b.rssDeliver = b.drainRun(fmt.Sprintf("(c) delivery, %d queued", s.Backlog), s.Backlog, 0)
+	}
+	if b.has("e") {
+		// (e) delivery of the same number of events with a large backlog behind them.
+		b.flush()
+		b.prefill(s.Backlog + s.BigBacklog)
+		b.deliverBig, b.rssDeliverBig = b.drainRun(fmt.Sprintf("(e) delivery, %d queued", s.Backlog+s.BigBacklog), s.Backlog, s.BigBacklog)
+	}
+	b.flush()
+	if b.has("f") {
+		b.phaseF()
+	}
+}
+
+func (b *bench) has(phase string) bool {
+	return b.s.Phases == "" || strings.Contains(b.s.Phases, phase)
+}
+
+func (b *bench) phaseA() {
+	s := b.s
+	noopAddr := freeAddr()
+	noop := track(start("noop", b.dir, b.self, "noop", "-listen", noopAddr))
+	noop.waitTCP(noopAddr, 10*time.Second)
+	logf("(a) no-op ceiling: %d conns, %s", s.Conns, s.Dur)
+	b.noop, b.noopCPU = measure(noopAddr, s.Conns, ingestMix, toIngest, s.Warmup, s.Dur, map[string]int{"noop": noop.pid()})
+	logf("    %s | cores: %s", b.noop, b.noopCPU)
+	noop.stop(5 * time.Second)
+}
+
+func (b *bench) phaseF() {
+	s := b.s
+	// (f) nginx vs the relay in front of an upstream answering in 50 ms.
+	slowAddr := freeAddr()
+	slow := track(start("slowfake", b.dir, b.self, "fake", "-listen", slowAddr, "-delay", s.UpstreamWait.String()))
+	slow.waitTCP(slowAddr, 10*time.Second)
+	ng, ngAddr := startNginx(b.dir, slowAddr, ingestMix)
+	track(ng)
+	logf("(f) nginx → %s upstream: %d conns, %s", s.UpstreamWait, s.Conns, s.Dur)
+	b.nginx, _ = measure(ngAddr, s.Conns, ingestMix, toIngest, s.Warmup, s.Dur, map[string]int{})
+	logf("    %s", b.nginx)
+	ng.stop(5 * time.Second)
+	rp, rAddr := b.startRelay("relay-vs-nginx", "http://"+slowAddr, s.Workers, 1e6)
+	logf("(f) relay → %s upstream (delivering with %d workers/provider): %d conns, %s", s.UpstreamWait, s.Workers, s.Conns, s.Dur)
+	b.relayVsNginx, _ = measure(rAddr, s.Conns, ingestMix, toIngest, s.Warmup, s.Dur, map[string]int{})
+	b.rssNginxRelay = vmHWM(rp.pid())
+	logf("    %s", b.relayVsNginx)
+	rp.stop(15 * time.Second)
+	slow.stop(5 * time.Second)
+}
+
+func (b *bench) ingestRun(name string) (genResult, cpuUse, float64) {
+	p, addr := b.startRelay("relay-ingest", "http://"+b.fakeAddr, 1, 0.001)
+	logf("%s: %d conns, %s", name, b.s.Conns, b.s.Dur)
+	r, use := measure(addr, b.s.Conns, ingestMix, toIngest, b.s.Warmup, b.s.Dur,
+		map[string]int{"relay": p.pid(), "redis": b.redis.pid()})
+	rss := vmHWM(p.pid())
+	logf("    %s | cores: %s | relay VmHWM %.0f MB", r, use, rss)
+	p.stop(15 * time.Second)
+	return r, use, rss
+}
+
+// startRelay writes a config for this phase and runs `relay serve`. Ingest-only phases
+// pass rate 0.001 and 1 worker: the forwarders then make at most one attempt per provider
+// per 1000 s, so delivery does not compete with ingest.
+func (b *bench) startRelay(name, upstream string, workers int, rate float64) (*proc, string) {
+	ingest, adminAddr := freeAddr(), freeAddr()
+	d := fmt.Sprintf("base_url: %q, workers: %d, rate_limit: %g, timeout: 5s", upstream, workers, rate)
+	cfg := fmt.Sprintf(`server:
+  listen: %q
+admin:
+  listen: %q
+  token: %q
+redis:
+  url: "redis://%s/0"
+  prefix: %q
+  high_water_mark: -1
+  # A blocked XREADGROUP (a drained provider's idle workers wait up to 2 s) holds a pool
+  # connection: the pool must exceed all workers, or drained providers starve the rest.
+  pool_size: %d
+log:
+  level: warn
+sites:
+  - name: bench
+    key: %q
+    origins: [%q]
+    routes: ["ens/impression", "ens/click", "bannerflex/banner-events"]
+    rate_limit: {per_ip: 1000000000, burst: 1000000000}
+clients:
+  - name: backend
+    token: %q
+providers:
+  ens: {%s, api_key: %q}
+  bannerflex: {%s}
+  linkrunner: {%s, server_key: %q}
+  brevo: {%s, tracker_url: %q, api_key: %q, ma_key: %q}
+`, ingest, adminAddr, adminToken, b.rAddr, prefix, 4*workers+64, siteKey, siteOrigin, backendToken,
+		d, ensKey, d, d, lrKey, d, upstream, brevoKey, brevoMAKey)
+	path := filepath.Join(b.dir, name+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		fatalf("%v", err)
+	}
+	p := track(start(name, b.dir, b.relayBin, "serve", "--config", path))
+	p.waitHTTP("http://"+adminAddr+"/healthz", 20*time.Second)
+	p.waitTCP(ingest, 10*time.Second)
+	return p, ingest
+}
+
+func (b *bench) flush() {
+	if err := b.rdb.FlushAll(context.Background()).Err(); err != nil {
+		fatalf("FLUSHALL: %v", err)
+	}
+}
+
+// storedBodies validates each mix body the way ingest does (strict pre-pass, provider
+// validation, compact re-encoding), so prefilled entries are what ingest would store.
+func storedBodies() [][]byte {
+	cfg, err := config.Parse([]byte(`admin: {token: "`+adminToken+`"}
+clients: [{name: backend, token: "`+backendToken+`"}]
+providers:
+  ens: {api_key: x}
+  bannerflex: {}
+  linkrunner: {server_key: x}
+  brevo: {api_key: x}
+`), nil)
+	if err != nil {
+		fatalf("bench config: %v", err)
+	}
+	ops := map[string]*providers.Op{}
+	for _, op := range providers.Ops(cfg.Providers) {
+		ops[op.Route] = op
+	}
+	out := make([][]byte, len(ingestMix))
+	for i, s := range ingestMix {
+		v, err := strictjson.Parse([]byte(s.Body), 0)
+		if err != nil {
+			fatalf("%s: %v", s.Name, err)
+		}
+		ev, err := ops[s.Route].Validate(v, providers.Identity{})
+		if err != nil {
+			fatalf("%s: %v", s.Name, err)
+		}
+		out[i] = ev.Body.AppendJSON(nil)
+	}
+	return out
+}
+
+// prefill appends n entries in the mix's proportions straight to the streams with
+// pipelined XADDs in the queue's entry format (queue.Field*), the fastest way to build a
+// large backlog. The relay's forwarders create their consumer group from id 0, so they
+// see all of it.
+func (b *bench) prefill(n int) {
+	if n <= 0 {
+		return
+	}
+	bodies := storedBodies()
+	sched := schedule(ingestMix)
+	keys := queue.Keys{Prefix: prefix}
+	t0 := time.Now()
+	const chunk = 2000
+	const par = 4
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for g := range par {
+		wg.Go(func() {
+			ctx := context.Background()
+			at := strconv.FormatInt(time.Now().UnixMilli(), 10)
+			for base := g * chunk; base < n; base += par * chunk {
+				pipe := b.rdb.Pipeline()
+				for i := base; i < min(base+chunk, n); i++ {
+					k := sched[i%len(sched)]
+					s := &ingestMix[k]
+					src := "client:backend"
+					if s.Site {
+						src = "site:bench"
+					}
+					pipe.XAdd(ctx, &redis.XAddArgs{Stream: keys.Events(s.Provider), Values: []any{
+						queue.FieldID, uuid.NewString(), queue.FieldRoute, s.Route, queue.FieldBody, bodies[k],
+						queue.FieldAt, at, queue.FieldIP, "127.0.0.1", queue.FieldUA, "loadbench",
+						queue.FieldCountry, "", queue.FieldCustomer, "", queue.FieldSource, src,
+					}})
+				}
+				if _, err := pipe.Exec(ctx); err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		fatalf("prefill: %v", firstErr)
+	}
+	b.prefillRate = float64(n) / time.Since(t0).Seconds()
+	logf("    prefilled %d events in %s", n, time.Since(t0).Round(time.Millisecond))
+}
+
+// backlog is the total length of the events streams (delivered entries are deleted).
+func (b *bench) backlog() int64 {
+	ctx := context.Background()
+	var n int64
+	for _, p := range []string{"ens", "bannerflex", "linkrunner", "brevo"} {
+		n += b.rdb.XLen(ctx, queue.Keys{Prefix: prefix}.Events(p)).Val()
+	}
+	return n
+}
+
+func (b *bench) deadAndRetry() (dead, retry int64) {
+	ctx := context.Background()
+	k := queue.Keys{Prefix: prefix}
+	for _, p := range []string{"ens", "bannerflex", "linkrunner", "brevo"} {
+		dead += b.rdb.XLen(ctx, k.Dead(p)).Val()
+		retry += b.rdb.ZCard(ctx, k.Retry(p)).Val()
+	}
+	return
+}
+
+// drain is one delivery measurement.
+type drain struct {
+	Delivered int64
+	Elapsed   time.Duration
+	Dead      int64
+	Retry     int64
+	Cores     cpuUse
+	Complete  bool
+	Commands  string // Redis commands per delivered event (INFO commandstats)
+}
+
+// commandsPerEvent summarises INFO commandstats since the last CONFIG RESETSTAT as calls
+// per delivered event: what the forwarders cost Redis.
+func (b *bench) commandsPerEvent(n int64) string {
+	info := b.rdb.Info(context.Background(), "commandstats").Val()
+	var parts []string
+	for _, l := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(l), ":calls=")
+		if !ok {
+			continue
+		}
+		calls, _ := strconv.ParseFloat(strings.SplitN(rest, ",", 2)[0], 64)
+		if n > 0 && calls/float64(n) >= 0.01 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", strings.TrimPrefix(name, "cmdstat_"), calls/float64(n)))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (d drain) Rate() float64 {
+	if d.Elapsed <= 0 {
+		return 0
+	}
+	return float64(d.Delivered) / d.Elapsed.Seconds()
+}
+
+// drainRun starts a relay with many workers and no effective rate limit and measures the
+// delivery rate of n events (the first n of the queue; rest more stay behind them): from
+// 5% to 95% of n delivered, to leave out start-up and the tail, bounded by DrainCap.
+func (b *bench) drainRun(name string, n, rest int) (drain, float64) {
+	p, _ := b.startRelay("relay-deliver", "http://"+b.fakeAddr, b.s.Workers, 1e6)
+	logf("%s: %d workers/provider, rate_limit 1e6/s", name, b.s.Workers)
+	total := int64(n + rest)
+	lo, hi := int64(n)*5/100, int64(n)*95/100
+	var t1, t2 time.Time
+	var c1, c2 int64
+	pids := map[string]int{"relay": p.pid(), "redis": b.redis.pid(), "fake": b.fake.pid()}
+	before := map[string]float64{}
+	deadline := time.Now().Add(b.s.DrainCap)
+	complete := false
+	for time.Now().Before(deadline) {
+		delivered := total - b.backlog()
+		now := time.Now()
+		if t1.IsZero() && delivered >= lo {
+			t1, c1 = now, delivered
+			_ = b.rdb.ConfigResetStat(context.Background()).Err()
+			for k, pid := range pids {
+				before[k] = cpuSeconds(pid)
+			}
+		}
+		if !t1.IsZero() {
+			t2, c2 = now, delivered
+		}
+		if delivered >= hi {
+			complete = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d := drain{Delivered: c2 - c1, Elapsed: t2.Sub(t1), Complete: complete, Cores: cpuUse{}}
+	for k, pid := range pids {
+		d.Cores[k] = (cpuSeconds(pid) - before[k]) / max(d.Elapsed.Seconds(), 1e-9)
+	}
+	d.Dead, d.Retry = b.deadAndRetry()
+	d.Commands = b.commandsPerEvent(d.Delivered)
+	rss := vmHWM(p.pid())
+	logf("    delivered %d in %s = %.0f/s (complete %v), dead %d, retry %d | cores: %s | relay VmHWM %.0f MB\n    redis calls per event: %s",
+		d.Delivered, d.Elapsed.Round(time.Millisecond), d.Rate(), complete, d.Dead, d.Retry, d.Cores, rss, d.Commands)
+	p.stop(15 * time.Second)
+	return d, rss
+}
