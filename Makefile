@@ -1,5 +1,5 @@
 # Convenience targets; the README's two commands work without make.
-.PHONY: run test build fuzz
+.PHONY: run test build fuzz chaos
 
 run:
 	go run ./cmd/relay serve --config relay.example.yaml
@@ -14,3 +14,18 @@ build:
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 5m ./strictjson/
 	go test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 5m ./providers/
+
+# Fault-injection scenarios (chaos/doc.go) in long mode: CHAOS_LONG=1 multiplies their
+# durations and loads by 6 (CHAOS_LONG=N by N). The bounded version runs with `go test ./...`.
+chaos:
+	CHAOS_LONG=$${CHAOS_LONG:-1} go test -count=1 ./chaos/ -run . -v -timeout 60m
+
+# Load benchmark against its ceilings in one run (bench/README.md): prints the table and
+# writes bench/results.md. QUICK=1 for a short run (under 2 minutes). Installs nginx and
+# redis-server with apt-get when missing (the comparison and the queue need them).
+.PHONY: bench
+bench:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx)
+	go build -o bin/loadbench ./bench/cmd/loadbench
+	QUICK=$${QUICK:-0} ./bin/loadbench run -out $${OUT:-bench/results.md}
