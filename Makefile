@@ -14,6 +14,8 @@ build:
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 5m ./strictjson/
 	go test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime 5m ./providers/
+	go test -run '^$$' -fuzz '^FuzzParseRetryAfter$$' -fuzztime 5m ./providers/
+	go test -run '^$$' -fuzz '^FuzzOriginCheck$$' -fuzztime 5m ./relay/ingest/
 
 # Fault-injection scenarios (chaos/doc.go) in long mode: CHAOS_LONG=1 multiplies their
 # durations and loads by 6 (CHAOS_LONG=N by N). The bounded version runs with `go test ./...`.
