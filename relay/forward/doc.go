@@ -10,8 +10,9 @@
 // the retry sorted set (score = due time in ms from Redis TIME) with its attempt count
 // raised. Permanent, or out of attempts or age: it is acked, deleted and appended to the
 // dead-letter stream with reason, last status, attempts and a short error. Each outcome is
-// one Lua call that only acts if its XACK acked something, so a slow worker whose entry
-// was reclaimed and finished elsewhere records nothing twice.
+// one Lua call that only acts while the entry is still pending under the consumer that
+// read or claimed it, so a slow or stalled worker whose entry was reclaimed records
+// nothing: the new owner's outcome counts, even while its own attempt is in progress.
 //
 // # Entry fields beyond the ingest ones (named in package queue: FieldAttempts, ...)
 //

@@ -26,6 +26,9 @@ var carried = [...]string{
 // entry is one stream entry a worker holds.
 type entry struct {
 	streamID string
+	// owner is the consumer the entry is pending under (it read or claimed it): its
+	// outcome is recorded only while that is still so.
+	owner    string
 	values   map[string]any
 	msg      queue.Message
 	attempts int
@@ -34,8 +37,8 @@ type entry struct {
 	reason string
 }
 
-func newEntry(provider, streamID string, values map[string]any) *entry {
-	e := &entry{streamID: streamID, values: values}
+func newEntry(provider, owner, streamID string, values map[string]any) *entry {
+	e := &entry{streamID: streamID, owner: owner, values: values}
 	if len(values) == 0 {
 		e.bad, e.reason = queue.ErrMalformedEntry, reasonTrimmed
 		return e

@@ -209,10 +209,8 @@ func (f *Forwarder) worker(ctx context.Context, consumer string) {
 // waitTurn waits out a Retry-After pause, then this process's rate limiter, then the
 // deployment's.
 func (f *Forwarder) waitTurn(ctx context.Context) bool {
-	if until := f.pausedUntil.Load(); until > 0 {
-		if d := time.Until(time.Unix(0, until)); d > 0 && !sleep(ctx, d) {
-			return false
-		}
+	if d := f.pauseLeft(); d > 0 && !sleep(ctx, d) {
+		return false
 	}
 	if f.limiter.Wait(ctx) != nil {
 		return false
@@ -236,6 +234,15 @@ func (f *Forwarder) waitTurn(ctx context.Context) bool {
 // request per 1/rate seconds, to a thousandth of a request per second.
 func gcraLimit(perSecond float64) redis_rate.Limit {
 	return redis_rate.Limit{Rate: max(1, int(math.Round(perSecond*1000))), Burst: 1, Period: 1000 * time.Second}
+}
+
+// pauseLeft is what remains of a Retry-After pause (0: none).
+func (f *Forwarder) pauseLeft() time.Duration {
+	until := f.pausedUntil.Load()
+	if until == 0 {
+		return 0
+	}
+	return max(time.Until(time.Unix(0, until)), 0)
 }
 
 // pause stops every worker of the provider until now+d (upstream asked for it).
@@ -276,7 +283,7 @@ func (f *Forwarder) take(ctx context.Context, consumer string) ([]*entry, error)
 	var out []*entry
 	for _, s := range res {
 		for _, m := range s.Messages {
-			out = append(out, newEntry(f.provider, m.ID, m.Values))
+			out = append(out, newEntry(f.provider, consumer, m.ID, m.Values))
 		}
 	}
 	return out, nil

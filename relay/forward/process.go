@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
 
 	"eventrelay/providers"
@@ -47,9 +48,23 @@ func (f *Forwarder) process(ctx context.Context, consumer string, entries []*ent
 				return // shutting down: the rest stay pending and are reclaimed
 			}
 			if done, err = f.breaker.Allow(); err != nil {
-				f.deferAll(batches[i:])
+				f.deferAll(batches[i:], f.o.Delivery.Breaker.OpenFor, errBreakerOpen)
 				return
 			}
+		}
+		// The turn was taken before the read, which may have blocked for up to Block: the
+		// breaker may have opened since (a stale turn's verdict is ignored), or other
+		// workers may have been told to wait (Retry-After). Nothing goes out then: the
+		// entries wait in the retry set.
+		if f.breaker.State() == gobreaker.StateOpen {
+			done(errNoWork)
+			f.deferAll(batches[i:], f.o.Delivery.Breaker.OpenFor, errBreakerOpen)
+			return
+		}
+		if left := f.pauseLeft(); left > 0 {
+			done(errNoWork)
+			f.deferAll(batches[i:], left, errPaused)
+			return
 		}
 		results := f.attempt(b)
 		done(breakerVerdict(results))
@@ -171,13 +186,20 @@ func (f *Forwarder) settle(e *entry, err error) {
 	f.record(e, o)
 }
 
-// deferAll puts entries the breaker would not let through back into the retry set,
-// without counting an attempt: the breaker's open period is their delay.
-func (f *Forwarder) deferAll(batches [][]*entry) {
+// Why entries were deferred without an attempt.
+var (
+	errBreakerOpen = errors.New("deferred: circuit breaker open")
+	errPaused      = errors.New("deferred: the upstream asked to wait (Retry-After)")
+)
+
+// deferAll puts entries that may not be sent now back into the retry set for delay (the
+// breaker's open period, or what is left of a Retry-After pause), without counting an
+// attempt.
+func (f *Forwarder) deferAll(batches [][]*entry, delay time.Duration, why error) {
 	for _, b := range batches {
 		for _, e := range b {
 			f.record(e, outcome{kind: kindRetry, attempts: e.attempts, status: statusOf(e),
-				delay: f.o.Delivery.Breaker.OpenFor, err: errors.New("deferred: circuit breaker open"), uncounted: true})
+				delay: delay, err: why, uncounted: true})
 		}
 	}
 }
@@ -194,6 +216,12 @@ func (f *Forwarder) touch(ctx context.Context, consumer string, batches [][]*ent
 	if err := f.o.Client.XClaimJustID(ctx, &redis.XClaimArgs{Stream: f.events, Group: queue.Group,
 		Consumer: consumer, MinIdle: 0, Messages: ids}).Err(); err != nil {
 		f.log.Warn("could not refresh pending entries", zap.Error(err))
+		return
+	}
+	for _, b := range batches {
+		for _, e := range b {
+			e.owner = consumer
+		}
 	}
 }
 
@@ -214,7 +242,7 @@ func (f *Forwarder) record(e *entry, o outcome) {
 	if !o.uncounted {
 		counter = outcomeNames[o.kind]
 	}
-	args := []any{queue.Group, e.streamID, o.kind, o.delay.Milliseconds(), counter}
+	args := []any{queue.Group, e.streamID, o.kind, o.delay.Milliseconds(), counter, e.owner}
 	errText := ""
 	if o.err != nil {
 		errText = truncate(o.err.Error(), maxErrorText)
@@ -254,8 +282,9 @@ func (f *Forwarder) record(e *entry, o outcome) {
 			zap.String("event_id", e.msg.ID), zap.String("outcome", o.kind), zap.Error(err))
 		return
 	case applied == 0:
-		// Another consumer reclaimed the entry and settled it first: one outcome per entry.
-		f.log.Info("outcome not recorded: the entry was already settled by another consumer",
+		// Another consumer took the entry over (and may have settled it): its outcome, not
+		// this one, counts. One outcome per entry.
+		f.log.Info("outcome not recorded: the entry was taken over or settled by another consumer",
 			zap.String("event_id", e.msg.ID), zap.String("stream_id", e.streamID))
 		return
 	}

@@ -51,7 +51,7 @@ func (f *Forwarder) reclaim(ctx context.Context, consumer string) error {
 			f.record(e, outcome{kind: kindLost, reason: reasonTrimmed, err: e.bad})
 		}
 		for _, c := range claimed {
-			e := newEntry(f.provider, c.streamID, c.values)
+			e := newEntry(f.provider, consumer, c.streamID, c.values)
 			f.log.Info("reclaimed a pending entry", zap.String("stream_id", e.streamID), zap.String("event_id", e.msg.ID))
 			select {
 			case f.reclaimed <- e:

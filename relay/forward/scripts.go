@@ -5,21 +5,28 @@ import "github.com/redis/go-redis/v9"
 // recordScript records one attempt's outcome for one entry, atomically with its XACK.
 // KEYS: events, retry, dead, stats prefix (one {provider} hash slot). ARGV: group, entry
 // id, kind ("ok" | "retry" | "dead"), delay ms (retry), counter field ("delivered",
-// "retried", "dead" or "" for none), then for "retry" the member, for "dead" the
-// field/value pairs. The counter goes into this minute's stats hash (Redis TIME). Kind
-// "lost" dead-letters an entry whose data is gone and which XAUTOCLAIM already dropped
-// from the pending list: there is nothing left to ack, so it is not gated on XACK. It returns 0 and changes nothing when the entry was no longer
-// pending (another consumer reclaimed and finished it): one outcome per entry.
+// "retried", "dead" or "" for none), owner (the consumer the entry was read or claimed
+// as), then for "retry" the member, for "dead" the field/value pairs. The counter goes
+// into this minute's stats hash (Redis TIME). Kind "lost" dead-letters an entry whose
+// data is gone and which XAUTOCLAIM already dropped from the pending list: there is
+// nothing left to ack, so it is not gated. Any other outcome applies only while the
+// entry is still pending under its owner: it returns 0 and changes nothing when another
+// consumer has taken the entry over (a stalled relay's stale outcome must not override
+// the new owner's attempt in progress) or finished it. One outcome per entry.
 var recordScript = redis.NewScript(`
-if ARGV[3] ~= 'lost' and redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return 0
+if ARGV[3] ~= 'lost' then
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+  if #p == 0 or p[1][2] ~= ARGV[6] then
+    return 0
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 end
 local t = redis.call('TIME')
 if ARGV[3] == 'retry' then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[6])
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[7])
 elseif ARGV[3] == 'dead' or ARGV[3] == 'lost' then
-  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6))
+  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[5] ~= '' then
