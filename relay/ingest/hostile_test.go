@@ -26,60 +26,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap/zaptest"
 
 	"eventrelay/config"
-	"eventrelay/providers"
-	"eventrelay/relay/ingest"
-	"eventrelay/relay/queue"
-	"eventrelay/relay/redistest"
 )
-
-// startRelayWith is startRelay with the parsed test config edited before the server is
-// built (timeouts, trusted proxies, limits).
-func startRelayWith(t *testing.T, edit func(*config.Config)) *testRelay {
-	t.Helper()
-	rs := redistest.Start(t, redistest.Options{})
-	cfg, err := config.Parse([]byte(testConfig(rs.URL())), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	if edit != nil {
-		edit(cfg)
-		if err := cfg.Validate(); err != nil {
-			t.Fatalf("edited config: %v", err)
-		}
-	}
-	log := zaptest.NewLogger(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	conn, err := queue.Open(ctx, cfg.Redis, log)
-	if err != nil {
-		t.Fatalf("open queue: %v", err)
-	}
-	enq := queue.NewEnqueuer(conn.Client, queue.Keys{Prefix: cfg.Redis.Prefix}, queue.EnqueuerOptions{
-		Writers: 2, MaxBatch: 64, Timeout: cfg.Redis.EnqueueTimeout, HighWaterMark: -1,
-	}, log)
-	reg := prometheus.NewRegistry()
-	srv, err := ingest.New(ingest.Options{Config: cfg, Ops: providers.Ops(cfg.Providers), Queue: enq, Log: log, Metrics: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{}, 2)
-	go func() { _ = enq.Run(ctx); done <- struct{}{} }()
-	go func() { _ = srv.Run(ctx, ln, time.Second); done <- struct{}{} }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		<-done
-		conn.Close()
-	})
-	return &testRelay{url: "http://" + ln.Addr().String(), redis: rs, rdb: conn.Client, reg: reg}
-}
 
 // addr is the relay's host:port.
 func (r *testRelay) addr() string { return strings.TrimPrefix(r.url, "http://") }

@@ -107,10 +107,23 @@ type testRelay struct {
 
 func startRelay(t *testing.T) *testRelay {
 	t.Helper()
+	return startRelayWith(t, nil)
+}
+
+// startRelayWith is startRelay with the parsed test config edited before the server is
+// built (timeouts, trusted proxies, limits).
+func startRelayWith(t *testing.T, edit func(*config.Config)) *testRelay {
+	t.Helper()
 	rs := redistest.Start(t, redistest.Options{})
 	cfg, err := config.Parse([]byte(testConfig(rs.URL())), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatalf("config: %v", err)
+	}
+	if edit != nil {
+		edit(cfg)
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("edited config: %v", err)
+		}
 	}
 	log := zaptest.NewLogger(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -118,12 +131,11 @@ func startRelay(t *testing.T) *testRelay {
 	if err != nil {
 		t.Fatalf("open queue: %v", err)
 	}
-	ops := providers.Ops(cfg.Providers)
 	enq := queue.NewEnqueuer(conn.Client, queue.Keys{Prefix: cfg.Redis.Prefix}, queue.EnqueuerOptions{
 		Writers: 2, MaxBatch: 64, Timeout: cfg.Redis.EnqueueTimeout, HighWaterMark: -1,
 	}, log)
 	reg := prometheus.NewRegistry()
-	srv, err := ingest.New(ingest.Options{Config: cfg, Ops: ops, Queue: enq, Log: log, Metrics: reg})
+	srv, err := ingest.New(ingest.Options{Config: cfg, Ops: providers.Ops(cfg.Providers), Queue: enq, Log: log, Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
