@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net/netip"
 	"strings"
@@ -127,7 +126,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 	if aerr := checkContentType(ctx); aerr != nil {
 		return aerr
 	}
-	tree, err := strictjson.Parse(ctx.PostBody(), s.maxDepth)
+	tree, err := strictjson.Parse(ctx.PostBody(), strictjson.DefaultMaxDepth)
 	if err != nil {
 		var je *strictjson.Error
 		if errors.As(err, &je) {
@@ -374,8 +373,9 @@ func validEventID(id []byte) bool {
 // enqueue appends every message durably, concurrently so the group commit batches them,
 // and answers with their ids (the first id seen for a duplicate is the same id).
 func (s *Server) enqueue(msgs []queue.Message) ([]string, *apiError) {
-	ctx, cancel := context.WithTimeout(s.base, s.enqueueTimeout)
-	defer cancel()
+	// The enqueuer answers within redis.enqueue_timeout by itself; a second deadline here
+	// would only cost an allocation per request.
+	ctx := s.base
 	errs := make([]error, len(msgs))
 	if len(msgs) == 1 {
 		_, errs[0] = s.queue.Enqueue(ctx, &msgs[0])

@@ -18,7 +18,8 @@ import (
 )
 
 // Enqueuer appends one event durably; it is the queue's group-commit writer. It must not
-// retain m after it returns.
+// retain m after it returns, and must bound its own wait (redis.enqueue_timeout): ingest
+// adds no deadline of its own.
 type Enqueuer interface {
 	Enqueue(ctx context.Context, m *queue.Message) (duplicate bool, err error)
 }
@@ -40,20 +41,18 @@ type Options struct {
 
 // Server is the ingest front.
 type Server struct {
-	log            *zap.Logger
-	queue          Enqueuer
-	routes         map[string]*providers.Op // by full path, "/v1/ens/click"
-	callers        *callers
-	limiter        *ipLimiter
-	proxies        proxies
-	countryHeader  string
-	corsMaxAge     string
-	enqueueTimeout time.Duration
-	maxBatch       int
-	maxDepth       int
-	metrics        *metrics
-	now            func() time.Time
-	srv            *fasthttp.Server
+	log           *zap.Logger
+	queue         Enqueuer
+	routes        map[string]*providers.Op // by full path, "/v1/ens/click"
+	callers       *callers
+	limiter       *ipLimiter
+	proxies       proxies
+	countryHeader string
+	corsMaxAge    string
+	maxBatch      int
+	metrics       *metrics
+	now           func() time.Time
+	srv           *fasthttp.Server
 	// base is the parent of enqueue contexts; it outlives shutdown's start so accepted
 	// requests in flight still finish.
 	base context.Context
@@ -70,19 +69,17 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		log:            o.Log,
-		queue:          o.Queue,
-		routes:         make(map[string]*providers.Op, len(o.Ops)),
-		callers:        newCallers(cfg, o.Ops),
-		limiter:        newIPLimiter(cfg.Server.MaxTrackedIPs),
-		proxies:        px,
-		countryHeader:  cfg.Server.CountryHeader,
-		corsMaxAge:     strconv.Itoa(int(cfg.Server.CORSMaxAge / time.Second)),
-		enqueueTimeout: cfg.Redis.EnqueueTimeout,
-		maxBatch:       cfg.Server.MaxBatchEvents,
-		maxDepth:       32,
-		now:            o.Now,
-		base:           context.Background(),
+		log:           o.Log,
+		queue:         o.Queue,
+		routes:        make(map[string]*providers.Op, len(o.Ops)),
+		callers:       newCallers(cfg, o.Ops),
+		limiter:       newIPLimiter(cfg.Server.MaxTrackedIPs),
+		proxies:       px,
+		countryHeader: cfg.Server.CountryHeader,
+		corsMaxAge:    strconv.Itoa(int(cfg.Server.CORSMaxAge / time.Second)),
+		maxBatch:      cfg.Server.MaxBatchEvents,
+		now:           o.Now,
+		base:          context.Background(),
 	}
 	if s.now == nil {
 		s.now = time.Now
