@@ -4,15 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"eventrelay/config"
@@ -53,24 +53,31 @@ type Options struct {
 	Grace time.Duration
 }
 
-// Forwarder delivers one provider's events.
+// Forwarder delivers one provider's events. Its parts, one file each: a fetcher reads
+// entries for idle senders and reserves their rate-limit slots; `workers` senders make
+// the upstream requests; a recorder writes outcomes in pipelines; a mover and a reclaimer
+// bring back due retries and abandoned entries.
 type Forwarder struct {
 	o        Options
 	provider string
 	log      *zap.Logger
-	limiter  *rate.Limiter
-	// shared spaces requests across every relay of the deployment (a GCRA in Redis), so
-	// rate_limit holds however many relays run; limiter keeps this process within it
-	// even when Redis cannot be asked.
-	shared      *redis_rate.Limiter
-	sharedLimit redis_rate.Limit
-	breaker     *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// limiter keeps this process within rate_limit even when Redis cannot be asked; the
+	// slots reserved in Redis (slotsScript) keep the whole deployment within it.
+	limiter *rate.Limiter
+	// interval is 1/rate_limit in µs: the spacing of reserved slots.
+	interval float64
+	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
 	// pausedUntil (unix ns) is set from an upstream's Retry-After: no request before it.
 	pausedUntil atomic.Int64
-	reclaimed   chan *entry
-	events      string
-	retry       string
-	dead        string
+	// idle counts senders free for a job: the fetcher reads only as much as they take,
+	// so entries do not sit pending in this process while others could send them.
+	idle      *semaphore.Weighted
+	jobs      chan job
+	records   chan record
+	reclaimed chan *entry
+	events    string
+	retry     string
+	dead      string
 	// attempts is the parent of attempt contexts: it is cancelled Grace after shutdown.
 	attempts context.Context
 }
@@ -107,11 +114,13 @@ func New(o Options) (*Forwarder, error) {
 	f := &Forwarder{
 		o: o, provider: p, log: o.Log,
 		// Burst 1: the configured rate is a ceiling, never exceeded even briefly.
-		limiter:     rate.NewLimiter(rate.Limit(d.RateLimit), 1),
-		shared:      redis_rate.NewLimiter(o.Client),
-		sharedLimit: gcraLimit(d.RateLimit),
-		reclaimed:   make(chan *entry),
-		events:      o.Keys.Events(p), retry: o.Keys.Retry(p), dead: o.Keys.Dead(p),
+		limiter:   rate.NewLimiter(rate.Limit(d.RateLimit), 1),
+		interval:  1e6 / d.RateLimit,
+		idle:      semaphore.NewWeighted(int64(d.Workers)),
+		jobs:      make(chan job, d.Workers),
+		records:   make(chan record, recordQueue),
+		reclaimed: make(chan *entry),
+		events:    o.Keys.Events(p), retry: o.Keys.Retry(p), dead: o.Keys.Dead(p),
 	}
 	f.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        p,
@@ -145,8 +154,9 @@ func (f *Forwarder) setBreakerGauge(s gobreaker.State) {
 // BreakerState reports the breaker's state (for the admin API and tests).
 func (f *Forwarder) BreakerState() gobreaker.State { return f.breaker.State() }
 
-// Run delivers until ctx is done, then lets attempts in flight finish for up to Grace;
-// entries it could not finish stay pending and are reclaimed by another consumer.
+// Run delivers until ctx is done, then lets attempts in flight finish for up to Grace and
+// writes their outcomes; entries it could not finish stay pending and are reclaimed by
+// another consumer. Run may be called once.
 func (f *Forwarder) Run(ctx context.Context) error {
 	if err := f.ensureGroup(ctx); err != nil {
 		return err
@@ -160,14 +170,22 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	})
 	defer stopGrace()
 
-	g, gctx := errgroup.WithContext(ctx)
-	for i := range f.o.Delivery.Workers {
-		consumer := fmt.Sprintf("%s-w%d", f.o.Consumer, i)
-		g.Go(func() error { f.worker(gctx, consumer); return nil })
+	// The recorder outlives every part that produces outcomes, so none is lost.
+	recorded := make(chan struct{})
+	go func() { defer close(recorded); f.recorder() }()
+	defer func() { close(f.records); <-recorded }()
+
+	var senders sync.WaitGroup
+	for range f.o.Delivery.Workers {
+		senders.Go(func() { f.sender(ctx) })
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { defer close(f.jobs); f.fetcher(gctx, f.o.Consumer+"-f"); return nil })
 	g.Go(func() error { f.mover(gctx); return nil })
 	g.Go(func() error { f.reclaimer(gctx, f.o.Consumer+"-r"); return nil })
-	return g.Wait()
+	err := g.Wait()
+	senders.Wait()
+	return err
 }
 
 // ensureGroup creates the consumer group at the stream's start. After a Redis restart
@@ -181,59 +199,16 @@ func (f *Forwarder) ensureGroup(ctx context.Context) error {
 	return nil
 }
 
-// worker takes turns: wait for the provider's pause and rate limiter, ask the breaker,
-// and only then take entries off the stream, so an open breaker leaves them queued.
-func (f *Forwarder) worker(ctx context.Context, consumer string) {
-	for ctx.Err() == nil {
-		if !f.waitTurn(ctx) {
-			return
-		}
-		done, err := f.breaker.Allow()
-		if err != nil { // open, or half-open with its probe already out
-			sleep(ctx, min(f.o.Delivery.Breaker.OpenFor/4, 250*time.Millisecond))
-			continue
-		}
-		entries, err := f.take(ctx, consumer)
-		if err != nil || len(entries) == 0 {
-			done(errNoWork)
-			if err != nil && ctx.Err() == nil {
-				f.log.Warn("read failed", zap.Error(err))
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		f.process(ctx, consumer, entries, done)
-	}
-}
-
-// waitTurn waits out a Retry-After pause, then this process's rate limiter, then the
-// deployment's.
-func (f *Forwarder) waitTurn(ctx context.Context) bool {
-	if d := f.pauseLeft(); d > 0 && !sleep(ctx, d) {
+// sleep waits d or until ctx is done; it reports whether the full d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
 		return false
+	case <-t.C:
+		return true
 	}
-	if f.limiter.Wait(ctx) != nil {
-		return false
-	}
-	for {
-		res, err := f.shared.Allow(ctx, f.o.Keys.Rate(f.provider), f.sharedLimit)
-		switch {
-		case err != nil:
-			// Redis unreachable: nothing can be recorded either, and the local limiter
-			// still caps this process; the read that follows will wait and retry.
-			return ctx.Err() == nil
-		case res.Allowed > 0:
-			return true
-		case !sleep(ctx, res.RetryAfter):
-			return false
-		}
-	}
-}
-
-// gcraLimit expresses requests per second as a GCRA limit with a burst of one: one
-// request per 1/rate seconds, to a thousandth of a request per second.
-func gcraLimit(perSecond float64) redis_rate.Limit {
-	return redis_rate.Limit{Rate: max(1, int(math.Round(perSecond*1000))), Burst: 1, Period: 1000 * time.Second}
 }
 
 // pauseLeft is what remains of a Retry-After pause (0: none).
@@ -245,7 +220,7 @@ func (f *Forwarder) pauseLeft() time.Duration {
 	return max(time.Until(time.Unix(0, until)), 0)
 }
 
-// pause stops every worker of the provider until now+d (upstream asked for it).
+// pause stops every sender of the provider until now+d (upstream asked for it).
 func (f *Forwarder) pause(d time.Duration) {
 	until := time.Now().Add(d).UnixNano()
 	for {
@@ -253,50 +228,5 @@ func (f *Forwarder) pause(d time.Duration) {
 		if cur >= until || f.pausedUntil.CompareAndSwap(cur, until) {
 			return
 		}
-	}
-}
-
-// readCount is how many entries one read takes: a full batch where the provider
-// batches, else one (more would sit pending while others wait).
-func (f *Forwarder) readCount() int64 { return int64(max(f.o.Adapter.MaxBatchWeight(), 1)) }
-
-// take returns reclaimed entries first, else new ones from the stream.
-func (f *Forwarder) take(ctx context.Context, consumer string) ([]*entry, error) {
-	select {
-	case e := <-f.reclaimed:
-		return []*entry{e}, nil
-	default:
-	}
-	res, err := f.o.Client.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: queue.Group, Consumer: consumer, Streams: []string{f.events, ">"},
-		Count: f.readCount(), Block: f.o.Block,
-	}).Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return nil, nil
-	case redis.HasErrorPrefix(err, "NOGROUP"):
-		f.log.Error("consumer group missing (Redis restarted without persistence?): recreating it")
-		return nil, f.ensureGroup(ctx)
-	case err != nil:
-		return nil, err
-	}
-	var out []*entry
-	for _, s := range res {
-		for _, m := range s.Messages {
-			out = append(out, newEntry(f.provider, consumer, m.ID, m.Values))
-		}
-	}
-	return out, nil
-}
-
-// sleep waits d or until ctx is done; it reports whether the full d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

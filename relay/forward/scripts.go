@@ -50,3 +50,50 @@ for _, m in ipairs(due) do
 end
 return #due
 `)
+
+// ackScript records the delivery of many entries at once: per entry the same owner gate
+// as recordScript, then one XACK and one XDEL for all applied, and one counter increment.
+// KEYS: events, stats prefix. ARGV: group, then id/owner pairs. Returns one 1 (recorded)
+// or 0 (taken over or already settled by another consumer) per pair, in order.
+var ackScript = redis.NewScript(`
+local out, ids = {}, {}
+for i = 2, #ARGV, 2 do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p > 0 and p[1][2] == ARGV[i + 1] then
+    ids[#ids + 1] = ARGV[i]
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if #ids > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
+  local t = redis.call('TIME')
+  local stats = KEYS[2] .. math.floor(tonumber(t[1]) / 60)
+  redis.call('HINCRBY', stats, 'delivered', #ids)
+  redis.call('EXPIRE', stats, 3600)
+end
+return out
+`)
+
+// slotsScript hands out request slots of a provider's deployment-wide rate limit: a GCRA
+// whose state is the theoretical arrival time (TAT, unix µs by Redis TIME) of the next
+// free slot. ARGV: the interval between requests in µs, and how many slots to reserve
+// (0: only ask). Reserving n slots takes the n slots after max(TAT, now), spaced one
+// interval apart, so relays sharing the key never send closer than the interval, however
+// many slots each takes per call. Returns {µs from now to the first reserved slot, µs
+// from now to the next free slot}.
+var slotsScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local first = math.max(tat, now)
+if n > 0 then
+  tat = first + n * interval
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+end
+return {string.format('%.0f', first - now), string.format('%.0f', math.max(tat - now, 0))}
+`)

@@ -28,8 +28,9 @@ func (k Keys) Stats(provider string, minute int64) string {
 	return k.key(provider, "stats:"+strconv.FormatInt(minute, 10))
 }
 
-// Rate is the provider's deployment-wide rate limiter state (GCRA): "<prefix>:{P}:rate".
-func (k Keys) Rate(provider string) string { return k.key(provider, "rate") }
+// Rate is the provider's deployment-wide rate limiter state: the unix µs (by Redis TIME)
+// of the next free request slot, a GCRA's theoretical arrival time: "<prefix>:{P}:slots".
+func (k Keys) Rate(provider string) string { return k.key(provider, "slots") }
 
 // StatsPrefix is Stats without the minute: "<prefix>:{P}:stats:".
 func (k Keys) StatsPrefix(provider string) string { return k.key(provider, "stats:") }

@@ -1,0 +1,161 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+	"go.uber.org/zap"
+
+	"eventrelay/relay/queue"
+)
+
+const (
+	// maxRead caps the entries of one read (batching providers read several batches).
+	maxRead = 512
+	// slotHorizon bounds how far ahead one read reserves rate-limit slots: entries read
+	// wait at most about this long for their slot, far inside the visibility timeout.
+	slotHorizon = time.Second
+)
+
+// job is one upstream request's worth of entries for a sender, and the earliest time the
+// deployment's rate limit lets it go out.
+type job struct {
+	batch     []*entry
+	notBefore time.Time
+}
+
+// fetcher feeds the senders: it waits out a Retry-After pause, an open breaker and the
+// rate limit's next free slot, takes one idle sender (and every other idle one), reads
+// that many requests' worth of entries in one XREADGROUP, reserves their rate-limit
+// slots in one call and hands the batches over. An open breaker or a pause thus leaves
+// entries queued, and no entry waits in this process for a sender.
+func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
+	var nextFree time.Time // the rate limit's next free slot, as of our last reservation
+	for ctx.Err() == nil {
+		if d := f.pauseLeft(); d > 0 && !sleep(ctx, d) {
+			return
+		}
+		if d := time.Until(nextFree); d > 0 && !sleep(ctx, d) {
+			return
+		}
+		state := f.breaker.State()
+		if state == gobreaker.StateOpen {
+			sleep(ctx, min(f.o.Delivery.Breaker.OpenFor/4, 250*time.Millisecond))
+			continue
+		}
+		if f.idle.Acquire(ctx, 1) != nil {
+			return
+		}
+		senders := 1
+		for senders < f.requestsPerRead(state) && f.idle.TryAcquire(1) {
+			senders++
+		}
+		entries, err := f.take(ctx, consumer, senders)
+		if err != nil || len(entries) == 0 {
+			f.idle.Release(int64(senders))
+			if err != nil && ctx.Err() == nil {
+				f.log.Warn("read failed", zap.Error(err))
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		batches := f.batches(f.live(entries))
+		switch {
+		case len(batches) < senders:
+			f.idle.Release(int64(senders - len(batches)))
+		case len(batches) > senders:
+			// Entries of many batch keys: the extra batches wait for senders to free up.
+			if f.idle.Acquire(ctx, int64(len(batches)-senders)) != nil {
+				return // shutting down: they stay pending and are reclaimed
+			}
+		}
+		if len(batches) == 0 {
+			continue // all dead-lettered
+		}
+		var first time.Time
+		first, nextFree = f.reserve(ctx, len(batches))
+		for i, b := range batches {
+			f.jobs <- job{batch: b, notBefore: first.Add(time.Duration(float64(i) * f.interval * float64(time.Microsecond)))}
+		}
+	}
+}
+
+// requestsPerRead is how many requests one read may feed: one per idle sender, one
+// while the breaker is half-open (its single probe), and no more than the rate limit
+// allows within slotHorizon.
+func (f *Forwarder) requestsPerRead(state gobreaker.State) int {
+	if state == gobreaker.StateHalfOpen {
+		return 1
+	}
+	return max(1, min(f.o.Delivery.Workers, int(f.o.Delivery.RateLimit*slotHorizon.Seconds())))
+}
+
+// reserve takes n consecutive slots of the deployment's rate limit and returns when the
+// first is due and when the next free one is. If Redis cannot be asked the local limiter
+// alone spaces requests, as the read that follows will find out and wait.
+func (f *Forwarder) reserve(ctx context.Context, n int) (first, nextFree time.Time) {
+	now := time.Now()
+	res, err := slotsScript.Run(ctx, f.o.Client, []string{f.o.Keys.Rate(f.provider)}, f.interval, n).Int64Slice()
+	if err != nil || len(res) != 2 {
+		if ctx.Err() == nil {
+			f.log.Warn("could not reserve rate-limit slots; this relay's own limiter still applies", zap.Error(err))
+		}
+		return now, now
+	}
+	return now.Add(time.Duration(res[0]) * time.Microsecond), now.Add(time.Duration(res[1]) * time.Microsecond)
+}
+
+// live dead-letters the entries that cannot or may no longer be attempted (malformed,
+// trimmed, older than max_age) and returns the rest.
+func (f *Forwarder) live(entries []*entry) []*entry {
+	now := time.Now()
+	out := entries[:0]
+	for _, e := range entries {
+		switch {
+		case e.bad != nil:
+			f.log.Error("undeliverable entry: dead-lettered", zap.String("stream_id", e.streamID),
+				zap.String("reason", e.reason), zap.Error(e.bad))
+			f.record(e, outcome{kind: kindDead, reason: e.reason, attempts: e.attempts, err: e.bad})
+		case now.Sub(e.msg.ReceivedAt) > f.o.Delivery.MaxAge:
+			f.record(e, outcome{kind: kindDead, reason: reasonMaxAge, attempts: e.attempts,
+				status: statusOf(e), err: errors.New("older than max_age before an attempt could be made")})
+		default:
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// take returns a reclaimed entry if one is waiting, else up to requests' worth of new
+// entries from the stream (a full batch per request where the provider batches).
+func (f *Forwarder) take(ctx context.Context, consumer string, requests int) ([]*entry, error) {
+	select {
+	case e := <-f.reclaimed:
+		return []*entry{e}, nil
+	default:
+	}
+	count := min(requests*max(f.o.Adapter.MaxBatchWeight(), 1), maxRead)
+	res, err := f.o.Client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: queue.Group, Consumer: consumer, Streams: []string{f.events, ">"},
+		Count: int64(count), Block: f.o.Block,
+	}).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	case redis.HasErrorPrefix(err, "NOGROUP"):
+		f.log.Error("consumer group missing (Redis restarted without persistence?): recreating it")
+		return nil, f.ensureGroup(ctx)
+	case err != nil:
+		return nil, err
+	}
+	var out []*entry
+	for _, s := range res {
+		for _, m := range s.Messages {
+			out = append(out, newEntry(f.provider, consumer, m.ID, m.Values))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,200 @@
+package forward
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"eventrelay/relay/queue"
+)
+
+const (
+	// recordQueue bounds the outcomes waiting for the recorder; producers wait when full.
+	recordQueue = 1024
+	// maxRecordBatch caps the outcomes one pipeline writes.
+	maxRecordBatch = 256
+	// recordTries bounds how often an outcome is retried against Redis before it is left
+	// to the reclaimer (the entry stays pending: redelivered later, never lost).
+	recordTries = 3
+)
+
+// record is one entry's outcome, waiting to be written.
+type record struct {
+	e *entry
+	o outcome
+}
+
+// record hands e's outcome to the recorder. The entry stays pending until it is written.
+func (f *Forwarder) record(e *entry, o outcome) { f.records <- record{e: e, o: o} }
+
+// recorder writes outcomes until Run closes the queue: it takes one, drains what else is
+// waiting, and writes them as one pipeline, all deliveries in one script call. Outcomes
+// of attempts already made must be written even while shutting down, so it does not
+// watch Run's context.
+func (f *Forwarder) recorder() {
+	batch := make([]record, 0, maxRecordBatch)
+	for r := range f.records {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < maxRecordBatch {
+			select {
+			case r, ok := <-f.records:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		f.write(batch)
+		clear(batch)
+	}
+}
+
+// write records batch in Redis, retrying what failed, then counts and logs each outcome.
+func (f *Forwarder) write(batch []record) {
+	applied := make([]int64, len(batch))
+	errs := make([]error, len(batch))
+	todo := make([]int, len(batch)) // indexes in batch not yet written
+	for i := range todo {
+		todo[i] = i
+	}
+	for try := 0; len(todo) > 0 && try < recordTries; try++ {
+		if try > 0 {
+			time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(f.attempts), 2*time.Second)
+		todo = f.writeOnce(ctx, batch, todo, applied, errs)
+		cancel()
+	}
+	for i, r := range batch {
+		switch {
+		case errs[i] != nil:
+			f.log.Error("could not record an outcome: the entry stays pending and will be redelivered",
+				zap.String("event_id", r.e.msg.ID), zap.String("outcome", r.o.kind), zap.Error(errs[i]))
+		case applied[i] == 0:
+			// Another consumer took the entry over (and may have settled it): its
+			// outcome, not this one, counts. One outcome per entry.
+			f.log.Info("outcome not recorded: the entry was taken over or settled by another consumer",
+				zap.String("event_id", r.e.msg.ID), zap.String("stream_id", r.e.streamID))
+		default:
+			f.count(r.o)
+			if r.o.kind == kindDead || r.o.kind == kindLost {
+				f.log.Warn("dead-lettered", zap.String("event_id", r.e.msg.ID), zap.String("reason", r.o.reason),
+					zap.Int("status", r.o.status), zap.Int("attempts", r.o.attempts),
+					zap.String("error", maskEmails(errorText(r.o))))
+			}
+		}
+	}
+}
+
+// writeOnce sends one pipeline for the records at todo: one ackScript call for the
+// deliveries, one recordScript call per other outcome. It fills applied and errs and
+// returns the indexes to try again. A NOSCRIPT reply ran nothing, so the script is
+// loaded and the call redone.
+func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, applied []int64, errs []error) []int {
+	pipe := f.o.Client.Pipeline()
+	var (
+		acked   []int // indexes of the deliveries, in ackScript's order
+		ackCmd  *redis.Cmd
+		singles = map[int]*redis.Cmd{}
+	)
+	ackArgs := []any{queue.Group}
+	for _, i := range todo {
+		r := batch[i]
+		if r.o.kind == kindOK {
+			acked = append(acked, i)
+			ackArgs = append(ackArgs, r.e.streamID, r.e.owner)
+			continue
+		}
+		args, err := f.recordArgs(r)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		singles[i] = recordScript.EvalSha(ctx, pipe, f.recordKeys(), args...)
+	}
+	if len(acked) > 0 {
+		ackCmd = ackScript.EvalSha(ctx, pipe, []string{f.events, f.o.Keys.StatsPrefix(f.provider)}, ackArgs...)
+	}
+	if pipe.Len() == 0 {
+		return nil
+	}
+	_, _ = pipe.Exec(ctx) // per-command errors are read below
+
+	var again []int
+	noScript := false
+	retry := func(i int, err error) {
+		errs[i] = err
+		again = append(again, i)
+		noScript = noScript || redis.HasErrorPrefix(err, "NOSCRIPT")
+	}
+	for i, cmd := range singles {
+		n, err := cmd.Int64()
+		if err != nil {
+			retry(i, err)
+			continue
+		}
+		applied[i], errs[i] = n, nil
+	}
+	if ackCmd != nil {
+		res, err := ackCmd.Int64Slice()
+		for k, i := range acked {
+			switch {
+			case err != nil:
+				retry(i, err)
+			case k < len(res):
+				applied[i], errs[i] = res[k], nil
+			}
+		}
+	}
+	if noScript {
+		for _, s := range []*redis.Script{recordScript, ackScript} {
+			_ = s.Load(ctx, f.o.Client).Err()
+		}
+	}
+	return again
+}
+
+// recordKeys are recordScript's KEYS.
+func (f *Forwarder) recordKeys() []string {
+	return []string{f.events, f.retry, f.dead, f.o.Keys.StatsPrefix(f.provider)}
+}
+
+// recordArgs are recordScript's ARGV for one outcome other than a delivery.
+func (f *Forwarder) recordArgs(r record) ([]any, error) {
+	e, o := r.e, r.o
+	counter := ""
+	if !o.uncounted {
+		counter = outcomeNames[o.kind]
+	}
+	args := []any{queue.Group, e.streamID, o.kind, o.delay.Milliseconds(), counter, e.owner}
+	errText := errorText(o)
+	switch o.kind {
+	case kindRetry:
+		member, err := e.retryMember(o.attempts, o.status, errText)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, member)
+	case kindDead, kindLost:
+		for _, v := range e.pairs(queue.FieldAttempts, strconv.Itoa(o.attempts), queue.FieldStatus, strconv.Itoa(o.status),
+			queue.FieldError, errText, queue.FieldReason, o.reason,
+			queue.FieldDeadAt, strconv.FormatInt(time.Now().UnixMilli(), 10), queue.FieldStreamID, e.streamID) {
+			args = append(args, v)
+		}
+	}
+	return args, nil
+}
+
+// errorText is the outcome's error as kept in retry members and dead letters.
+func errorText(o outcome) string {
+	if o.err == nil {
+		return ""
+	}
+	return truncate(o.err.Error(), maxErrorText)
+}

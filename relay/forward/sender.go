@@ -1,0 +1,45 @@
+package forward
+
+import (
+	"context"
+	"time"
+)
+
+// sender makes the upstream requests of the jobs the fetcher hands it, one at a time,
+// until the fetcher stops. After shutdown starts it attempts nothing new: jobs not yet
+// begun stay pending and are reclaimed (by this relay's successor or another relay).
+func (f *Forwarder) sender(ctx context.Context) {
+	for j := range f.jobs {
+		if ctx.Err() == nil {
+			f.send(ctx, j)
+		}
+		f.idle.Release(1)
+	}
+}
+
+// send waits for the job's rate-limit slot and this process's limiter, asks the breaker,
+// makes the attempt and hands each entry's outcome to the recorder. A breaker that opened
+// or a Retry-After pause that began since the read defers the batch, unattempted.
+func (f *Forwarder) send(ctx context.Context, j job) {
+	if d := time.Until(j.notBefore); d > 0 && !sleep(ctx, d) {
+		return
+	}
+	if f.limiter.Wait(ctx) != nil {
+		return
+	}
+	done, err := f.breaker.Allow()
+	if err != nil { // open, or half-open with its probe already out
+		f.deferAll(j.batch, f.o.Delivery.Breaker.OpenFor, errBreakerOpen)
+		return
+	}
+	if left := f.pauseLeft(); left > 0 {
+		done(errNoWork)
+		f.deferAll(j.batch, left, errPaused)
+		return
+	}
+	results := f.attempt(j.batch)
+	done(breakerVerdict(results))
+	for i, e := range j.batch {
+		f.settle(e, results[i])
+	}
+}
