@@ -35,10 +35,21 @@ type bench struct {
 
 	noop, ingest, ingestBig, upCeil, nginx, relayVsNginx genResult
 	ingestCPU, noopCPU, ingestBigCPU, upCeilCPU          cpuUse
-	deliver, deliverBig                                  drain
-	rssIngest, rssIngestBig, rssDeliver, rssDeliverBig   float64
-	rssNginxRelay                                        float64
-	prefillRate                                          float64
+	// Paced (open-loop) runs: (b') ingest at 0.7× the no-op ceiling, (f') nginx and the
+	// relay at the same rate, 0.9× nginx's closed-loop throughput.
+	ingestPaced, nginxPaced, relayPaced                cpuPaced
+	deliver, deliverBig                                drain
+	rssIngest, rssIngestBig, rssDeliver, rssDeliverBig float64
+	rssNginxRelay                                      float64
+	prefillRate                                        float64
+}
+
+// cpuPaced is a paced run with the cores used during its window; Skipped says why it did
+// not run (a figure it derives its rate from is missing).
+type cpuPaced struct {
+	pacedResult
+	Cores   cpuUse
+	Skipped string
 }
 
 // cpuUse is the cores each process used during a measured window.
@@ -46,7 +57,7 @@ type cpuUse map[string]float64
 
 func (c cpuUse) String() string {
 	var parts []string
-	for _, k := range []string{"relay", "noop", "fake", "redis", "loadgen"} {
+	for _, k := range []string{"relay", "noop", "fake", "slowfake", "redis", "loadgen"} {
 		if v, ok := c[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s %.2f", k, v))
 		}
@@ -54,15 +65,30 @@ func (c cpuUse) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// measure runs the generator and samples the CPU time of the named processes over it.
+// measure runs the closed-loop generator and samples the CPU time of the named processes
+// over its window.
 func measure(addr string, conns int, mix []shot, tgt target, warmup, dur time.Duration, pids map[string]int) (genResult, cpuUse) {
+	var r genResult
+	use := sampleCPU(func() { r = generate(addr, conns, mix, tgt, warmup, dur) }, warmup, dur, pids)
+	return r, use
+}
+
+// measurePaced is measure for the paced generator at rate req/s.
+func measurePaced(addr string, conns int, mix []shot, tgt target, rate float64, warmup, dur time.Duration, pids map[string]int) (pacedResult, cpuUse) {
+	var r pacedResult
+	use := sampleCPU(func() { r = generatePaced(addr, conns, mix, tgt, rate, warmup, dur) }, warmup, dur, pids)
+	return r, use
+}
+
+// sampleCPU runs load (a generator with warmup then a dur window) and returns the cores
+// the named processes and the generator itself used from warmup to warmup+dur.
+func sampleCPU(load func(), warmup, dur time.Duration, pids map[string]int) cpuUse {
 	pids["loadgen"] = os.Getpid()
 	before := map[string]float64{}
-	var t0 time.Time
-	done := make(chan genResult)
-	go func() { done <- generate(addr, conns, mix, tgt, warmup, dur) }()
+	done := make(chan struct{})
+	go func() { load(); close(done) }()
 	time.Sleep(warmup)
-	t0 = time.Now()
+	t0 := time.Now()
 	for k, p := range pids {
 		before[k] = cpuSeconds(p)
 	}
@@ -72,7 +98,8 @@ func measure(addr string, conns int, mix []shot, tgt target, warmup, dur time.Du
 	for k, p := range pids {
 		use[k] = (cpuSeconds(p) - before[k]) / el
 	}
-	return <-done, use
+	<-done
+	return use
 }
 
 func (b *bench) run() {
@@ -97,6 +124,9 @@ func (b *bench) run() {
 	if b.has("b") {
 		// (b) ingest with durable enqueue, forwarders idle (rate_limit 0.001/s).
 		b.ingest, b.ingestCPU, b.rssIngest = b.ingestRun("(b) relay ingest, empty queue")
+		// (b') the same setup on an empty queue again, paced at 0.7× the no-op ceiling.
+		b.flush()
+		b.ingestPaced = b.ingestPacedRun()
 	}
 	if b.has("e") {
 		// (e) ingest with a large backlog already queued.
@@ -141,9 +171,35 @@ func (b *bench) phaseA() {
 	noop.stop(5 * time.Second)
 }
 
+// pacedIngestShare is (b')'s rate as a share of the no-op ceiling: the target.
+const pacedIngestShare = 0.7
+
+// pacedNginxShare is (f')'s rate as a share of nginx's closed-loop throughput: nginx with
+// 64 connections before a 50 ms upstream cannot do more than 64/50ms, so the equal-load
+// comparison runs a little below what it achieved.
+const pacedNginxShare = 0.9
+
+// ingestPacedRun is (b'): a fresh ingest relay (as in (b)) driven open-loop at
+// pacedIngestShare × the no-op ceiling measured in this run by (a).
+func (b *bench) ingestPacedRun() cpuPaced {
+	if b.noop.RPS() <= 0 {
+		logf("(b') skipped: it is paced at %.1f× the no-op ceiling, and (a) did not run", pacedIngestShare)
+		return cpuPaced{Skipped: "needs (a)"}
+	}
+	rate := pacedIngestShare * b.noop.RPS()
+	p, addr := b.startRelay("relay-ingest-paced", "http://"+b.fakeAddr, 1, 0.001)
+	logf("(b') relay ingest, empty queue, paced at %.0f req/s (%.1f× no-op): %d conns, %s", rate, pacedIngestShare, b.s.Conns, b.s.Dur)
+	r, use := measurePaced(addr, b.s.Conns, ingestMix, toIngest, rate, b.s.Warmup, b.s.Dur,
+		map[string]int{"relay": p.pid(), "redis": b.redis.pid()})
+	logf("    %s | cores: %s", r, use)
+	p.stop(15 * time.Second)
+	return cpuPaced{pacedResult: r, Cores: use}
+}
+
 func (b *bench) phaseF() {
 	s := b.s
-	// (f) nginx vs the relay in front of an upstream answering in 50 ms.
+	// (f) nginx vs the relay in front of an upstream answering in 50 ms: closed loop (each
+	// at its saturation), then (f') both paced at the same rate for an equal-load p99.
 	slowAddr := freeAddr()
 	slow := track(start("slowfake", b.dir, b.self, "fake", "-listen", slowAddr, "-delay", s.UpstreamWait.String()))
 	slow.waitTCP(slowAddr, 10*time.Second)
@@ -152,6 +208,13 @@ func (b *bench) phaseF() {
 	logf("(f) nginx → %s upstream: %d conns, %s", s.UpstreamWait, s.Conns, s.Dur)
 	b.nginx, _ = measure(ngAddr, s.Conns, ingestMix, toIngest, s.Warmup, s.Dur, map[string]int{})
 	logf("    %s", b.nginx)
+	rate := pacedNginxShare * b.nginx.RPS()
+	if rate > 0 {
+		logf("(f') nginx paced at %.0f req/s (%.1f× its closed-loop throughput): %d conns, %s", rate, pacedNginxShare, s.Conns, s.Dur)
+		r, use := measurePaced(ngAddr, s.Conns, ingestMix, toIngest, rate, s.Warmup, s.Dur, map[string]int{"slowfake": slow.pid()})
+		b.nginxPaced = cpuPaced{pacedResult: r, Cores: use}
+		logf("    %s", r)
+	}
 	ng.stop(5 * time.Second)
 	rp, rAddr := b.startRelay("relay-vs-nginx", "http://"+slowAddr, s.Workers, 1e6)
 	logf("(f) relay → %s upstream (delivering with %d workers/provider): %d conns, %s", s.UpstreamWait, s.Workers, s.Conns, s.Dur)
@@ -159,6 +222,21 @@ func (b *bench) phaseF() {
 	b.rssNginxRelay = vmHWM(rp.pid())
 	logf("    %s", b.relayVsNginx)
 	rp.stop(15 * time.Second)
+	if rate > 0 {
+		// A fresh relay on an empty queue: the closed-loop run left a backlog (it ingests
+		// faster than 64 workers deliver at 50 ms), whose delivery would compete for CPU.
+		b.flush()
+		rp, rAddr = b.startRelay("relay-vs-nginx-paced", "http://"+slowAddr, s.Workers, 1e6)
+		logf("(f') relay paced at %.0f req/s: %d conns, %s", rate, s.Conns, s.Dur)
+		r, use := measurePaced(rAddr, s.Conns, ingestMix, toIngest, rate, s.Warmup, s.Dur,
+			map[string]int{"relay": rp.pid(), "redis": b.redis.pid(), "slowfake": slow.pid()})
+		b.relayPaced = cpuPaced{pacedResult: r, Cores: use}
+		b.rssNginxRelay = max(b.rssNginxRelay, vmHWM(rp.pid()))
+		logf("    %s | cores: %s", r, use)
+		rp.stop(15 * time.Second)
+	} else {
+		b.nginxPaced.Skipped, b.relayPaced.Skipped = "nginx closed-loop figure missing", "nginx closed-loop figure missing"
+	}
 	slow.stop(5 * time.Second)
 }
 

@@ -56,14 +56,7 @@ func fmtDur(d time.Duration) string {
 // generate drives addr with conns connections, each a goroutine with one request in
 // flight (closed loop), for warmup (not recorded) then dur (recorded).
 func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.Duration) genResult {
-	hc := &fasthttp.HostClient{
-		Addr:                     addr,
-		MaxConns:                 conns,
-		ReadTimeout:              10 * time.Second,
-		WriteTimeout:             10 * time.Second,
-		MaxIdleConnDuration:      time.Minute,
-		NoDefaultUserAgentHeader: true,
-	}
+	hc := newHostClient(addr, conns)
 	sched := schedule(mix)
 	var recording, stop atomic.Bool
 	type workerOut struct {
@@ -84,29 +77,7 @@ func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.D
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(res)
 			for i := w * 7; !stop.Load(); i++ {
-				s := &mix[sched[i%len(sched)]]
-				req.Reset()
-				req.Header.SetMethod("POST")
-				req.Header.SetHost(addr)
-				if tgt == toIngest {
-					req.SetRequestURI("http://" + addr + "/v1/" + s.Route + s.Query)
-					if s.Site {
-						req.Header.Set("Origin", siteOrigin)
-						if s.Query == "" {
-							req.Header.Set("X-Relay-Key", siteKey)
-						}
-						req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) loadbench")
-					} else {
-						req.Header.Set("Authorization", "Bearer "+backendToken)
-					}
-				} else {
-					req.SetRequestURI("http://" + addr + s.UpPath)
-					if s.UpHeader[0] != "" {
-						req.Header.Set(s.UpHeader[0], s.UpHeader[1])
-					}
-				}
-				req.Header.SetContentType(s.ContentType)
-				req.SetBodyString(s.Body)
+				setRequest(req, addr, &mix[sched[i%len(sched)]], tgt)
 				rec := recording.Load()
 				t0 := time.Now()
 				err := hc.Do(req, res)
@@ -145,11 +116,58 @@ func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.D
 		}
 	}
 	res.Requests = len(all)
-	if len(all) > 0 {
-		slices.Sort(all)
-		res.P50 = all[len(all)*50/100]
-		res.P99 = all[min(len(all)-1, len(all)*99/100)]
-		res.Max = all[len(all)-1]
-	}
+	res.setPercentiles(all)
 	return res
+}
+
+// setPercentiles sorts lat and takes p50, p99 and max from it.
+func (r *genResult) setPercentiles(lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	r.P50 = lat[len(lat)*50/100]
+	r.P99 = lat[min(len(lat)-1, len(lat)*99/100)]
+	r.Max = lat[len(lat)-1]
+}
+
+// newHostClient is the generators' client: at most conns connections to addr, generous
+// timeouts (a stalled server shows as latency, not as errors).
+func newHostClient(addr string, conns int) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr:                     addr,
+		MaxConns:                 conns,
+		ReadTimeout:              10 * time.Second,
+		WriteTimeout:             10 * time.Second,
+		MaxIdleConnDuration:      time.Minute,
+		NoDefaultUserAgentHeader: true,
+	}
+}
+
+// setRequest fills req with shot s in the shape tgt expects: the client's request to an
+// ingest route (site key + Origin, or backend bearer token) or the relay's request to
+// the upstream path (secret header). Both generators send exactly these requests.
+func setRequest(req *fasthttp.Request, addr string, s *shot, tgt target) {
+	req.Reset()
+	req.Header.SetMethod("POST")
+	req.Header.SetHost(addr)
+	if tgt == toIngest {
+		req.SetRequestURI("http://" + addr + "/v1/" + s.Route + s.Query)
+		if s.Site {
+			req.Header.Set("Origin", siteOrigin)
+			if s.Query == "" {
+				req.Header.Set("X-Relay-Key", siteKey)
+			}
+			req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) loadbench")
+		} else {
+			req.Header.Set("Authorization", "Bearer "+backendToken)
+		}
+	} else {
+		req.SetRequestURI("http://" + addr + s.UpPath)
+		if s.UpHeader[0] != "" {
+			req.Header.Set(s.UpHeader[0], s.UpHeader[1])
+		}
+	}
+	req.Header.SetContentType(s.ContentType)
+	req.SetBodyString(s.Body)
 }

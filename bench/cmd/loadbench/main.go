@@ -5,8 +5,9 @@
 //
 // It builds the relay, starts its own redis-server (AOF everysec, temp dir, free loopback
 // port), fast fake upstreams, a no-op fasthttp server and nginx as child processes,
-// drives them with a closed-loop fasthttp load generator (N connections, one request in
-// flight each, a fixed body mix) and stops every process it started by its PID.
+// drives them with a fasthttp load generator (N connections, a fixed body mix; closed
+// loop, one request in flight each, or paced at a fixed rate with latency measured from
+// each request's scheduled send time) and stops every process it started by its PID.
 package main
 
 import (
@@ -54,7 +55,7 @@ func main() {
 	}
 }
 
-// settings are the knobs of one run; QUICK shrinks them to stay under 2 minutes.
+// settings are the knobs of one run; QUICK shrinks them to stay under ~2.5 minutes.
 type settings struct {
 	Quick        bool
 	Conns        int
@@ -73,7 +74,7 @@ type settings struct {
 func runMain(args []string) {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	var s settings
-	fs.BoolVar(&s.Quick, "quick", os.Getenv("QUICK") == "1", "short run (≤ 2 min): smaller backlogs, shorter windows (env QUICK=1)")
+	fs.BoolVar(&s.Quick, "quick", os.Getenv("QUICK") == "1", "short run (≤ ~2.5 min): smaller backlogs, shorter windows (env QUICK=1)")
 	fs.IntVar(&s.Conns, "conns", 64, "client connections")
 	fs.DurationVar(&s.Dur, "dur", 0, "measured window per load test (default 10s, quick 4s)")
 	fs.IntVar(&s.Backlog, "backlog", 0, "events drained by the delivery test (default 200000, quick 30000)")
@@ -82,7 +83,7 @@ func runMain(args []string) {
 	fs.DurationVar(&s.UpstreamWait, "upstream-delay", 50*time.Millisecond, "the slow upstream's answer time in the nginx comparison")
 	fs.StringVar(&s.Out, "out", "bench/results.md", "write the results table here too")
 	fs.StringVar(&s.RelayBin, "relay", "", "relay binary to use (default: go build ./cmd/relay)")
-	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f; default all)")
+	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f; default all): b includes the paced b' (which needs a), f the paced f'")
 	fs.BoolVar(&s.KeepDir, "keep", false, "keep the temp dir (logs, configs)")
 	_ = fs.Parse(args)
 	def := func(v *time.Duration, full, quick time.Duration) {
