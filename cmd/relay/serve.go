@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,17 +56,34 @@ func newLogger(level string) (*zap.Logger, error) {
 	return zc.Build()
 }
 
-// redisWithDeliveryConns sizes the connection pool for ingest and delivery together: every
-// delivery worker holds a connection for up to its read's Block while the stream is idle,
-// and each provider's mover and reclaimer need one too. Without these, idle workers would
-// take the connections ingest's group commit needs (measured: delivery fell 7× and
-// ingest waited once workers outnumbered the pool).
+// redisWithDeliveryConns sizes the connection pool for ingest and delivery together: each
+// provider's fetcher holds a connection for up to its read's Block while the stream is
+// idle, and its recorder, mover and reclaimer need one each. Without these, idle readers
+// would take the connections ingest's group commit needs (measured: delivery fell 7× and
+// ingest waited once blocked readers outnumbered the pool).
 func redisWithDeliveryConns(cfg *config.Config) config.Redis {
 	r := cfg.Redis
-	for _, p := range cfg.Providers.Enabled() {
-		r.PoolSize += p.Delivery.Workers + 2
-	}
+	r.PoolSize += 4 * len(cfg.Providers.Enabled())
 	return r
+}
+
+// startCPUProfile writes a CPU profile of the whole run to $RELAY_CPU_PROFILE when it is
+// set (for profiling under the load harness; see bench/README.md). The returned func stops it.
+func startCPUProfile(log *zap.Logger) func() {
+	path := os.Getenv("RELAY_CPU_PROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		log.Error("RELAY_CPU_PROFILE: cannot profile", zap.Error(err))
+		return func() {}
+	}
+	log.Info("writing a CPU profile", zap.String("path", path))
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
 }
 
 // newForwarders builds one Forwarder per enabled provider, also returned by provider
@@ -133,6 +151,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 	log.Info("starting", zap.String("version", versionString()), zap.String("config", path))
+	defer startCPUProfile(log)()
 
 	conn, err := queue.Open(ctx, redisWithDeliveryConns(cfg), log.Named("queue"))
 	if err != nil {

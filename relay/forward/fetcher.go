@@ -13,6 +13,11 @@ import (
 )
 
 const (
+	// prefetch is how many jobs per sender the fetcher keeps in hand: one being sent and
+	// one read ahead. A job waits for a sender at most one upstream request (≤ timeout),
+	// so an entry stays pending in this process for at most two timeouts: less than the
+	// visibility timeout.
+	prefetch = 2
 	// maxRead caps the entries of one read (batching providers read several batches).
 	maxRead = 512
 	// slotHorizon bounds how far ahead one read reserves rate-limit slots: entries read
@@ -28,10 +33,10 @@ type job struct {
 }
 
 // fetcher feeds the senders: it waits out a Retry-After pause, an open breaker and the
-// rate limit's next free slot, takes one idle sender (and every other idle one), reads
+// rate limit's next free slot, takes the room there is for jobs (at least one), reads
 // that many requests' worth of entries in one XREADGROUP, reserves their rate-limit
 // slots in one call and hands the batches over. An open breaker or a pause thus leaves
-// entries queued, and no entry waits in this process for a sender.
+// entries queued, and an entry waits in this process for at most one sender's request.
 func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 	var nextFree time.Time // the rate limit's next free slot, as of our last reservation
 	for ctx.Err() == nil {
@@ -46,16 +51,16 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 			sleep(ctx, min(f.o.Delivery.Breaker.OpenFor/4, 250*time.Millisecond))
 			continue
 		}
-		if f.idle.Acquire(ctx, 1) != nil {
+		if f.room.Acquire(ctx, 1) != nil {
 			return
 		}
-		senders := 1
-		for senders < f.requestsPerRead(state) && f.idle.TryAcquire(1) {
+		senders := 1 // jobs there is room for
+		for senders < f.requestsPerRead(state) && f.room.TryAcquire(1) {
 			senders++
 		}
 		entries, err := f.take(ctx, consumer, senders)
 		if err != nil || len(entries) == 0 {
-			f.idle.Release(int64(senders))
+			f.room.Release(int64(senders))
 			if err != nil && ctx.Err() == nil {
 				f.log.Warn("read failed", zap.Error(err))
 				sleep(ctx, time.Second)
@@ -65,10 +70,10 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 		batches := f.batches(f.live(entries))
 		switch {
 		case len(batches) < senders:
-			f.idle.Release(int64(senders - len(batches)))
+			f.room.Release(int64(senders - len(batches)))
 		case len(batches) > senders:
 			// Entries of many batch keys: the extra batches wait for senders to free up.
-			if f.idle.Acquire(ctx, int64(len(batches)-senders)) != nil {
+			if f.room.Acquire(ctx, int64(len(batches)-senders)) != nil {
 				return // shutting down: they stay pending and are reclaimed
 			}
 		}
@@ -83,14 +88,14 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 	}
 }
 
-// requestsPerRead is how many requests one read may feed: one per idle sender, one
-// while the breaker is half-open (its single probe), and no more than the rate limit
-// allows within slotHorizon.
+// requestsPerRead is how many requests one read may feed: the room for jobs, one while
+// the breaker is half-open (its single probe), and no more than the rate limit allows
+// within slotHorizon.
 func (f *Forwarder) requestsPerRead(state gobreaker.State) int {
 	if state == gobreaker.StateHalfOpen {
 		return 1
 	}
-	return max(1, min(f.o.Delivery.Workers, int(f.o.Delivery.RateLimit*slotHorizon.Seconds())))
+	return max(1, min(prefetch*f.o.Delivery.Workers, int(f.o.Delivery.RateLimit*slotHorizon.Seconds())))
 }
 
 // reserve takes n consecutive slots of the deployment's rate limit and returns when the

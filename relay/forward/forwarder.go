@@ -69,9 +69,10 @@ type Forwarder struct {
 	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
 	// pausedUntil (unix ns) is set from an upstream's Retry-After: no request before it.
 	pausedUntil atomic.Int64
-	// idle counts senders free for a job: the fetcher reads only as much as they take,
-	// so entries do not sit pending in this process while others could send them.
-	idle      *semaphore.Weighted
+	// room bounds the jobs in hand (being sent, or read ahead and waiting for a sender) to
+	// prefetch per sender, so entries never wait long in this process while other relays
+	// could send them, yet reads are large even as senders free up one at a time.
+	room      *semaphore.Weighted
 	jobs      chan job
 	records   chan record
 	reclaimed chan *entry
@@ -116,8 +117,8 @@ func New(o Options) (*Forwarder, error) {
 		// Burst 1: the configured rate is a ceiling, never exceeded even briefly.
 		limiter:   rate.NewLimiter(rate.Limit(d.RateLimit), 1),
 		interval:  1e6 / d.RateLimit,
-		idle:      semaphore.NewWeighted(int64(d.Workers)),
-		jobs:      make(chan job, d.Workers),
+		room:      semaphore.NewWeighted(int64(prefetch * d.Workers)),
+		jobs:      make(chan job, prefetch*d.Workers),
 		records:   make(chan record, recordQueue),
 		reclaimed: make(chan *entry),
 		events:    o.Keys.Events(p), retry: o.Keys.Retry(p), dead: o.Keys.Dead(p),

@@ -13,7 +13,7 @@ func (f *Forwarder) sender(ctx context.Context) {
 		if ctx.Err() == nil {
 			f.send(ctx, j)
 		}
-		f.idle.Release(1)
+		f.room.Release(1)
 	}
 }
 
