@@ -1,8 +1,22 @@
 // Package forward delivers queued events to their providers. Per enabled provider it runs
-// a Forwarder: `workers` goroutines that read the provider's stream through consumer group
-// "relay", each attempt going rate limiter → circuit breaker → adapter (one upstream
-// request) → outcome recorded atomically with the XACK; a mover that puts due retries back
-// into the stream; and a reclaimer that takes over entries left pending by dead consumers.
+// a Forwarder, one file per part:
+//
+//   - fetcher.go: one reader per provider and relay. It reads, in one XREADGROUP through
+//     consumer group "relay", as many requests' worth of entries as there is room for
+//     (one job being sent and one read ahead per sender), groups them into upstream
+//     batches and reserves their slots of the provider's rate limit in one Redis call
+//     (a GCRA shared by every relay: slots one 1/rate_limit apart). An open breaker or a
+//     Retry-After pause stops reading, so entries stay queued.
+//   - sender.go: `workers` goroutines, each making one upstream request at a time: wait
+//     for the job's slot and this process's own limiter, ask the circuit breaker, call the
+//     adapter, decide each entry's outcome.
+//   - recorder.go: writes outcomes in pipelines, every delivery of a pipeline acked and
+//     deleted by one script call; retries and dead letters one script call each.
+//   - mover.go puts due retries back into the stream; reclaimer.go takes over entries
+//     left pending by dead or stalled consumers.
+//
+// Per event this costs the upstream request plus a share of one read, one slot
+// reservation and one outcome pipeline: a few Redis round trips per read, not per event.
 //
 // # Outcomes
 //
@@ -10,9 +24,10 @@
 // the retry sorted set (score = due time in ms from Redis TIME) with its attempt count
 // raised. Permanent, or out of attempts or age: it is acked, deleted and appended to the
 // dead-letter stream with reason, last status, attempts and a short error. Each outcome is
-// one Lua call that only acts while the entry is still pending under the consumer that
-// read or claimed it, so a slow or stalled worker whose entry was reclaimed records
-// nothing: the new owner's outcome counts, even while its own attempt is in progress.
+// written by a Lua script that only acts while the entry is still pending under the
+// consumer that read or claimed it, so a slow or stalled relay whose entry was reclaimed
+// records nothing: the new owner's outcome counts, even while its own attempt is in
+// progress.
 //
 // # Entry fields beyond the ingest ones (named in package queue: FieldAttempts, ...)
 //
