@@ -11,8 +11,10 @@
 //
 // # Stream entry format
 //
-// One event is one entry of <prefix>:{P}:events, written by one atomic Lua call that
-// also sets its Seen marker (SET NX EX 86400, then XADD; a duplicate id adds nothing).
+// One event is one entry of <prefix>:{P}:events, written atomically with its Seen marker
+// (SET NX EX 86400, then XADD; a duplicate id adds nothing) by a Lua script. One script
+// call carries all of one provider's events of a group-commit pipeline and answers for
+// each event separately (added, duplicate or its own error; see enqueueScript).
 // Every entry has these nine fields, in this order; values are strings:
 //
 //	id        event id (client Idempotency-Key or generated)

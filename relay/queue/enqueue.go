@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,25 +24,6 @@ var ErrUnavailable = errors.New("queue: unavailable")
 // high-water mark: its upstream is not keeping up, and taking more would only grow Redis.
 // It wraps ErrUnavailable. Answer 503 with a long Retry-After.
 var ErrOverHighWater = fmt.Errorf("%w: provider backlog over the high-water mark", ErrUnavailable)
-
-// enqueueScript is one event's atomic enqueue. KEYS[1] is the Seen marker, KEYS[2] the
-// events stream (both under the provider's {P} tag, so one cluster slot); ARGV are the
-// entry's field/value pairs. It returns 1 when added, 0 for a duplicate within 24 h.
-// Scripts are not rolled back on error, so a failed XADD (e.g. OOM under noeviction)
-// removes the marker it just set: otherwise the client's resend would be answered as a
-// duplicate of an event that is not there. Never MAXLEN: trimming deletes undelivered
-// events.
-const enqueueScript = `
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then
-  return 0
-end
-local added = redis.pcall('XADD', KEYS[2], '*', unpack(ARGV))
-if type(added) == 'table' and added.err then
-  redis.call('DEL', KEYS[1])
-  return added
-end
-return 1
-`
 
 // EnqueuerOptions configure an Enqueuer; the config package supplies the values.
 type EnqueuerOptions struct {
@@ -65,15 +47,19 @@ type EnqueuerOptions struct {
 type Stats struct {
 	// Pipelines is the number of pipelines sent (NOSCRIPT redos not counted).
 	Pipelines uint64
-	// Commands is the number of enqueue scripts in them.
+	// Commands is the number of script calls in them: one per provider per pipeline, each
+	// carrying that provider's events of the pipeline (NOSCRIPT redos not counted).
 	Commands uint64
+	// Events is the number of events those calls carried (new, duplicate or failed).
+	Events uint64
 	// ScriptReloads counts pipelines redone because Redis had lost the script.
 	ScriptReloads uint64
 }
 
 // Enqueuer appends events durably to their provider's stream, group-committing concurrent
 // enqueues: each writer takes one request, drains up to MaxBatch-1 more without waiting,
-// sends them as one pipeline of EVALSHA calls and answers each with its own result.
+// sends them as one pipeline holding one script call per provider, and answers each
+// request with its own event's result.
 type Enqueuer struct {
 	client redis.UniversalClient
 	keys   Keys
@@ -83,14 +69,17 @@ type Enqueuer struct {
 
 	events map[string]string       // provider → events key; read-only after NewEnqueuer
 	over   map[string]*atomic.Bool // provider → over its high-water mark; keys read-only
+	// numKeys[i] is strconv.Itoa(i) for every key count a call can have (1..MaxBatch+1),
+	// passed by pointer: boxing a *string does not allocate, boxing a string does.
+	numKeys []string
 
 	reqs    chan *request
 	stopped chan struct{} // closed when Run has stopped its writers
 	running atomic.Bool
 	pool    sync.Pool // of *request
 
-	pipelines, commands, reloads atomic.Uint64
-	failing                      atomic.Bool // for logging state changes only
+	pipelines, commands, nevents, reloads atomic.Uint64
+	failing                               atomic.Bool // for logging state changes only
 }
 
 // request is one Enqueue in flight. The caller fills it, hands it to a writer through the
@@ -102,9 +91,7 @@ type request struct {
 	seen     string
 	events   string
 	entry    entry
-	args     []any // EVALSHA arguments, pointing into the fields above
 	reply    chan result
-	timer    *time.Timer
 }
 
 type result struct {
@@ -112,7 +99,8 @@ type result struct {
 	err       error
 }
 
-// NewEnqueuer builds an Enqueuer on client. Call Run to start its writers.
+// NewEnqueuer builds an Enqueuer on client. Call Run to start its writers: they are what
+// answers, and times out, every Enqueue.
 func NewEnqueuer(client redis.UniversalClient, keys Keys, opts EnqueuerOptions, log *zap.Logger) *Enqueuer {
 	opts.Writers = max(opts.Writers, 1)
 	opts.MaxBatch = max(opts.MaxBatch, 1)
@@ -130,32 +118,34 @@ func NewEnqueuer(client redis.UniversalClient, keys Keys, opts EnqueuerOptions, 
 		sha:     redis.NewScript(enqueueScript).Hash(),
 		events:  make(map[string]string, len(opts.Providers)),
 		over:    make(map[string]*atomic.Bool, len(opts.Providers)),
+		numKeys: make([]string, opts.MaxBatch+2),
 		reqs:    make(chan *request, opts.Writers*opts.MaxBatch),
 		stopped: make(chan struct{}),
+	}
+	for i := range e.numKeys {
+		e.numKeys[i] = strconv.Itoa(i)
 	}
 	for _, p := range opts.Providers {
 		e.events[p] = keys.Events(p)
 		e.over[p] = new(atomic.Bool)
 	}
-	e.pool.New = func() any {
-		t := time.NewTimer(time.Hour)
-		t.Stop()
-		return &request{reply: make(chan result, 1), timer: t}
-	}
+	e.pool.New = func() any { return &request{reply: make(chan result, 1)} }
 	return e
 }
 
 // Stats returns the counters.
 func (e *Enqueuer) Stats() Stats {
-	return Stats{Pipelines: e.pipelines.Load(), Commands: e.commands.Load(), ScriptReloads: e.reloads.Load()}
+	return Stats{Pipelines: e.pipelines.Load(), Commands: e.commands.Load(), Events: e.nevents.Load(),
+		ScriptReloads: e.reloads.Load()}
 }
 
 // Enqueue appends m to its provider's stream and returns once Redis has answered: nil
 // means the entry is in Redis (duplicate: an event with this id was already enqueued
 // within 24 h, and nothing was added). Otherwise the error wraps ErrUnavailable (or
 // ErrOverHighWater, which wraps it), and comes no later than ctx's deadline or the
-// enqueue timeout, whichever is first. After such an error the event may still have been
-// written; only a resend with the same id is safe.
+// enqueue timeout, whichever is first (give or take a writer's wake-up: the writers
+// enforce the timeout, see writer.write). After such an error the event may still have
+// been written; only a resend with the same id is safe.
 //
 // Enqueue copies m before handing it to a writer and does not retain m or its Body after
 // it returns, so callers may pass bytes that are recycled afterwards (fasthttp).
@@ -185,23 +175,21 @@ func (e *Enqueuer) Enqueue(ctx context.Context, m *Message) (duplicate bool, err
 		r.events = e.keys.Events(m.Provider)
 	}
 	r.entry.set(m)
-	// Pointers, not values: boxing a pointer into an `any` does not allocate. "2" is a
-	// string so that go-redis's cluster routing finds the first key at position 3.
-	r.args = append(r.args[:0], "evalsha", &e.sha, "2", &r.seen, &r.events)
-	r.args = r.entry.appendArgs(r.args)
-	r.timer.Reset(e.opts.Timeout)
 
+	// No timer of its own: the writers answer every request by its deadline (see
+	// writer.write), which saves each request arming, stopping and selecting on a timer.
 	select {
-	case e.reqs <- r:
-	case <-ctx.Done():
-		e.release(r) // never handed over: still ours
-		return false, fmt.Errorf("%w: waiting for a writer: %w", ErrUnavailable, ctx.Err())
-	case <-r.timer.C:
-		e.release(r)
-		return false, fmt.Errorf("%w: no writer free within %s", ErrUnavailable, e.opts.Timeout)
-	case <-e.stopped:
-		e.release(r)
-		return false, e.stoppedErr()
+	case e.reqs <- r: // the usual case: room in the channel
+	default:
+		select {
+		case e.reqs <- r:
+		case <-ctx.Done():
+			e.release(r) // never handed over: still ours
+			return false, fmt.Errorf("%w: waiting for a writer: %w", ErrUnavailable, ctx.Err())
+		case <-e.stopped:
+			e.release(r)
+			return false, e.stoppedErr()
+		}
 	}
 
 	// From here on a writer may hold r: on every path but the reply, abandon it.
@@ -210,10 +198,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, m *Message) (duplicate bool, err
 		e.release(r)
 		return res.duplicate, res.err
 	case <-ctx.Done():
-		r.timer.Stop()
 		return false, fmt.Errorf("%w: waiting for redis: %w", ErrUnavailable, ctx.Err())
-	case <-r.timer.C:
-		return false, fmt.Errorf("%w: redis did not answer within %s", ErrUnavailable, e.opts.Timeout)
 	case <-e.stopped:
 		select {
 		case res := <-r.reply: // the reply raced the stop
@@ -221,14 +206,12 @@ func (e *Enqueuer) Enqueue(ctx context.Context, m *Message) (duplicate bool, err
 			return res.duplicate, res.err
 		default:
 		}
-		r.timer.Stop()
 		return false, e.stoppedErr()
 	}
 }
 
 // release pools r once no writer can touch it any more.
 func (e *Enqueuer) release(r *request) {
-	r.timer.Stop()
 	r.ctx = nil
 	if cap(r.entry.buf) > 64<<10 {
 		r.entry.buf = nil // don't keep one huge body's buffer alive in the pool
@@ -258,7 +241,7 @@ func (e *Enqueuer) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	for range e.opts.Writers {
-		wg.Go(func() { e.writer(ctx) })
+		wg.Go(func() { e.newWriter().run(ctx) })
 	}
 	if e.opts.HighWaterMark >= 0 && len(e.opts.Providers) > 0 {
 		wg.Go(func() { e.monitor(ctx) })
@@ -273,115 +256,6 @@ func (e *Enqueuer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-}
-
-// writer group-commits: block for one request, take what else is already waiting (up to
-// MaxBatch), write them as one pipeline.
-func (e *Enqueuer) writer(ctx context.Context) {
-	batch := make([]*request, 0, e.opts.MaxBatch)
-	cmds := make([]*redis.Cmd, 0, e.opts.MaxBatch)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case r := <-e.reqs:
-			batch = append(batch[:0], r)
-		}
-	fill:
-		for len(batch) < e.opts.MaxBatch {
-			select {
-			case r := <-e.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		cmds = e.write(ctx, batch, cmds[:0])
-		clear(batch) // don't pin answered requests (they go back to the pool)
-		clear(cmds)
-	}
-}
-
-// write sends batch as one pipeline and answers every request. It returns cmds for reuse.
-// After a request's reply is sent, write never touches that request again: its caller
-// may already be reusing it.
-func (e *Enqueuer) write(runCtx context.Context, batch []*request, cmds []*redis.Cmd) []*redis.Cmd {
-	// Skip requests whose caller has already given up: writing them would only turn a
-	// 503 the client has seen into an entry it will resend anyway.
-	live := batch[:0]
-	now := time.Now()
-	var deadline time.Time
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil || now.After(r.deadline) {
-			r.reply <- result{err: fmt.Errorf("%w: the caller gave up before the write", ErrUnavailable)}
-			continue
-		}
-		if r.deadline.After(deadline) {
-			deadline = r.deadline
-		}
-		live = append(live, r)
-	}
-	if len(live) == 0 {
-		return cmds
-	}
-	// The pipeline outlives Run's ctx (shutdown lets it finish) but not its last caller.
-	ctx, cancel := context.WithDeadline(context.WithoutCancel(runCtx), deadline)
-	defer cancel()
-
-	pipe := e.client.Pipeline()
-	for _, r := range live {
-		cmd := redis.NewCmd(ctx, r.args...)
-		_ = pipe.Process(ctx, cmd) // only queues
-		cmds = append(cmds, cmd)
-	}
-	_, _ = pipe.Exec(ctx) // per-command errors are read below
-	e.pipelines.Add(1)
-	e.commands.Add(uint64(len(live)))
-	e.redoNoScript(ctx, live, cmds)
-
-	var firstErr error
-	for i, r := range live {
-		n, err := cmds[i].Int64()
-		var res result
-		switch {
-		case err != nil:
-			res.err = fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, r.events, err)
-			if firstErr == nil {
-				firstErr = err
-			}
-		case n == 0:
-			res.duplicate = true
-		}
-		r.reply <- res
-	}
-	e.logHealth(firstErr)
-	return cmds
-}
-
-// redoNoScript redoes, with EVAL, the calls Redis answered NOSCRIPT: its script cache is
-// empty after a restart or SCRIPT FLUSH. A NOSCRIPT call ran nothing, so redoing it is
-// safe, and EVAL puts the script back in the cache for the next EVALSHA.
-func (e *Enqueuer) redoNoScript(ctx context.Context, live []*request, cmds []*redis.Cmd) {
-	var pipe redis.Pipeliner
-	for i, cmd := range cmds {
-		// The nil check first: HasErrorPrefix allocates even for a nil error.
-		if err := cmd.Err(); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
-			continue
-		}
-		if pipe == nil {
-			pipe = e.client.Pipeline()
-		}
-		args := append([]any{"eval", enqueueScript}, live[i].args[2:]...)
-		cmds[i] = redis.NewCmd(ctx, args...)
-		_ = pipe.Process(ctx, cmds[i])
-	}
-	if pipe == nil {
-		return
-	}
-	e.reloads.Add(1)
-	e.log.Info("redis lost the enqueue script (restart or SCRIPT FLUSH); reloaded it with EVAL",
-		zap.Int("redone", pipe.Len()))
-	_, _ = pipe.Exec(ctx)
 }
 
 // logHealth logs when enqueues start and stop failing, not every failure.

@@ -34,6 +34,12 @@ const (
 // numFields is how many field/value pairs every entry has.
 const numFields = 9
 
+// entryFields are the names of an entry's fields in their order: entry.vals[i] is the
+// value of entryFields[i]. The enqueue script is generated from this list.
+var entryFields = [numFields]string{
+	FieldID, FieldRoute, FieldBody, FieldAt, FieldIP, FieldUA, FieldCountry, FieldCustomer, FieldSource,
+}
+
 // ErrMalformedEntry means a stream entry lacks a required field or has a bad value. An
 // entry with no fields at all is one that was trimmed (XADD MAXLEN, XTRIM) while still
 // pending: its data is lost. Dead-letter it and alert; do not retry it.
@@ -127,7 +133,8 @@ type entry struct {
 	vals [numFields]argBytes
 }
 
-// set copies m into e, reusing e's buffer when it is large enough.
+// set copies m into e, reusing e's buffer when it is large enough. Values are in the
+// order of entryFields.
 func (e *entry) set(m *Message) {
 	n := len(m.ID) + len(m.Route) + len(m.Body) + 20 + len(m.ClientIP) + len(m.UserAgent) +
 		len(m.Country) + len(m.CustomerID) + len(m.Source)
@@ -157,18 +164,11 @@ func add[T ~string | ~[]byte](e *entry, i int, v T) {
 	e.vals[i] = argBytes(e.buf[start:len(e.buf):len(e.buf)])
 }
 
-// appendArgs appends the XADD field/value pairs. Names are constants (boxed without
-// allocating); values point into e.
-func (e *entry) appendArgs(args []any) []any {
-	return append(args,
-		FieldID, &e.vals[0],
-		FieldRoute, &e.vals[1],
-		FieldBody, &e.vals[2],
-		FieldAt, &e.vals[3],
-		FieldIP, &e.vals[4],
-		FieldUA, &e.vals[5],
-		FieldCountry, &e.vals[6],
-		FieldCustomer, &e.vals[7],
-		FieldSource, &e.vals[8],
-	)
+// appendValues appends the entry's values, in the order of entryFields, as pointers into
+// e (boxed without allocating). The field names are not sent: the enqueue script has them.
+func (e *entry) appendValues(args []any) []any {
+	for i := range e.vals {
+		args = append(args, &e.vals[i])
+	}
+	return args
 }

@@ -35,11 +35,11 @@ func TestKeys(t *testing.T) {
 func entryValues(m *Message) map[string]any {
 	var e entry
 	e.set(m)
-	args := e.appendArgs(nil)
-	v := make(map[string]any, len(args)/2)
-	for i := 0; i < len(args); i += 2 {
-		b, _ := args[i+1].(*argBytes).MarshalBinary()
-		v[args[i].(string)] = string(b)
+	args := e.appendValues(nil)
+	v := make(map[string]any, len(args))
+	for i, a := range args {
+		b, _ := a.(*argBytes).MarshalBinary()
+		v[entryFields[i]] = string(b)
 	}
 	return v
 }
