@@ -62,8 +62,8 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 		if body == nil {
 			return nil, bad("missing_field", at+".body", at+".body is required")
 		}
-		m, aerr := s.event(ctx, c, op, *body, at+".body")
-		if aerr != nil {
+		var m queue.Message
+		if aerr := s.event(ctx, c, op, *body, at+".body", &m, nil); aerr != nil {
 			return nil, aerr
 		}
 		if id := item.Get("id"); id != nil {

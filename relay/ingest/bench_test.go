@@ -46,7 +46,8 @@ func BenchmarkIngestHandler(b *testing.B) {
 			}
 			defer conn.Close()
 			enq := queue.NewEnqueuer(conn.Client, queue.Keys{Prefix: "t"}, queue.EnqueuerOptions{
-				Writers: 4, MaxBatch: 256, Timeout: time.Second, HighWaterMark: -1}, zap.NewNop())
+				Writers: 4, MaxBatch: 256, Timeout: time.Second, HighWaterMark: -1,
+				Providers: []string{"ens", "cardlytics"}}, zap.NewNop()) // as in production: keys precomputed
 			go func() { _ = enq.Run(ctx) }()
 			srv, err := ingest.New(ingest.Options{Config: cfg, Ops: providers.Ops(cfg.Providers), Queue: enq, Log: zap.NewNop()})
 			if err != nil {

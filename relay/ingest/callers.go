@@ -16,8 +16,10 @@ import (
 
 // site is a configured site key, resolved for the hot path.
 type site struct {
-	index   int
-	name    string
+	index int
+	name  string
+	// source is what events of this site store as their src: "site:<name>".
+	source  string
 	origins map[string]struct{}
 	// routes the site may use (money routes only when listed explicitly).
 	routes         map[string]struct{}
@@ -30,7 +32,9 @@ type site struct {
 // client is a backend with a secret token, kept only as a hash so comparison does not
 // leak the token's length.
 type client struct {
-	name      string
+	name string
+	// source is what events of this client store as their src: "client:<name>".
+	source    string
 	tokenHash [sha256.Size]byte
 	routes    map[string]struct{}
 }
@@ -51,7 +55,7 @@ func newCallers(cfg *config.Config, ops []*providers.Op) *callers {
 	c := &callers{sites: map[string]*site{}, anyOrigin: map[string]map[string]struct{}{}}
 	for i, sc := range cfg.Sites {
 		s := &site{
-			index: i, name: sc.Name,
+			index: i, name: sc.Name, source: "site:" + sc.Name,
 			origins:       set(sc.Origins),
 			routes:        map[string]struct{}{},
 			trustIdentity: sc.TrustClientIdentity,
@@ -85,7 +89,7 @@ func newCallers(cfg *config.Config, ops []*providers.Op) *callers {
 		c.sites[sc.Key] = s
 	}
 	for _, cc := range cfg.Clients {
-		cl := &client{name: cc.Name, tokenHash: sha256.Sum256([]byte(cc.Token)), routes: map[string]struct{}{}}
+		cl := &client{name: cc.Name, source: "client:" + cc.Name, tokenHash: sha256.Sum256([]byte(cc.Token)), routes: map[string]struct{}{}}
 		if len(cc.Routes) > 0 {
 			cl.routes = set(cc.Routes)
 		} else {

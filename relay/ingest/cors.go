@@ -18,25 +18,35 @@ const (
 var errSeveralOrigins = &apiError{status: fasthttp.StatusForbidden, code: codeForbidden,
 	message: "more than one Origin header"}
 
-// requestOrigin returns the request's Origin, "" when it has none; ok is false when it
-// has several.
-func requestOrigin(h *fasthttp.RequestHeader) (origin string, ok bool) {
+// requestOrigin returns the request's Origin, empty when it has none; ok is false when
+// it has several. The bytes are the request's: valid only while the handler runs.
+func requestOrigin(h *fasthttp.RequestHeader) (origin []byte, ok bool) {
 	switch all := h.PeekAll(fasthttp.HeaderOrigin); len(all) {
 	case 0:
-		return "", true
+		return nil, true
 	case 1:
-		return string(all[0]), true
+		return all[0], true
 	default:
-		return "", false
+		return nil, false
 	}
 }
 
+// Header names and values set on most responses, in fasthttp's canonical form so that
+// setting them skips the normalizing copy.
+var (
+	headerAllowOrigin   = []byte("Access-Control-Allow-Origin")
+	headerExposeHeaders = []byte("Access-Control-Expose-Headers")
+	headerVary          = []byte("Vary")
+	valueRetryAfter     = []byte("Retry-After")
+	valueOrigin         = []byte("Origin")
+)
+
 // allowOrigin marks a response readable by origin, which the caller has already checked
 // against the site's list: never "*", never an unchecked echo.
-func allowOrigin(ctx *fasthttp.RequestCtx, origin string) {
+func allowOrigin(ctx *fasthttp.RequestCtx, origin []byte) {
 	h := &ctx.Response.Header
-	h.Set("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Expose-Headers", "Retry-After")
+	h.SetCanonical(headerAllowOrigin, origin)
+	h.SetCanonical(headerExposeHeaders, valueRetryAfter)
 }
 
 // preflight answers OPTIONS. With a key (query ?key=, since preflights carry no custom
@@ -48,13 +58,13 @@ func (s *Server) preflight(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError
 		return errSeveralOrigins
 	}
 	method := ctx.Request.Header.Peek("Access-Control-Request-Method")
-	if origin == "" || !bytes.Equal(method, []byte("POST")) {
+	if len(origin) == 0 || !bytes.Equal(method, []byte("POST")) {
 		return &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, message: "not a CORS preflight for POST"}
 	}
 	allowed := false
 	if key := ctx.QueryArgs().Peek("key"); len(key) > 0 {
 		if st := s.callers.sites[string(key)]; st != nil {
-			_, okOrigin := st.origins[origin]
+			_, okOrigin := st.origins[string(origin)]
 			okRoute := op == nil
 			if op != nil {
 				_, okRoute = st.routes[op.Route]
@@ -68,13 +78,13 @@ func (s *Server) preflight(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError
 		}
 		if op == nil {
 			for _, origins := range s.callers.anyOrigin {
-				if _, ok := origins[origin]; ok {
+				if _, ok := origins[string(origin)]; ok {
 					allowed = true
 					break
 				}
 			}
 		} else {
-			_, allowed = s.callers.anyOrigin[route][origin]
+			_, allowed = s.callers.anyOrigin[route][string(origin)]
 		}
 	}
 	if !allowed {

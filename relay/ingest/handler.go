@@ -20,7 +20,9 @@ import (
 type caller struct {
 	site   *site
 	client *client
-	origin string // the request's Origin, "" when absent
+	// origin is the request's Origin, empty when absent. It is the request's own bytes,
+	// valid only while the handler runs (fasthttp recycles them).
+	origin []byte
 	ip     netip.Addr
 	ipText string // ip as stored with each event, formatted once per request
 	// identity caches the verified identity token of a site request.
@@ -38,9 +40,9 @@ func (c *caller) may(route string) bool {
 
 func (c *caller) source() string {
 	if c.client != nil {
-		return "client:" + c.client.name
+		return c.client.source
 	}
-	return "site:" + c.site.name
+	return c.site.source
 }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
@@ -63,7 +65,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.metrics.request(label, fasthttp.StatusNotFound)
 		return
 	}
-	ctx.Response.Header.Set("Vary", "Origin")
+	ctx.Response.Header.SetCanonical(headerVary, valueOrigin)
 	err := s.serve(ctx, op)
 	if err != nil {
 		writeError(ctx, err)
@@ -106,11 +108,11 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 		ctx.Response.Header.Set("Allow", "POST, OPTIONS")
 		return &apiError{status: fasthttp.StatusMethodNotAllowed, code: codeMethod, message: "use POST"}
 	}
-	c, aerr := s.authenticate(ctx)
-	if aerr != nil {
+	c := &caller{} // does not escape: on the stack
+	if aerr := s.authenticate(ctx, c); aerr != nil {
 		return aerr
 	}
-	if c.site != nil && c.origin != "" {
+	if c.site != nil && len(c.origin) > 0 {
 		allowOrigin(ctx, c.origin)
 	}
 	if op != nil && !c.may(op.Route) {
@@ -134,76 +136,102 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 		}
 		return &apiError{status: fasthttp.StatusBadRequest, code: strictjson.CodeInvalidJSON, message: "invalid JSON"}
 	}
-	var msgs []queue.Message
 	if op == nil {
-		msgs, aerr = s.batch(ctx, c, tree)
-	} else {
-		var m queue.Message
-		m, aerr = s.event(ctx, c, op, tree, "")
-		if aerr == nil {
-			if key := ctx.Request.Header.Peek("Idempotency-Key"); len(key) > 0 {
-				if !validEventID(key) {
-					return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: "Idempotency-Key",
-						message: "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : -"}
-				}
-				m.ID = string(key)
-			}
-			msgs = []queue.Message{m}
+		msgs, aerr := s.batch(ctx, c, tree)
+		if aerr != nil {
+			return aerr
 		}
+		ids, aerr := s.enqueueAll(msgs)
+		if aerr != nil {
+			return aerr
+		}
+		writeAccepted(ctx, ids)
+		return nil
 	}
-	if aerr != nil {
+	// One event, the hot path: its message and re-encoded body are pooled, since the
+	// queue copies what it keeps (Enqueuer must not retain m).
+	sc := s.scratch.Get().(*scratch)
+	defer s.putScratch(sc)
+	m := &sc.msg
+	if aerr := s.event(ctx, c, op, tree, "", m, sc.body[:0]); aerr != nil {
 		return aerr
 	}
-	ids, aerr := s.enqueue(msgs)
-	if aerr != nil {
+	sc.body = m.Body[:0]
+	if key := ctx.Request.Header.Peek("Idempotency-Key"); len(key) > 0 {
+		if !validEventID(key) {
+			return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: "Idempotency-Key",
+				message: "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : -"}
+		}
+		m.ID = string(key)
+	}
+	if aerr := s.enqueueOne(m); aerr != nil {
 		return aerr
 	}
-	writeAccepted(ctx, ids)
+	ids := [1]string{m.ID} // does not escape
+	writeAccepted(ctx, ids[:])
 	return nil
 }
 
-// authenticate resolves the caller from a client token or a site key and checks Origin.
-func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*caller, *apiError) {
+// scratch is the pooled per-request state of a one-event request.
+type scratch struct {
+	msg  queue.Message
+	body []byte
+}
+
+// putScratch pools sc without what belongs to the request (strings) or is too large to
+// keep around.
+func (s *Server) putScratch(sc *scratch) {
+	body := sc.body
+	if cap(body) > 16<<10 {
+		body = nil
+	}
+	*sc = scratch{body: body[:0]}
+	s.scratch.Put(sc)
+}
+
+// authenticate resolves the caller, into c, from a client token or a site key and checks
+// Origin.
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx, c *caller) *apiError {
 	h := &ctx.Request.Header
 	origin, ok := requestOrigin(h)
 	if !ok {
-		return nil, errSeveralOrigins
+		return errSeveralOrigins
 	}
-	c := &caller{origin: origin, ip: s.clientAddr(ctx)}
+	c.origin, c.ip = origin, s.clientAddr(ctx)
 	c.ipText = c.ip.String()
 	if auth := h.Peek("Authorization"); len(auth) > 0 {
 		token, ok := bearerToken(auth)
 		if !ok {
-			return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized,
+			return &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized,
 				message: "Authorization must be \"Bearer <client token>\""}
 		}
 		if c.client = s.callers.clientByToken(token); c.client == nil {
-			return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized, message: "unknown client token"}
+			return &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized, message: "unknown client token"}
 		}
-		if c.origin != "" {
+		if len(c.origin) > 0 {
 			// A browser is holding a backend secret: refuse it so the leak is noticed.
-			return nil, &apiError{status: fasthttp.StatusForbidden, code: codeForbidden,
+			return &apiError{status: fasthttp.StatusForbidden, code: codeForbidden,
 				message: "client tokens are secret and must not be sent from a browser (request has Origin)"}
 		}
-		return c, nil
+		return nil
 	}
 	key := h.Peek("X-Relay-Key")
 	if len(key) == 0 {
 		key = ctx.QueryArgs().Peek("key")
 	}
 	if len(key) == 0 {
-		return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized,
+		return &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized,
 			message: "missing site key (X-Relay-Key header or key query parameter) or client token"}
 	}
 	if c.site = s.callers.sites[string(key)]; c.site == nil {
-		return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized, message: "unknown site key"}
+		return &apiError{status: fasthttp.StatusUnauthorized, code: codeUnauthorized, message: "unknown site key"}
 	}
-	if c.origin != "" {
-		if _, ok := c.site.origins[c.origin]; !ok {
-			return nil, &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, message: "origin not allowed for this site key"}
+	if len(c.origin) > 0 {
+		if _, ok := c.site.origins[string(c.origin)]; !ok {
+			return &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, message: "origin not allowed for this site key"}
 		}
 	}
-	return c, nil
+	return nil
 }
 
 func bearerToken(auth []byte) ([]byte, bool) {
@@ -247,12 +275,14 @@ func checkContentType(ctx *fasthttp.RequestCtx) *apiError {
 	return nil
 }
 
-// event validates one event for op and stamps it. path prefixes field names in errors
-// (batch items). The returned message owns all its bytes: nothing refers to ctx.
-func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, body strictjson.Value, path string) (queue.Message, *apiError) {
+// event validates one event for op and stamps it into m, its re-encoded body appended to
+// buf. path prefixes field names in errors (batch items). m owns all its bytes (but buf's,
+// which are the caller's): nothing refers to ctx.
+func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, body strictjson.Value, path string,
+	m *queue.Message, buf []byte) *apiError {
 	id, aerr := s.identity(ctx, c, op)
 	if aerr != nil {
-		return queue.Message{}, aerr
+		return aerr
 	}
 	ev, err := op.Validate(body, id)
 	if err != nil {
@@ -264,22 +294,23 @@ func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, bo
 				field = joinPath(path, field)
 				msg = path + ": " + msg
 			}
-			return queue.Message{}, &apiError{status: fasthttp.StatusBadRequest, code: fe.Code, field: field, message: msg}
+			return &apiError{status: fasthttp.StatusBadRequest, code: fe.Code, field: field, message: msg}
 		}
-		return queue.Message{}, &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: path, message: "invalid event"}
+		return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: path, message: "invalid event"}
 	}
-	return queue.Message{
+	*m = queue.Message{
 		ID:         uuid.NewString(),
 		Provider:   op.Provider,
 		Route:      op.Route,
-		Body:       ev.Body.AppendJSON(make([]byte, 0, len(ctx.PostBody()))),
+		Body:       ev.Body.AppendJSON(buf),
 		ReceivedAt: s.now(),
 		ClientIP:   c.ipText,
 		UserAgent:  userAgent(ctx),
 		Country:    s.country(ctx),
 		CustomerID: ev.CustomerID,
 		Source:     c.source(),
-	}, nil
+	}
+	return nil
 }
 
 // isHeaderName tells field names that are headers (Idempotency-Key, X-Relay-Customer-Id),
@@ -370,39 +401,49 @@ func validEventID(id []byte) bool {
 	return true
 }
 
-// enqueue appends every message durably, concurrently so the group commit batches them,
-// and answers with their ids (the first id seen for a duplicate is the same id).
-func (s *Server) enqueue(msgs []queue.Message) ([]string, *apiError) {
+// enqueueOne appends m durably.
+func (s *Server) enqueueOne(m *queue.Message) *apiError {
 	// The enqueuer answers within redis.enqueue_timeout by itself; a second deadline here
 	// would only cost an allocation per request.
+	if _, err := s.queue.Enqueue(s.base, m); err != nil {
+		return unavailable(err)
+	}
+	s.metrics.enqueuedTo(m.Provider)
+	return nil
+}
+
+// enqueueAll appends every message durably, concurrently so the group commit batches
+// them, and answers with their ids (the first id seen for a duplicate is the same id).
+func (s *Server) enqueueAll(msgs []queue.Message) ([]string, *apiError) {
 	ctx := s.base
 	errs := make([]error, len(msgs))
-	if len(msgs) == 1 {
-		_, errs[0] = s.queue.Enqueue(ctx, &msgs[0])
-	} else {
-		done := make(chan struct{}, len(msgs))
-		for i := range msgs {
-			go func() {
-				_, errs[i] = s.queue.Enqueue(ctx, &msgs[i])
-				done <- struct{}{}
-			}()
-		}
-		for range msgs {
-			<-done
-		}
+	done := make(chan struct{}, len(msgs))
+	for i := range msgs {
+		go func() {
+			_, errs[i] = s.queue.Enqueue(ctx, &msgs[i])
+			done <- struct{}{}
+		}()
+	}
+	for range msgs {
+		<-done
 	}
 	ids := make([]string, len(msgs))
 	for i := range msgs {
 		if errs[i] != nil {
-			retry := 1
-			if errors.Is(errs[i], queue.ErrOverHighWater) {
-				retry = 30
-			}
-			return nil, &apiError{status: fasthttp.StatusServiceUnavailable, code: codeUnavailable, retryAfter: retry,
-				message: "the queue cannot take events right now; retry with the same Idempotency-Key"}
+			return nil, unavailable(errs[i])
 		}
 		ids[i] = msgs[i].ID
-		s.metrics.enqueued.WithLabelValues(msgs[i].Provider).Inc()
+		s.metrics.enqueuedTo(msgs[i].Provider)
 	}
 	return ids, nil
+}
+
+// unavailable is the 503 for an enqueue error.
+func unavailable(err error) *apiError {
+	retry := 1
+	if errors.Is(err, queue.ErrOverHighWater) {
+		retry = 30
+	}
+	return &apiError{status: fasthttp.StatusServiceUnavailable, code: codeUnavailable, retryAfter: retry,
+		message: "the queue cannot take events right now; retry with the same Idempotency-Key"}
 }

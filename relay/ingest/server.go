@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +55,7 @@ type Server struct {
 	metrics       *metrics
 	now           func() time.Time
 	srv           *fasthttp.Server
+	scratch       sync.Pool // of *scratch, per one-event request
 	// base is the parent of enqueue contexts; it outlives shutdown's start so accepted
 	// requests in flight still finish.
 	base context.Context
@@ -84,10 +87,17 @@ func New(o Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	labels := []string{"batch"}
+	var provs []string
 	for _, op := range o.Ops {
 		s.routes["/v1/"+op.Route] = op
+		labels = append(labels, op.Route)
+		if !slices.Contains(provs, op.Provider) {
+			provs = append(provs, op.Provider)
+		}
 	}
-	if s.metrics, err = newMetrics(o.Metrics); err != nil {
+	s.scratch.New = func() any { return new(scratch) }
+	if s.metrics, err = newMetrics(o.Metrics, labels, provs); err != nil {
 		return nil, fmt.Errorf("ingest metrics: %w", err)
 	}
 	s.srv = &fasthttp.Server{

@@ -68,6 +68,7 @@ type Enqueuer struct {
 	sha    string
 
 	events map[string]string       // provider → events key; read-only after NewEnqueuer
+	seen   map[string]string       // provider → Seen key without the id; read-only too
 	over   map[string]*atomic.Bool // provider → over its high-water mark; keys read-only
 	// numKeys[i] is strconv.Itoa(i) for every key count a call can have (1..MaxBatch+1),
 	// passed by pointer: boxing a *string does not allocate, boxing a string does.
@@ -88,7 +89,6 @@ type Enqueuer struct {
 type request struct {
 	ctx      context.Context
 	deadline time.Time
-	seen     string
 	events   string
 	entry    entry
 	reply    chan result
@@ -117,6 +117,7 @@ func NewEnqueuer(client redis.UniversalClient, keys Keys, opts EnqueuerOptions, 
 		log:     log,
 		sha:     redis.NewScript(enqueueScript).Hash(),
 		events:  make(map[string]string, len(opts.Providers)),
+		seen:    make(map[string]string, len(opts.Providers)),
 		over:    make(map[string]*atomic.Bool, len(opts.Providers)),
 		numKeys: make([]string, opts.MaxBatch+2),
 		reqs:    make(chan *request, opts.Writers*opts.MaxBatch),
@@ -127,6 +128,7 @@ func NewEnqueuer(client redis.UniversalClient, keys Keys, opts EnqueuerOptions, 
 	}
 	for _, p := range opts.Providers {
 		e.events[p] = keys.Events(p)
+		e.seen[p] = keys.Seen(p, "")
 		e.over[p] = new(atomic.Bool)
 	}
 	e.pool.New = func() any { return &request{reply: make(chan result, 1)} }
@@ -168,13 +170,16 @@ func (e *Enqueuer) Enqueue(ctx context.Context, m *Message) (duplicate bool, err
 	r := e.pool.Get().(*request)
 	r.ctx = ctx
 	r.deadline = time.Now().Add(e.opts.Timeout)
-	r.seen = e.keys.Seen(m.Provider, m.ID)
 	if k, ok := e.events[m.Provider]; ok {
 		r.events = k
 	} else {
 		r.events = e.keys.Events(m.Provider)
 	}
-	r.entry.set(m)
+	seen, ok := e.seen[m.Provider]
+	if !ok {
+		seen = e.keys.Seen(m.Provider, "")
+	}
+	r.entry.set(m, seen)
 
 	// No timer of its own: the writers answer every request by its deadline (see
 	// writer.write), which saves each request arming, stopping and selecting on a timer.

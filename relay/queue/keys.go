@@ -37,7 +37,7 @@ func (k Keys) StatsPrefix(provider string) string { return k.key(provider, "stat
 
 // Seen is the ingest dedupe marker of one event (24 h): "<prefix>:{P}:seen:<event_id>".
 func (k Keys) Seen(provider, eventID string) string {
-	return k.Prefix + ":{" + provider + "}:seen:" + eventID // one allocation on the ingest path
+	return k.Prefix + ":{" + provider + "}:seen:" + eventID
 }
 
 func (k Keys) key(provider, suffix string) string {

@@ -131,13 +131,15 @@ func (b *argBytes) MarshalBinary() ([]byte, error) { return *b, nil }
 type entry struct {
 	buf  []byte
 	vals [numFields]argBytes
+	seen argBytes // the event's Seen key, also in buf
 }
 
-// set copies m into e, reusing e's buffer when it is large enough. Values are in the
-// order of entryFields.
-func (e *entry) set(m *Message) {
+// set copies m into e, and its Seen key (seenPrefix, Keys.Seen without the id, then
+// m.ID), reusing e's buffer when it is large enough. Values are in the order of
+// entryFields.
+func (e *entry) set(m *Message, seenPrefix string) {
 	n := len(m.ID) + len(m.Route) + len(m.Body) + 20 + len(m.ClientIP) + len(m.UserAgent) +
-		len(m.Country) + len(m.CustomerID) + len(m.Source)
+		len(m.Country) + len(m.CustomerID) + len(m.Source) + len(seenPrefix) + len(m.ID)
 	if cap(e.buf) < n {
 		e.buf = make([]byte, 0, n)
 	}
@@ -155,6 +157,10 @@ func (e *entry) set(m *Message) {
 	add(e, 6, m.Country)
 	add(e, 7, m.CustomerID)
 	add(e, 8, m.Source)
+	start = len(e.buf)
+	e.buf = append(e.buf, seenPrefix...)
+	e.buf = append(e.buf, m.ID...)
+	e.seen = argBytes(e.buf[start:len(e.buf):len(e.buf)])
 }
 
 // add copies v to the end of e's buffer as value i.

@@ -34,7 +34,7 @@ func TestKeys(t *testing.T) {
 // entryValues renders an entry the way go-redis hands XMessage.Values to a reader.
 func entryValues(m *Message) map[string]any {
 	var e entry
-	e.set(m)
+	e.set(m, Keys{Prefix: testPrefix}.Seen(m.Provider, ""))
 	args := e.appendValues(nil)
 	v := make(map[string]any, len(args))
 	for i, a := range args {
@@ -42,6 +42,22 @@ func entryValues(m *Message) map[string]any {
 		v[entryFields[i]] = string(b)
 	}
 	return v
+}
+
+// TestEntrySeenKey: the Seen key the enqueue path writes into the entry's buffer is
+// Keys.Seen, and reusing the entry for a shorter message leaves no trace of the longer.
+func TestEntrySeenKey(t *testing.T) {
+	k := Keys{Prefix: "relay"}
+	var e entry
+	for _, m := range []*Message{testMessage("ens", 123456), testMessage("brevo", 7)} {
+		e.set(m, k.Seen(m.Provider, ""))
+		if got, want := string(e.seen), k.Seen(m.Provider, m.ID); got != want {
+			t.Fatalf("seen key %q, want %q", got, want)
+		}
+		if got := string(e.vals[0]); got != m.ID {
+			t.Fatalf("id %q, want %q", got, m.ID)
+		}
+	}
 }
 
 func TestDecodeMessageRoundTrip(t *testing.T) {

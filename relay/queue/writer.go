@@ -94,7 +94,7 @@ func (w *writer) write(runCtx context.Context) {
 	for _, g := range groups {
 		g.args = append(g.args[:0], "evalsha", &e.sha, &e.numKeys[1+len(g.reqs)], &g.events)
 		for _, r := range g.reqs {
-			g.args = append(g.args, &r.seen)
+			g.args = append(g.args, &r.entry.seen)
 		}
 		for _, r := range g.reqs {
 			g.args = r.entry.appendValues(g.args)
