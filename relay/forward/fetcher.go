@@ -51,11 +51,14 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 			sleep(ctx, min(f.o.Delivery.Breaker.OpenFor/4, 250*time.Millisecond))
 			continue
 		}
-		if f.room.Acquire(ctx, 1) != nil {
+		// Wait for room for a quarter of a full read: reads stay large while senders free
+		// up one by one, and the jobs still in hand keep the senders busy meanwhile.
+		most := f.requestsPerRead(state)
+		senders := max(1, most/4) // jobs there is room for
+		if f.room.Acquire(ctx, int64(senders)) != nil {
 			return
 		}
-		senders := 1 // jobs there is room for
-		for senders < f.requestsPerRead(state) && f.room.TryAcquire(1) {
+		for senders < most && f.room.TryAcquire(1) {
 			senders++
 		}
 		entries, err := f.take(ctx, consumer, senders)
