@@ -47,6 +47,8 @@ type upstream struct {
 	mu     sync.Mutex
 	hits   []hit
 	script func(n int) reply
+	// active and peak count requests being answered: the most at once is peak.
+	active, peak int
 }
 
 func newUpstream(t *testing.T, script func(n int) reply) *upstream {
@@ -57,7 +59,10 @@ func newUpstream(t *testing.T, script func(n int) reply) *upstream {
 		n := len(u.hits)
 		u.hits = append(u.hits, hit{at: time.Now(), path: r.URL.Path, header: r.Header.Clone(), body: string(b)})
 		s := u.script
+		u.active++
+		u.peak = max(u.peak, u.active)
 		u.mu.Unlock()
+		defer func() { u.mu.Lock(); u.active--; u.mu.Unlock() }()
 		rep := reply{status: 200, body: `{"ok":true}`}
 		if s != nil {
 			rep = s(n)
@@ -79,6 +84,13 @@ func (u *upstream) setScript(s func(n int) reply) {
 	u.mu.Lock()
 	u.script = s
 	u.mu.Unlock()
+}
+
+// peakActive is the most requests the upstream was answering at once.
+func (u *upstream) peakActive() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.peak
 }
 
 func (u *upstream) got() []hit {
