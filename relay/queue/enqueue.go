@@ -28,13 +28,17 @@ var ErrOverHighWater = fmt.Errorf("%w: provider backlog over the high-water mark
 // EnqueuerOptions configure an Enqueuer; the config package supplies the values.
 type EnqueuerOptions struct {
 	// Writers is the number of group-commit writers, each with at most one pipeline in
-	// flight. Values below 1 mean 1.
+	// flight. Values below 1 mean 1. Fewer writers make larger pipelines, and Redis and
+	// the relay pay per pipeline (syscalls, wake-ups); more keep more pipelines in flight,
+	// which shortens the wait for a free writer. On the 2-core bench (64 connections)
+	// 1, 2 and 4 gave the same throughput within noise, 2 about 5% less CPU per event.
 	Writers int
 	// MaxBatch caps the enqueues of one pipeline. Values below 1 mean 1.
 	MaxBatch int
 	// Timeout bounds each Enqueue (redis.enqueue_timeout). Zero or less means 1 s.
 	Timeout time.Duration
-	// Providers are the providers whose backlog the high-water monitor polls.
+	// Providers are the providers whose backlog the high-water monitor polls, and whose
+	// keys are computed once rather than per event.
 	Providers []string
 	// HighWaterMark is the per-provider backlog above which Enqueue refuses with
 	// ErrOverHighWater. Negative disables the monitor.
