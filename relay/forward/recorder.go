@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,6 +20,9 @@ const (
 	// recordTries bounds how often an outcome is retried against Redis before it is left
 	// to the reclaimer (the entry stays pending: redelivered later, never lost).
 	recordTries = 3
+	// ackRangeLimit caps the pending entries ackScript's one XPENDING lists: far more
+	// than one relay's entries in hand, which lie in the range of one batch's ids.
+	ackRangeLimit = 10000
 )
 
 // record is one entry's outcome, waiting to be written.
@@ -92,23 +96,18 @@ func (f *Forwarder) write(batch []record) {
 	}
 }
 
-// writeOnce sends one pipeline for the records at todo: one ackScript call for the
-// deliveries, one recordScript call per other outcome. It fills applied and errs and
-// returns the indexes to try again. A NOSCRIPT reply ran nothing, so the script is
+// writeOnce sends one pipeline for the records at todo: one ackScript call per owner
+// for the deliveries, one recordScript call per other outcome. It fills applied and errs
+// and returns the indexes to try again. A NOSCRIPT reply ran nothing, so the script is
 // loaded and the call redone.
 func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, applied []int64, errs []error) []int {
 	pipe := f.o.Client.Pipeline()
-	var (
-		acked   []int // indexes of the deliveries, in ackScript's order
-		ackCmd  *redis.Cmd
-		singles = map[int]*redis.Cmd{}
-	)
-	ackArgs := []any{queue.Group}
+	cmds := map[*redis.Cmd][]int{} // each call → the indexes of its records, in its order
+	acks := map[string][]int{}     // owner → indexes of its deliveries
 	for _, i := range todo {
 		r := batch[i]
 		if r.o.kind == kindOK {
-			acked = append(acked, i)
-			ackArgs = append(ackArgs, r.e.streamID, r.e.owner)
+			acks[r.e.owner] = append(acks[r.e.owner], i)
 			continue
 		}
 		args, err := f.recordArgs(r)
@@ -116,10 +115,23 @@ func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, a
 			errs[i] = err
 			continue
 		}
-		singles[i] = recordScript.EvalSha(ctx, pipe, f.recordKeys(), args...)
+		cmds[recordScript.EvalSha(ctx, pipe, f.recordKeys(), args...)] = []int{i}
 	}
-	if len(acked) > 0 {
-		ackCmd = ackScript.EvalSha(ctx, pipe, []string{f.events, f.o.Keys.StatsPrefix(f.provider)}, ackArgs...)
+	for owner, idx := range acks {
+		lo, hi := batch[idx[0]].e.streamID, batch[idx[0]].e.streamID
+		args := make([]any, 5, 5+len(idx))
+		for _, i := range idx {
+			id := batch[i].e.streamID
+			if streamIDLess(id, lo) {
+				lo = id
+			}
+			if streamIDLess(hi, id) {
+				hi = id
+			}
+			args = append(args, id)
+		}
+		args[0], args[1], args[2], args[3], args[4] = queue.Group, owner, lo, hi, ackRangeLimit
+		cmds[ackScript.EvalSha(ctx, pipe, []string{f.events, f.o.Keys.StatsPrefix(f.provider)}, args...)] = idx
 	}
 	if pipe.Len() == 0 {
 		return nil
@@ -128,25 +140,14 @@ func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, a
 
 	var again []int
 	noScript := false
-	retry := func(i int, err error) {
-		errs[i] = err
-		again = append(again, i)
-		noScript = noScript || redis.HasErrorPrefix(err, "NOSCRIPT")
-	}
-	for i, cmd := range singles {
-		n, err := cmd.Int64()
-		if err != nil {
-			retry(i, err)
-			continue
-		}
-		applied[i], errs[i] = n, nil
-	}
-	if ackCmd != nil {
-		res, err := ackCmd.Int64Slice()
-		for k, i := range acked {
+	for cmd, idx := range cmds {
+		res, err := replyInts(cmd)
+		for k, i := range idx {
 			switch {
 			case err != nil:
-				retry(i, err)
+				errs[i] = err
+				again = append(again, i)
+				noScript = noScript || redis.HasErrorPrefix(err, "NOSCRIPT")
 			case k < len(res):
 				applied[i], errs[i] = res[k], nil
 			}
@@ -158,6 +159,29 @@ func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, a
 		}
 	}
 	return again
+}
+
+// replyInts reads a script's reply: one integer (recordScript) or a list of them
+// (ackScript).
+func replyInts(cmd *redis.Cmd) ([]int64, error) {
+	if n, err := cmd.Int64(); err == nil {
+		return []int64{n}, nil
+	}
+	return cmd.Int64Slice()
+}
+
+// streamIDLess orders stream ids ("<ms>-<seq>") as Redis does.
+func streamIDLess(a, b string) bool {
+	ams, aseq := splitStreamID(a)
+	bms, bseq := splitStreamID(b)
+	return ams < bms || ams == bms && aseq < bseq
+}
+
+func splitStreamID(id string) (ms, seq uint64) {
+	l, r, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(l, 10, 64)
+	seq, _ = strconv.ParseUint(r, 10, 64)
+	return ms, seq
 }
 
 // recordKeys are recordScript's KEYS.

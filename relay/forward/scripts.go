@@ -51,16 +51,31 @@ end
 return #due
 `)
 
-// ackScript records the delivery of many entries at once: per entry the same owner gate
-// as recordScript, then one XACK and one XDEL for all applied, and one counter increment.
-// KEYS: events, stats prefix. ARGV: group, then id/owner pairs. Returns one 1 (recorded)
-// or 0 (taken over or already settled by another consumer) per pair, in order.
+// ackScript records the delivery of many entries pending under one owner: the same
+// owner gate as recordScript, then one XACK and one XDEL for all applied, and one counter
+// increment. KEYS: events, stats prefix. ARGV: group, owner, the lowest and highest id,
+// a limit, then the ids. One XPENDING over [lowest, highest] filtered to the owner finds
+// which are still its own; if that reply is cut at the limit, the ids it did not list are
+// checked one by one. Returns one 1 (recorded) or 0 (taken over or already settled by another
+// consumer) per id, in order.
 var ackScript = redis.NewScript(`
+local limit = tonumber(ARGV[5])
+local owner = ARGV[2]
+local mine = {}
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[4], limit, owner)
+for _, e in ipairs(p) do
+  mine[e[1]] = true
+end
 local out, ids = {}, {}
-for i = 2, #ARGV, 2 do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #p > 0 and p[1][2] == ARGV[i + 1] then
-    ids[#ids + 1] = ARGV[i]
+for i = 6, #ARGV do
+  local id = ARGV[i]
+  local own = mine[id]
+  if not own and #p >= limit then
+    local q = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    own = #q > 0 and q[1][2] == owner
+  end
+  if own then
+    ids[#ids + 1] = id
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
