@@ -216,17 +216,17 @@ func (b *bench) phaseF() {
 		logf("    %s", r)
 	}
 	ng.stop(5 * time.Second)
-	rp, rAddr := b.startRelay("relay-vs-nginx", "http://"+slowAddr, s.Workers, 1e6)
-	logf("(f) relay → %s upstream (delivering with %d workers/provider): %d conns, %s", s.UpstreamWait, s.Workers, s.Conns, s.Dur)
+	rp, rAddr := b.startRelay("relay-vs-nginx", "http://"+slowAddr, s.SlowWorkers, 1e6)
+	logf("(f) relay → %s upstream (delivering with %d workers/provider): %d conns, %s", s.UpstreamWait, s.SlowWorkers, s.Conns, s.Dur)
 	b.relayVsNginx, _ = measure(rAddr, s.Conns, ingestMix, toIngest, s.Warmup, s.Dur, map[string]int{})
 	b.rssNginxRelay = vmHWM(rp.pid())
 	logf("    %s", b.relayVsNginx)
 	rp.stop(15 * time.Second)
 	if rate > 0 {
 		// A fresh relay on an empty queue: the closed-loop run left a backlog (it ingests
-		// faster than 64 workers deliver at 50 ms), whose delivery would compete for CPU.
+		// faster than its workers deliver at 50 ms), whose delivery would compete for CPU.
 		b.flush()
-		rp, rAddr = b.startRelay("relay-vs-nginx-paced", "http://"+slowAddr, s.Workers, 1e6)
+		rp, rAddr = b.startRelay("relay-vs-nginx-paced", "http://"+slowAddr, s.SlowWorkers, 1e6)
 		logf("(f') relay paced at %.0f req/s: %d conns, %s", rate, s.Conns, s.Dur)
 		r, use := measurePaced(rAddr, s.Conns, ingestMix, toIngest, rate, s.Warmup, s.Dur,
 			map[string]int{"relay": rp.pid(), "redis": b.redis.pid(), "slowfake": slow.pid()})

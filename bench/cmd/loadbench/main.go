@@ -63,7 +63,8 @@ type settings struct {
 	Backlog      int // delivery: events drained in (c)
 	BigBacklog   int // (e): events already queued
 	DrainCap     time.Duration
-	Workers      int
+	Workers      int // delivery workers per provider in (c) and (e)
+	SlowWorkers  int // delivery workers per provider in (f), before the 50 ms upstream
 	UpstreamWait time.Duration
 	Out          string
 	RelayBin     string
@@ -79,7 +80,8 @@ func runMain(args []string) {
 	fs.DurationVar(&s.Dur, "dur", 0, "measured window per load test (default 10s, quick 4s)")
 	fs.IntVar(&s.Backlog, "backlog", 0, "events drained by the delivery test (default 200000, quick 30000)")
 	fs.IntVar(&s.BigBacklog, "big-backlog", 0, "events already queued for the scaling test (default 1000000, quick 150000)")
-	fs.IntVar(&s.Workers, "workers", 64, "delivery workers per provider in the delivery tests")
+	fs.IntVar(&s.Workers, "workers", 128, "delivery workers per provider in the delivery tests (c, e)")
+	fs.IntVar(&s.SlowWorkers, "slow-workers", 64, "delivery workers per provider in the nginx comparison (f)")
 	fs.DurationVar(&s.UpstreamWait, "upstream-delay", 50*time.Millisecond, "the slow upstream's answer time in the nginx comparison")
 	fs.StringVar(&s.Out, "out", "bench/results.md", "write the results table here too")
 	fs.StringVar(&s.RelayBin, "relay", "", "relay binary to use (default: go build ./cmd/relay)")
