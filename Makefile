@@ -23,7 +23,7 @@ chaos:
 	CHAOS_LONG=$${CHAOS_LONG:-1} go test -count=1 ./chaos/ -run . -v -timeout 60m
 
 # Load benchmark against its ceilings in one run (bench/README.md): prints the table and
-# writes bench/results.md. QUICK=1 for a short run (under 2 minutes). Installs nginx and
+# writes bench/results.md. QUICK=1 for a short run (under 2.5 minutes). Installs nginx and
 # redis-server with apt-get when missing (the comparison and the queue need them).
 .PHONY: bench
 bench:
