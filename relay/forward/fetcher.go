@@ -13,11 +13,10 @@ import (
 )
 
 const (
-	// prefetch is how many jobs per sender the fetcher keeps in hand: one being sent and
-	// one read ahead. A job waits for a sender at most one upstream request (≤ timeout),
-	// so an entry stays pending in this process for at most two timeouts: less than the
-	// visibility timeout.
-	prefetch = 2
+	// readAhead is how many jobs per sender the fetcher keeps in hand when the
+	// visibility timeout leaves room (see jobsPerSender): one being sent and one read
+	// ahead, so reads stay large while senders free up one at a time.
+	readAhead = 2
 	// maxRead caps the entries of one read (batching providers read several batches).
 	maxRead = 512
 	// slotHorizon bounds how far ahead one read reserves rate-limit slots: entries read
@@ -98,7 +97,19 @@ func (f *Forwarder) requestsPerRead(state gobreaker.State) int {
 	if state == gobreaker.StateHalfOpen {
 		return 1
 	}
-	return max(1, min(prefetch*f.o.Delivery.Workers, int(f.o.Delivery.RateLimit*slotHorizon.Seconds())))
+	return max(1, min(f.perSender*f.o.Delivery.Workers, int(f.o.Delivery.RateLimit*slotHorizon.Seconds())))
+}
+
+// jobsPerSender is how many jobs per sender may be in hand. A job read ahead waits for a
+// sender for up to one upstream request (≤ timeout) before its own (≤ timeout), plus its
+// rate-limit slot (about slotHorizon): all of it must fit well inside the visibility
+// timeout, or another relay would take the entry over and send it a second time. With a
+// tighter visibility_timeout than the default 2×timeout + 10s, there is no read-ahead.
+func jobsPerSender(timeout, visibility time.Duration) int {
+	if visibility > 2*timeout+4*slotHorizon {
+		return readAhead
+	}
+	return 1
 }
 
 // reserve takes n consecutive slots of the deployment's rate limit and returns when the

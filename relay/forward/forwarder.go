@@ -69,10 +69,11 @@ type Forwarder struct {
 	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
 	// pausedUntil (unix ns) is set from an upstream's Retry-After: no request before it.
 	pausedUntil atomic.Int64
-	// room bounds the jobs in hand (being sent, or read ahead and waiting for a sender) to
-	// prefetch per sender, so entries never wait long in this process while other relays
-	// could send them, yet reads are large even as senders free up one at a time.
+	// room bounds the jobs in hand (being sent, or read ahead and waiting for a sender)
+	// to perSender per sender: entries never wait long in this process while other
+	// relays could send them, yet reads stay large as senders free up one at a time.
 	room      *semaphore.Weighted
+	perSender int // jobsPerSender
 	jobs      chan job
 	records   chan record
 	reclaimed chan *entry
@@ -117,12 +118,13 @@ func New(o Options) (*Forwarder, error) {
 		// Burst 1: the configured rate is a ceiling, never exceeded even briefly.
 		limiter:   rate.NewLimiter(rate.Limit(d.RateLimit), 1),
 		interval:  1e6 / d.RateLimit,
-		room:      semaphore.NewWeighted(int64(prefetch * d.Workers)),
-		jobs:      make(chan job, prefetch*d.Workers),
+		perSender: jobsPerSender(d.Timeout, o.Visibility),
 		records:   make(chan record, recordQueue),
 		reclaimed: make(chan *entry),
 		events:    o.Keys.Events(p), retry: o.Keys.Retry(p), dead: o.Keys.Dead(p),
 	}
+	f.room = semaphore.NewWeighted(int64(f.perSender * d.Workers))
+	f.jobs = make(chan job, f.perSender*d.Workers)
 	f.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        p,
 		MaxRequests: 1,

@@ -5,12 +5,12 @@ import (
 	"time"
 )
 
-// Guarantee 6, in-flight half: however much is queued (and read ahead), no more than
-// `workers` requests are ever in flight to one provider, and the senders do run in
-// parallel up to that.
+// Guarantee 6, in-flight half: however much is queued (and read ahead: the visibility
+// timeout leaves room for it here), no more than `workers` requests are ever in flight to
+// one provider, and the senders do run in parallel up to that.
 func TestInFlightStaysUnderWorkers(t *testing.T) {
 	e := newEnv(t, map[string]string{
-		"bannerflex": `workers: 3, rate_limit: 1000, timeout: 1s, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
+		"bannerflex": `workers: 3, rate_limit: 1000, timeout: 1s, visibility_timeout: 8s, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
 	})
 	e.up["bannerflex"].setScript(func(int) reply { return reply{status: 200, body: `{"ok":true}`, delay: 150 * time.Millisecond} })
 	for range 24 {

@@ -190,7 +190,7 @@ providers:
 			f, err := forward.New(forward.Options{
 				Adapter: a, Delivery: deliveryOf(cfg, name), Client: conn.Client, Keys: e.keys,
 				Consumer: "test-" + uuid.NewString()[:8], Log: log.Named(name), Metrics: metrics,
-				Block: 100 * time.Millisecond, Visibility: 2 * time.Second, MoveEvery: 20 * time.Millisecond,
+				Block: 100 * time.Millisecond, Visibility: visibility(d(name), deliveryOf(cfg, name)), MoveEvery: 20 * time.Millisecond,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -219,6 +219,14 @@ func (e *env) shutdown() {
 	case <-time.After(10 * time.Second):
 		e.t.Error("forwarders did not stop within 10 s")
 	}
+}
+
+// visibility is 2 s, short for the reclaim tests, unless the test's settings name one.
+func visibility(settings string, d config.Delivery) time.Duration {
+	if strings.Contains(settings, "visibility_timeout") {
+		return d.VisibilityTimeout
+	}
+	return 2 * time.Second
 }
 
 func deliveryOf(cfg *config.Config, p string) config.Delivery {
