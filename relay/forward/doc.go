@@ -4,9 +4,9 @@
 //   - fetcher.go: one reader per provider and relay. It reads, in one XREADGROUP through
 //     consumer group "relay", as many requests' worth of entries as there is room for
 //     (one job being sent per sender, and one read ahead when the visibility timeout
-//     leaves room for it), groups them into upstream
-//     batches and reserves their slots of the provider's rate limit in one Redis call
-//     (a GCRA shared by every relay: slots one 1/rate_limit apart). An open breaker or a
+//     leaves room for it), groups them into upstream batches and reserves their slots
+//     of the provider's rate limit in one Redis call (a GCRA shared by every relay:
+//     slots one 1/rate_limit apart). An open breaker or a
 //     Retry-After pause stops reading, so entries stay queued.
 //   - sender.go: `workers` goroutines, each making one upstream request at a time: wait
 //     for the job's slot and this process's own limiter, ask the circuit breaker, call the
