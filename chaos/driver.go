@@ -324,7 +324,7 @@ func (in *Inspector) Backlog(ctx context.Context, provider string) (int64, error
 
 // HeldBy is the number of entries pending (read, not acked) under the consumers of the
 // relay process pid, over the given providers: what that process held when it died or
-// stalled. Consumer names are "<host>-<pid>-<random>-w<N>" (and "-r").
+// stalled. Consumer names are "<host>-<pid>-<random>-f" (one per provider and relay).
 func (in *Inspector) HeldBy(ctx context.Context, pid int, providers ...string) (int64, error) {
 	var n int64
 	mark := fmt.Sprintf("-%d-", pid)

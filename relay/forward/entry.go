@@ -3,6 +3,7 @@ package forward
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 
 	"eventrelay/relay/queue"
 )
@@ -28,8 +29,10 @@ type entry struct {
 	streamID string
 	// owner is the consumer the entry is pending under (it read or claimed it): its
 	// outcome is recorded only while that is still so.
-	owner    string
-	values   map[string]any
+	owner  string
+	values map[string]any
+	// took is when it was read or claimed: its idle time in the pending list began then.
+	took     time.Time
 	msg      queue.Message
 	attempts int
 	// bad is set when the entry cannot be delivered at all (trimmed or malformed).
@@ -38,7 +41,7 @@ type entry struct {
 }
 
 func newEntry(provider, owner, streamID string, values map[string]any) *entry {
-	e := &entry{streamID: streamID, owner: owner, values: values}
+	e := &entry{streamID: streamID, owner: owner, values: values, took: time.Now()}
 	if len(values) == 0 {
 		e.bad, e.reason = queue.ErrMalformedEntry, reasonTrimmed
 		return e

@@ -19,8 +19,8 @@ const (
 	readAhead = 2
 	// maxRead caps the entries of one read (batching providers read several batches).
 	maxRead = 512
-	// slotHorizon bounds how far ahead one read reserves rate-limit slots: entries read
-	// wait at most about this long for their slot, far inside the visibility timeout.
+	// slotHorizon bounds how far ahead the slots taken for one read may start (see
+	// slotWindow): entries read wait at most this long for their slot.
 	slotHorizon = time.Second
 )
 
@@ -32,12 +32,16 @@ type job struct {
 }
 
 // fetcher feeds the senders: it waits out a Retry-After pause, an open breaker and the
-// rate limit's next free slot, takes the room there is for jobs (at least one), reads
-// that many requests' worth of entries in one XREADGROUP, reserves their rate-limit
-// slots in one call and hands the batches over. An open breaker or a pause thus leaves
-// entries queued, and an entry waits in this process for at most one sender's request.
+// rate limit's next free slot, takes the room there is for jobs (at least one), takes as
+// many rate-limit slots as are due soon in one call, reads that many requests' worth of
+// entries (abandoned ones first, when a scan for them is due) and hands the batches over.
+// An open breaker or a pause thus stops reading; jobs already read are deferred by the
+// senders. A sender also defers a job that waited so long its entries could be taken
+// over before its request ends (see send).
 func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 	var nextFree time.Time // the rate limit's next free slot, as of our last reservation
+	perBatch := max(f.o.Adapter.MaxBatchWeight(), 1)
+	var reclaim reclaimer
 	for ctx.Err() == nil {
 		if d := f.pauseLeft(); d > 0 && !sleep(ctx, d) {
 			return
@@ -60,7 +64,21 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 		for senders < most && f.room.TryAcquire(1) {
 			senders++
 		}
-		entries, err := f.take(ctx, consumer, senders)
+		// Slots are taken before the read, as the turn a request needs, and only those
+		// due within slotWindow: entries read then wait for no one else's slots, and idle
+		// relays cannot book the future. A read that finds fewer entries wastes the rest,
+		// which only happens when there is no backlog to send in them.
+		granted, first, next := f.reserve(ctx, senders, f.slotWindow())
+		nextFree = next
+		f.room.Release(int64(senders - granted))
+		if senders = granted; senders == 0 {
+			continue // nextFree says when to ask again
+		}
+		if !sleep(ctx, time.Until(first)) {
+			f.room.Release(int64(senders))
+			return
+		}
+		entries, err := f.take(ctx, &reclaim, consumer, senders, senders*perBatch)
 		if err != nil || len(entries) == 0 {
 			f.room.Release(int64(senders))
 			if err != nil && ctx.Err() == nil {
@@ -69,21 +87,25 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 			}
 			continue
 		}
-		batches := f.batches(f.live(entries))
-		switch {
-		case len(batches) < senders:
-			f.room.Release(int64(senders - len(batches)))
-		case len(batches) > senders:
-			// Entries of many batch keys: the extra batches wait for senders to free up.
-			if f.room.Acquire(ctx, int64(len(batches)-senders)) != nil {
-				return // shutting down: they stay pending and are reclaimed
-			}
+		live := f.live(entries)
+		batches := f.batches(live)
+		if len(batches) > 0 {
+			// Size the next read by how many entries this one's batches held (batch keys
+			// vary: Cardlytics batches one customer's events), so few are left over.
+			perBatch = max(1, min(max(f.o.Adapter.MaxBatchWeight(), 1), (len(live)+len(batches)-1)/len(batches)))
 		}
+		if len(batches) > senders {
+			// More batch keys than room: the rest go back to the stream (through the
+			// retry set, due at once, no attempt counted) rather than wait here.
+			for _, b := range batches[senders:] {
+				f.deferAll(b, 0, errNoRoom)
+			}
+			batches = batches[:senders]
+		}
+		f.room.Release(int64(senders - len(batches)))
 		if len(batches) == 0 {
 			continue // all dead-lettered
 		}
-		var first time.Time
-		first, nextFree = f.reserve(ctx, len(batches))
 		for i, b := range batches {
 			f.jobs <- job{batch: b, notBefore: first.Add(time.Duration(float64(i) * f.interval * float64(time.Microsecond)))}
 		}
@@ -112,19 +134,27 @@ func jobsPerSender(timeout, visibility time.Duration) int {
 	return 1
 }
 
-// reserve takes n consecutive slots of the deployment's rate limit and returns when the
-// first is due and when the next free one is. If Redis cannot be asked the local limiter
-// alone spaces requests, as the read that follows will find out and wait.
-func (f *Forwarder) reserve(ctx context.Context, n int) (first, nextFree time.Time) {
+// reserve takes up to n consecutive slots of the deployment's rate limit, those starting
+// within window from now, and returns how many it got, when the first is due and when the
+// next free one is (with none granted: when to ask again). If Redis cannot be asked, the
+// local limiter alone spaces requests: all n are granted.
+func (f *Forwarder) reserve(ctx context.Context, n int, window time.Duration) (granted int, first, nextFree time.Time) {
 	now := time.Now()
-	res, err := slotsScript.Run(ctx, f.o.Client, []string{f.o.Keys.Rate(f.provider)}, f.interval, n).Int64Slice()
-	if err != nil || len(res) != 2 {
+	res, err := slotsScript.Run(ctx, f.o.Client, []string{f.o.Keys.Rate(f.provider)}, f.interval, n, window.Microseconds()).Int64Slice()
+	if err != nil || len(res) != 3 {
 		if ctx.Err() == nil {
 			f.log.Warn("could not reserve rate-limit slots; this relay's own limiter still applies", zap.Error(err))
 		}
-		return now, now
+		return n, now, now
 	}
-	return now.Add(time.Duration(res[0]) * time.Microsecond), now.Add(time.Duration(res[1]) * time.Microsecond)
+	return int(res[0]), now.Add(time.Duration(res[1]) * time.Microsecond), now.Add(time.Duration(res[2]) * time.Microsecond)
+}
+
+// slotWindow is how far ahead the slots taken before a read may start, where the rate
+// limit binds: entries read wait at most that long for their slot, well inside the
+// visibility timeout.
+func (f *Forwarder) slotWindow() time.Duration {
+	return min(slotHorizon, (f.o.Visibility-f.o.Delivery.Timeout)/4)
 }
 
 // live dead-letters the entries that cannot or may no longer be attempted (malformed,
@@ -148,15 +178,21 @@ func (f *Forwarder) live(entries []*entry) []*entry {
 	return out
 }
 
-// take returns a reclaimed entry if one is waiting, else up to requests' worth of new
-// entries from the stream (a full batch per request where the provider batches).
-func (f *Forwarder) take(ctx context.Context, consumer string, requests int) ([]*entry, error) {
-	select {
-	case e := <-f.reclaimed:
-		return []*entry{e}, nil
-	default:
+// take returns entries for up to requests requests: entries another consumer left pending
+// past the visibility timeout when a scan for them is due (see claim), else up to count
+// new entries from the stream.
+func (f *Forwarder) take(ctx context.Context, r *reclaimer, consumer string, requests, count int) ([]*entry, error) {
+	claimed, err := f.claim(ctx, r, consumer, requests)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		// Not fatal for reading (e.g. NOGROUP after Redis lost the group: the read below
+		// recreates it); the scan is tried again a second later.
+		f.log.Warn("could not claim abandoned entries", zap.Error(err))
+		r.next = time.Now().Add(time.Second)
+	case len(claimed) > 0:
+		return claimed, nil
 	}
-	count := min(requests*max(f.o.Adapter.MaxBatchWeight(), 1), maxRead)
+	count = min(count, maxRead)
 	res, err := f.o.Client.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group: queue.Group, Consumer: consumer, Streams: []string{f.events, ">"},
 		Count: int64(count), Block: f.o.Block,

@@ -76,7 +76,6 @@ type Forwarder struct {
 	perSender int // jobsPerSender
 	jobs      chan job
 	records   chan record
-	reclaimed chan *entry
 	events    string
 	retry     string
 	dead      string
@@ -120,7 +119,6 @@ func New(o Options) (*Forwarder, error) {
 		interval:  1e6 / d.RateLimit,
 		perSender: jobsPerSender(d.Timeout, o.Visibility),
 		records:   make(chan record, recordQueue),
-		reclaimed: make(chan *entry),
 		events:    o.Keys.Events(p), retry: o.Keys.Retry(p), dead: o.Keys.Dead(p),
 	}
 	f.room = semaphore.NewWeighted(int64(f.perSender * d.Workers))
@@ -185,7 +183,6 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { defer close(f.jobs); f.fetcher(gctx, f.o.Consumer+"-f"); return nil })
 	g.Go(func() error { f.mover(gctx); return nil })
-	g.Go(func() error { f.reclaimer(gctx, f.o.Consumer+"-r"); return nil })
 	err := g.Wait()
 	senders.Wait()
 	return err

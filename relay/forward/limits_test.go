@@ -1,6 +1,8 @@
 package forward_test
 
 import (
+	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -45,6 +47,62 @@ func TestRateLimitHoldsInEveryWindow(t *testing.T) {
 	for i := 0; i+rate < len(hits); i++ {
 		if span := hits[i+rate].at.Sub(hits[i].at); span < 900*time.Millisecond {
 			t.Fatalf("requests %d..%d (%d) within %v: over %d/s", i, i+rate, rate+1, span, rate)
+		}
+	}
+}
+
+// A read of a batching provider can hold more batch keys than there are senders (Brevo
+// with batch: true sends each legacy trackEvent alone): the extra batches go back to the
+// stream, and every event is still sent exactly once, without stalling the provider.
+func TestMoreBatchKeysThanSendersDoNotStall(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"brevo": `batch: true, workers: 2, rate_limit: 1000, timeout: 500ms, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
+	})
+	e.up["brevo"].setScript(func(int) reply { return reply{status: 204, delay: 20 * time.Millisecond} })
+	for i := range 60 {
+		e.send("brevo/track-event", `{"email":"user`+strconv.Itoa(i)+`@example.com","event":"cart_updated"}`)
+	}
+	e.eventually(15*time.Second, "drained", func() bool { return e.idle("brevo") })
+	seen := map[string]int{}
+	for _, h := range e.up["brevo"].got() {
+		seen[h.body]++
+	}
+	if len(seen) != 60 {
+		t.Fatalf("%d distinct events sent, want 60", len(seen))
+	}
+	for body, n := range seen {
+		if n != 1 {
+			t.Errorf("sent %d times: %s", n, body)
+		}
+	}
+}
+
+// Where the rate limit binds, slots are reserved after a read, so a relay's entries could
+// wait for slots other relays took meanwhile, past the visibility timeout, and be taken
+// over and sent twice. Four relays at 2 requests/s with a short visibility timeout: each
+// payment (payment_id = the relay's event id) reaches the upstream exactly once.
+func TestLowRateManyRelaysSendEachOnce(t *testing.T) {
+	e := newEnvRelays(t, map[string]string{
+		"linkrunner": `workers: 2, rate_limit: 2, timeout: 300ms, visibility_timeout: 1200ms, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
+	}, 4)
+	ids := map[string]bool{}
+	for range 12 {
+		ids[e.send("linkrunner/capture-payment", `{"user_id":"user_12345","amount":1.5}`)] = true
+	}
+	e.eventually(20*time.Second, "drained", func() bool { return e.idle("linkrunner") })
+	sent := map[string]int{}
+	for _, h := range e.up["linkrunner"].got() {
+		var p struct {
+			PaymentID string `json:"payment_id"`
+		}
+		if err := json.Unmarshal([]byte(h.body), &p); err != nil || !ids[p.PaymentID] {
+			t.Fatalf("unexpected request %s", h.body)
+		}
+		sent[p.PaymentID]++
+	}
+	for id := range ids {
+		if sent[id] != 1 {
+			t.Errorf("event %s sent %d times, want once", id, sent[id])
 		}
 	}
 }

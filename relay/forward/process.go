@@ -94,7 +94,7 @@ type outcome struct {
 	status   int
 	delay    time.Duration // retry only
 	err      error
-	// counted is false for a deferral that made no attempt (metrics).
+	// uncounted is true for a deferral that made no attempt (metrics, stats).
 	uncounted bool
 }
 
@@ -129,17 +129,23 @@ func (f *Forwarder) settle(e *entry, err error) {
 
 // Why entries were deferred without an attempt.
 var (
-	errBreakerOpen = errors.New("deferred: circuit breaker open")
-	errPaused      = errors.New("deferred: the upstream asked to wait (Retry-After)")
+	errBreakerOpen   = errors.New("deferred: circuit breaker open")
+	errPaused        = errors.New("deferred: the upstream asked to wait (Retry-After)")
+	errNoRoom        = errors.New("deferred: more batches read than senders free")
+	errWaitedTooLong = errors.New("deferred: waited too long for its turn to be sent within the visibility timeout")
 )
 
 // deferAll puts entries that may not be sent now back into the retry set for delay (the
-// breaker's open period, or what is left of a Retry-After pause), without counting an
-// attempt.
+// breaker's open period, what is left of a Retry-After pause, or 0), without counting an
+// attempt. An entry keeps the error of its last real attempt, if it had one.
 func (f *Forwarder) deferAll(batch []*entry, delay time.Duration, why error) {
 	for _, e := range batch {
+		err := why
+		if last, _ := e.values[queue.FieldError].(string); last != "" {
+			err = errors.New(last)
+		}
 		f.record(e, outcome{kind: kindRetry, attempts: e.attempts, status: statusOf(e),
-			delay: delay, err: why, uncounted: true})
+			delay: delay, err: err, uncounted: true})
 	}
 }
 

@@ -17,8 +17,8 @@ const (
 	recordQueue = 1024
 	// maxRecordBatch caps the outcomes one pipeline writes.
 	maxRecordBatch = 256
-	// recordTries bounds how often an outcome is retried against Redis before it is left
-	// to the reclaimer (the entry stays pending: redelivered later, never lost).
+	// recordTries is the fewest tries of an outcome against Redis before it is left to
+	// the reclaimer (the entry stays pending: redelivered later, never lost); see write.
 	recordTries = 3
 	// ackRangeLimit caps the pending entries ackScript's one XPENDING lists: far more
 	// than one relay's entries in hand, which lie in the range of one batch's ids.
@@ -67,9 +67,16 @@ func (f *Forwarder) write(batch []record) {
 	for i := range todo {
 		todo[i] = i
 	}
-	for try := 0; len(todo) > 0 && try < recordTries; try++ {
+	// An outcome not written leaves its entry pending, to be sent again after the
+	// visibility timeout: a duplicate for a delivery. So while running, keep trying for
+	// half of it; once shutdown's grace is over, recordTries times.
+	deadline := time.Now().Add(f.o.Visibility / 2)
+	for try := 0; len(todo) > 0; try++ {
+		if try >= recordTries && (f.attempts.Err() != nil || time.Now().After(deadline)) {
+			break
+		}
 		if try > 0 {
-			time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+			time.Sleep(min(time.Duration(try)*200*time.Millisecond, 2*time.Second))
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(f.attempts), 2*time.Second)
 		todo = f.writeOnce(ctx, batch, todo, applied, errs)

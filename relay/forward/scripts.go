@@ -2,7 +2,8 @@ package forward
 
 import "github.com/redis/go-redis/v9"
 
-// recordScript records one attempt's outcome for one entry, atomically with its XACK.
+// recordScript records one outcome other than a delivery (ackScript writes those) for one
+// entry, atomically with its XACK.
 // KEYS: events, retry, dead, stats prefix (one {provider} hash slot). ARGV: group, entry
 // id, kind ("ok" | "retry" | "dead"), delay ms (retry), counter field ("delivered",
 // "retried", "dead" or "" for none), owner (the consumer the entry was read or claimed
@@ -94,21 +95,25 @@ return out
 
 // slotsScript hands out request slots of a provider's deployment-wide rate limit: a GCRA
 // whose state is the theoretical arrival time (TAT, unix µs by Redis TIME) of the next
-// free slot. ARGV: the interval between requests in µs, and how many slots to reserve
-// (0: only ask). Reserving n slots takes the n slots after max(TAT, now), spaced one
-// interval apart, so relays sharing the key never send closer than the interval, however
-// many slots each takes per call. Returns {µs from now to the first reserved slot, µs
-// from now to the next free slot}.
+// free slot. ARGV: the interval between requests in µs, how many slots are wanted, and a
+// window in µs. It grants the wanted slots after max(TAT, now), one interval apart, so
+// relays sharing the key never send closer than the interval however many slots each
+// takes per call, but only those starting within the window from now (none if the first
+// does not: then nothing is taken, and nobody can book far ahead). Returns {granted, µs from now to
+// the first granted slot, µs from now to the next free slot}.
 var slotsScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local first = math.max(tat, now)
-if n > 0 then
-  tat = first + n * interval
-  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+n = math.min(n, math.floor((now + window - first) / interval) + 1)
+if n < 1 then
+  return {0, string.format('%.0f', first - now), string.format('%.0f', first - now)}
 end
-return {string.format('%.0f', first - now), string.format('%.0f', math.max(tat - now, 0))}
+tat = first + n * interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+return {n, string.format('%.0f', first - now), string.format('%.0f', tat - now)}
 `)

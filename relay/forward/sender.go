@@ -27,6 +27,12 @@ func (f *Forwarder) send(ctx context.Context, j job) {
 	if f.limiter.Wait(ctx) != nil {
 		return
 	}
+	if f.tooLate(j.batch) {
+		// Waited so long (for a slot, a sender or the limiter) that another relay could
+		// take the entries over while this request is out, and send them a second time.
+		f.deferAll(j.batch, 0, errWaitedTooLong)
+		return
+	}
 	done, err := f.breaker.Allow()
 	if err != nil { // open, or half-open with its probe already out
 		f.deferAll(j.batch, f.o.Delivery.Breaker.OpenFor, errBreakerOpen)
@@ -42,4 +48,17 @@ func (f *Forwarder) send(ctx context.Context, j job) {
 	for i, e := range j.batch {
 		f.settle(e, results[i])
 	}
+}
+
+// tooLate reports whether an attempt starting now could outlast the visibility timeout of
+// the batch's oldest entry, keeping some slack (up to a second) for recording the outcome.
+func (f *Forwarder) tooLate(batch []*entry) bool {
+	oldest := time.Now()
+	for _, e := range batch {
+		if e.took.Before(oldest) {
+			oldest = e.took
+		}
+	}
+	slack := min(time.Second, (f.o.Visibility-f.o.Delivery.Timeout)/2)
+	return time.Since(oldest)+f.o.Delivery.Timeout+slack >= f.o.Visibility
 }
