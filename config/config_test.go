@@ -609,3 +609,15 @@ func anyProvider(path string) string {
 	}
 	return "providers.*." + parts[2]
 }
+
+// The shared limiter spaces requests in whole µs: a higher rate_limit is refused, by path.
+func TestRateLimitAboveOneMillionIsRefused(t *testing.T) {
+	_, err := Parse([]byte(`
+admin: {listen: "127.0.0.1:9090", token: "admin-token-0123456789"}
+providers:
+  bannerflex: {rate_limit: 2e6}
+`), nil)
+	if err == nil || !strings.Contains(err.Error(), "providers.bannerflex.rate_limit must be at most 1e6") {
+		t.Fatalf("err = %v, want providers.bannerflex.rate_limit must be at most 1e6", err)
+	}
+}

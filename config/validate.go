@@ -314,6 +314,9 @@ func validateDelivery(v *validator, path string, d *Delivery) {
 	}
 	if !(d.RateLimit > 0) {
 		v.add(path+".rate_limit", "must be > 0")
+	} else if d.RateLimit > 1e6 {
+		// The shared limiter spaces requests in whole µs.
+		v.add(path+".rate_limit", "must be at most 1e6 (requests/s)")
 	}
 	if d.Timeout <= 0 || d.Timeout > maxUpstreamTimeout {
 		v.add(path+".timeout", "must be > 0 and <= %s", shortDuration(maxUpstreamTimeout))

@@ -76,7 +76,9 @@ func startCPUProfile(log *zap.Logger) func() {
 	}
 	f, err := os.Create(path)
 	if err == nil {
-		err = pprof.StartCPUProfile(f)
+		if err = pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+		}
 	}
 	if err != nil {
 		log.Error("RELAY_CPU_PROFILE: cannot profile", zap.Error(err))

@@ -1,20 +1,22 @@
 // Package forward delivers queued events to their providers. Per enabled provider it runs
 // a Forwarder, one file per part:
 //
-//   - fetcher.go: one reader per provider and relay. It reads, in one XREADGROUP through
-//     consumer group "relay", as many requests' worth of entries as there is room for
-//     (one job being sent per sender, and one read ahead when the visibility timeout
-//     leaves room for it), groups them into upstream batches and reserves their slots
-//     of the provider's rate limit in one Redis call (a GCRA shared by every relay:
-//     slots one 1/rate_limit apart). An open breaker or a
-//     Retry-After pause stops reading, so entries stay queued.
+//   - fetcher.go: one reader per provider and relay. Per turn it takes the slots of the
+//     provider's rate limit that are due soon (one Redis call; a GCRA shared by every
+//     relay, slots 1/rate_limit apart, none booked more than a second ahead), as many as
+//     there is room for jobs (one being sent per sender, and one read ahead when the
+//     visibility timeout leaves room for it), then reads that many requests' worth of
+//     entries in one XREADGROUP through consumer group "relay" (entries abandoned past
+//     the visibility timeout first, XAUTOCLAIM, when a scan is due) and groups them into
+//     upstream batches. An open breaker or a Retry-After pause stops reading, so entries
+//     stay queued; jobs already read go back through the retry set, unattempted.
 //   - sender.go: `workers` goroutines, each making one upstream request at a time: wait
 //     for the job's slot and this process's own limiter, ask the circuit breaker, call the
 //     adapter, decide each entry's outcome.
 //   - recorder.go: writes outcomes in pipelines, every delivery of a pipeline acked and
 //     deleted by one script call; retries and dead letters one script call each.
-//   - mover.go puts due retries back into the stream; reclaimer.go takes over entries
-//     left pending by dead or stalled consumers.
+//   - mover.go puts due retries back into the stream; reclaimer.go is the fetcher's
+//     XAUTOCLAIM of entries left pending by dead or stalled consumers.
 //
 // Per event this costs the upstream request plus a share of one read, one slot
 // reservation and one outcome pipeline: a few Redis round trips per read, not per event.
