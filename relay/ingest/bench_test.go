@@ -3,13 +3,9 @@ package ingest_test
 import (
 	"context"
 	"net"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
@@ -58,7 +54,7 @@ func BenchmarkIngestHandler(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bc.body)))
 			b.SetParallelism(16)
-			self0, redis0 := selfCPU(), redisCPU(b, conn.Client)
+			cpu := redistest.StartCPU(b, conn.Client)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				var rc fasthttp.RequestCtx
@@ -85,38 +81,7 @@ func BenchmarkIngestHandler(b *testing.B) {
 			})
 			b.StopTimer()
 			// CPU per request on each side: a shared machine distorts ns/op, less so these.
-			n := float64(b.N)
-			b.ReportMetric(float64((selfCPU()-self0).Microseconds())/n, "relay-us/op")
-			b.ReportMetric(float64((redisCPU(b, conn.Client)-redis0).Microseconds())/n, "redis-us/op")
+			cpu.Report(b)
 		})
 	}
-}
-
-// selfCPU is the user+system CPU time of this process so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// redisCPU is the server's used_cpu_user + used_cpu_sys (INFO cpu) so far.
-func redisCPU(tb testing.TB, client redis.UniversalClient) time.Duration {
-	info, err := client.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		tb.Fatalf("INFO cpu: %v", err)
-	}
-	var total float64
-	for line := range strings.Lines(info) {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k == "used_cpu_user" || k == "used_cpu_sys" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				tb.Fatalf("INFO cpu %s = %q", k, v)
-			}
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
 }

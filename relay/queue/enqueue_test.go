@@ -409,7 +409,7 @@ func BenchmarkEnqueue(b *testing.B) {
 			next := 0
 			b.SetParallelism(32) // many concurrent requests per CPU, as on an ingest server
 			b.ReportAllocs()
-			cpu := startCPU(b, conn.Client)
+			cpu := redistest.StartCPU(b, conn.Client)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				seq.Lock()
@@ -426,7 +426,7 @@ func BenchmarkEnqueue(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			cpu.report(b)
+			cpu.Report(b)
 			s := e.Stats()
 			b.ReportMetric(float64(b.N)/float64(max(s.Pipelines, 1)), "msgs/pipeline")
 		})
