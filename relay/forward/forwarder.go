@@ -53,10 +53,10 @@ type Options struct {
 	Grace time.Duration
 }
 
-// Forwarder delivers one provider's events. Its parts, one file each: a fetcher reads
-// entries for idle senders and reserves their rate-limit slots; `workers` senders make
-// the upstream requests; a recorder writes outcomes in pipelines; a mover and a reclaimer
-// bring back due retries and abandoned entries.
+// Forwarder delivers one provider's events. Its parts, one file each: a fetcher takes
+// rate-limit slots and reads (or reclaims, reclaimer.go) entries for free senders;
+// `workers` senders make the upstream requests; a recorder writes outcomes in pipelines;
+// a mover brings due retries back into the stream.
 type Forwarder struct {
 	o        Options
 	provider string

@@ -18,7 +18,7 @@ const (
 	// maxRecordBatch caps the outcomes one pipeline writes.
 	maxRecordBatch = 256
 	// recordTries is the fewest tries of an outcome against Redis before it is left to
-	// the reclaimer (the entry stays pending: redelivered later, never lost); see write.
+	// a later reclaim (the entry stays pending: redelivered later, never lost); see write.
 	recordTries = 3
 	// ackRangeLimit caps the pending entries ackScript's one XPENDING lists: far more
 	// than one relay's entries in hand, which lie in the range of one batch's ids.
