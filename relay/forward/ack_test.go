@@ -51,3 +51,28 @@ func TestAckScriptOwnerGate(t *testing.T) {
 		t.Fatalf("left in the stream: %v, want ids 2 and 3", left)
 	}
 }
+
+// A "lost" dead letter has no pending entry to gate on: its marker makes a retried write
+// (the first one ran but its reply was lost) append one dead letter, not two.
+func TestLostDeadLetterWrittenOnce(t *testing.T) {
+	ctx := context.Background()
+	rs := redistest.Start(t, redistest.Options{})
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	f := &Forwarder{provider: "p", events: "t:{p}:events", retry: "t:{p}:retry", dead: "t:{p}:dead",
+		o: Options{Keys: queue.Keys{Prefix: "t"}}}
+	e := &entry{streamID: "1-0", bad: queue.ErrMalformedEntry, reason: reasonTrimmed}
+	args, err := f.recordArgs(record{e: e, o: outcome{kind: kindLost, reason: reasonTrimmed, err: e.bad}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for try, want := range []int64{1, 0} {
+		got, err := recordScript.Run(ctx, rdb, f.recordKeys(e.streamID), args...).Int64()
+		if err != nil || got != want {
+			t.Fatalf("write %d: %d, %v; want %d", try+1, got, err, want)
+		}
+	}
+	if n := rdb.XLen(ctx, f.dead).Val(); n != 1 {
+		t.Fatalf("%d dead letters, want 1", n)
+	}
+}

@@ -122,7 +122,7 @@ func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, a
 			errs[i] = err
 			continue
 		}
-		cmds[recordScript.EvalSha(ctx, pipe, f.recordKeys(), args...)] = []int{i}
+		cmds[recordScript.EvalSha(ctx, pipe, f.recordKeys(r.e.streamID), args...)] = []int{i}
 	}
 	for owner, idx := range acks {
 		lo, hi := batch[idx[0]].e.streamID, batch[idx[0]].e.streamID
@@ -191,9 +191,9 @@ func splitStreamID(id string) (ms, seq uint64) {
 	return ms, seq
 }
 
-// recordKeys are recordScript's KEYS.
-func (f *Forwarder) recordKeys() []string {
-	return []string{f.events, f.retry, f.dead, f.o.Keys.StatsPrefix(f.provider)}
+// recordKeys are recordScript's KEYS for the entry streamID.
+func (f *Forwarder) recordKeys(streamID string) []string {
+	return []string{f.events, f.retry, f.dead, f.o.Keys.StatsPrefix(f.provider), f.o.Keys.Lost(f.provider, streamID)}
 }
 
 // recordArgs are recordScript's ARGV for one outcome other than a delivery.

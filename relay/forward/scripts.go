@@ -2,20 +2,25 @@ package forward
 
 import "github.com/redis/go-redis/v9"
 
-// recordScript records one outcome other than a delivery (ackScript writes those) for one
-// entry, atomically with its XACK.
-// KEYS: events, retry, dead, stats prefix (one {provider} hash slot). ARGV: group, entry
-// id, kind ("ok" | "retry" | "dead"), delay ms (retry), counter field ("delivered",
-// "retried", "dead" or "" for none), owner (the consumer the entry was read or claimed
-// as), then for "retry" the member, for "dead" the field/value pairs. The counter goes
+// recordScript records one outcome other than a delivery (ackScript writes those) for
+// one entry, atomically with its XACK. KEYS: events, retry, dead, stats prefix, lost
+// marker (one {provider} hash slot). ARGV: group, entry id, kind ("retry" | "dead" |
+// "lost"), delay ms (retry), counter field ("retried", "dead" or "" for none), owner (the
+// consumer the entry was read or claimed as), then for "retry" the member, for "dead" and
+// "lost" the field/value pairs. The counter goes
 // into this minute's stats hash (Redis TIME). Kind "lost" dead-letters an entry whose
 // data is gone and which XAUTOCLAIM already dropped from the pending list: there is
-// nothing left to ack, so it is not gated. Any other outcome applies only while the
+// nothing left to ack, so it is gated instead on a marker (KEYS[5], 24 h) that makes a
+// retried write append one dead letter, not two. Any other outcome applies only while the
 // entry is still pending under its owner: it returns 0 and changes nothing when another
 // consumer has taken the entry over (a stalled relay's stale outcome must not override
 // the new owner's attempt in progress) or finished it. One outcome per entry.
 var recordScript = redis.NewScript(`
-if ARGV[3] ~= 'lost' then
+if ARGV[3] == 'lost' then
+  if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', 86400) then
+    return 0
+  end
+else
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
   if #p == 0 or p[1][2] ~= ARGV[6] then
     return 0

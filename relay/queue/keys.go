@@ -35,6 +35,10 @@ func (k Keys) Rate(provider string) string { return k.key(provider, "slots") }
 // StatsPrefix is Stats without the minute: "<prefix>:{P}:stats:".
 func (k Keys) StatsPrefix(provider string) string { return k.key(provider, "stats:") }
 
+// Lost marks that the entry streamID, found deleted before delivery, was dead-lettered
+// (24 h), so a retried write appends its dead letter once: "<prefix>:{P}:lost:<stream id>".
+func (k Keys) Lost(provider, streamID string) string { return k.key(provider, "lost:"+streamID) }
+
 // Seen is the ingest dedupe marker of one event (24 h): "<prefix>:{P}:seen:<event_id>".
 func (k Keys) Seen(provider, eventID string) string {
 	return k.Prefix + ":{" + provider + "}:seen:" + eventID
