@@ -154,10 +154,14 @@ func busy(e *env) {
 
 // 1. kill -9 the relay every few seconds under load and restart it: nothing accepted is
 // lost; duplicates only from entries the killed process held (pending under its
-// consumers) when it died.
+// consumers, read ahead included) when it died.
 func TestKill9RelayUnderLoad(t *testing.T) {
 	e := newEnv(t, redistest.Options{})
 	busy(e)
+	for _, tu := range e.setup.Tune {
+		// Above 2×timeout + 4 s: the fetchers read one job ahead per sender.
+		tu.Visibility = 7 * time.Second
+	}
 	r := e.relay()
 	r.Start()
 	d := e.driver(nil, r)
