@@ -53,6 +53,35 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
+// replies tallies one connection's replies by status (0: no reply) and counts the
+// failures: transport errors and non-2xx.
+type replies struct {
+	errs     int
+	statuses map[int]int
+}
+
+func (t *replies) add(res *fasthttp.Response, err error) {
+	code := 0
+	if err == nil {
+		code = res.StatusCode()
+	}
+	if t.statuses == nil {
+		t.statuses = map[int]int{}
+	}
+	t.statuses[code]++
+	if code < 200 || code > 299 {
+		t.errs++
+	}
+}
+
+// addTo adds the tally to a window's result.
+func (t *replies) addTo(r *genResult) {
+	r.Errors += t.errs
+	for c, n := range t.statuses {
+		r.Statuses[c] += n
+	}
+}
+
 // generate drives addr with conns connections, each a goroutine with one request in
 // flight (closed loop), for warmup (not recorded) then dur (recorded).
 func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.Duration) genResult {
@@ -60,9 +89,8 @@ func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.D
 	sched := schedule(mix)
 	var recording, stop atomic.Bool
 	type workerOut struct {
-		lat      []time.Duration
-		errs     int
-		statuses map[int]int
+		lat []time.Duration
+		replies
 	}
 	outs := make([]workerOut, conns)
 	var wg sync.WaitGroup
@@ -70,7 +98,6 @@ func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.D
 	for w := range conns {
 		wg.Go(func() {
 			out := &outs[w]
-			out.statuses = map[int]int{}
 			out.lat = make([]time.Duration, 0, 1<<14)
 			req := fasthttp.AcquireRequest()
 			res := fasthttp.AcquireResponse()
@@ -85,14 +112,7 @@ func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.D
 				if !rec {
 					continue
 				}
-				code := 0
-				if err == nil {
-					code = res.StatusCode()
-				}
-				out.statuses[code]++
-				if code < 200 || code > 299 {
-					out.errs++
-				}
+				out.add(res, err)
 				out.lat = append(out.lat, lat)
 			}
 		})
@@ -110,10 +130,7 @@ func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.D
 	var all []time.Duration
 	for _, o := range outs {
 		all = append(all, o.lat...)
-		res.Errors += o.errs
-		for k, v := range o.statuses {
-			res.Statuses[k] += v
-		}
+		o.addTo(&res)
 	}
 	res.Requests = len(all)
 	res.setPercentiles(all)

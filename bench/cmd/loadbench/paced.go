@@ -79,11 +79,11 @@ func generatePaced(addr string, conns int, mix []shot, tgt target, rate float64,
 	hardStop := winEnd.Add(pacedGrace)
 
 	type workerOut struct {
-		lat, lag            []time.Duration
-		completed           int // completions inside the window, any slot
-		errs, late, lateBsy int
-		statuses            map[int]int
-		abandoned           int64 // the window slot claimed at the hard stop and not sent, or -1
+		lat, lag      []time.Duration
+		completed     int // completions inside the window, any slot
+		late, lateBsy int
+		replies
+		abandoned int64 // the window slot claimed at the hard stop and not sent, or -1
 	}
 	outs := make([]workerOut, conns)
 	var next atomic.Int64
@@ -91,7 +91,6 @@ func generatePaced(addr string, conns int, mix []shot, tgt target, rate float64,
 	for w := range conns {
 		wg.Go(func() {
 			out := &outs[w]
-			out.statuses = map[int]int{}
 			out.abandoned = -1
 			out.lat = make([]time.Duration, 0, int(float64(kEnd-kFirst)/float64(conns))+64)
 			out.lag = make([]time.Duration, 0, cap(out.lat))
@@ -125,14 +124,7 @@ func generatePaced(addr string, conns int, mix []shot, tgt target, rate float64,
 				if k < kFirst {
 					continue // warm-up slot
 				}
-				code := 0
-				if err == nil {
-					code = res.StatusCode()
-				}
-				out.statuses[code]++
-				if code < 200 || code > 299 {
-					out.errs++
-				}
+				out.add(res, err)
 				// Latency from the slot's time, not from the send: the coordinated-omission
 				// correction (a send delayed by a stalled server is the server's latency).
 				out.lat = append(out.lat, done.Sub(at))
@@ -157,12 +149,9 @@ func generatePaced(addr string, conns int, mix []shot, tgt target, rate float64,
 		all = append(all, o.lat...)
 		lag = append(lag, o.lag...)
 		r.Requests += o.completed
-		r.Errors += o.errs
+		o.addTo(&r.genResult)
 		r.LateTimer += o.late
 		r.LateBusy += o.lateBsy
-		for c, n := range o.statuses {
-			r.Statuses[c] += n
-		}
 	}
 	// Unsent slots enter the percentiles with the wait they had at the hard stop (a lower
 	// bound), so giving up on them cannot improve the p99.
