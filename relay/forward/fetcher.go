@@ -54,62 +54,78 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 			sleep(ctx, min(f.o.Delivery.Breaker.OpenFor/4, 250*time.Millisecond))
 			continue
 		}
-		// Wait for room for a quarter of a full read: reads stay large while senders free
-		// up one by one, and the jobs still in hand keep the senders busy meanwhile.
-		most := f.requestsPerRead(state)
-		senders := max(1, most/4) // jobs there is room for
-		if f.room.Acquire(ctx, int64(senders)) != nil {
-			return
+		var (
+			requests int
+			first    time.Time
+		)
+		if requests, first, nextFree = f.turn(ctx, state); requests == 0 {
+			continue // nextFree says when to ask again (or ctx is done)
 		}
-		for senders < most && f.room.TryAcquire(1) {
-			senders++
-		}
-		// Slots are taken before the read, as the turn a request needs, and only those
-		// due within slotWindow: entries read then wait for no one else's slots, and idle
-		// relays cannot book the future. A read that finds fewer entries wastes the rest,
-		// which only happens when there is no backlog to send in them.
-		granted, first, next := f.reserve(ctx, senders, f.slotWindow())
-		nextFree = next
-		f.room.Release(int64(senders - granted))
-		if senders = granted; senders == 0 {
-			continue // nextFree says when to ask again
-		}
-		if !sleep(ctx, time.Until(first)) {
-			f.room.Release(int64(senders))
-			return
-		}
-		entries, err := f.take(ctx, &reclaim, consumer, senders, senders*perBatch)
+		entries, err := f.take(ctx, &reclaim, consumer, requests, requests*perBatch)
 		if err != nil || len(entries) == 0 {
-			f.room.Release(int64(senders))
+			f.room.Release(int64(requests))
 			if err != nil && ctx.Err() == nil {
 				f.log.Warn("read failed", zap.Error(err))
 				sleep(ctx, time.Second)
 			}
 			continue
 		}
-		live := f.live(entries)
-		batches := f.batches(live)
-		if len(batches) > 0 {
-			// Size the next read by how many entries this one's batches held (batch keys
-			// vary: Cardlytics batches one customer's events), so few are left over.
-			perBatch = max(1, min(max(f.o.Adapter.MaxBatchWeight(), 1), (len(live)+len(batches)-1)/len(batches)))
-		}
-		if len(batches) > senders {
-			// More batch keys than room: the rest go back to the stream (through the
-			// retry set, due at once, no attempt counted) rather than wait here.
-			for _, b := range batches[senders:] {
-				f.deferAll(b, 0, errNoRoom)
-			}
-			batches = batches[:senders]
-		}
-		f.room.Release(int64(senders - len(batches)))
-		if len(batches) == 0 {
-			continue // all dead-lettered
-		}
-		for i, b := range batches {
-			f.jobs <- job{batch: b, notBefore: first.Add(time.Duration(float64(i) * f.interval * float64(time.Microsecond)))}
-		}
+		perBatch = f.dispatch(entries, requests, first)
 	}
+}
+
+// turn takes room for jobs and the rate-limit slots to fill it, and waits for the first
+// slot. It returns how many requests the next read may feed (0: none now; the room taken
+// is released), when the first of their slots is due, and when the next free slot is.
+//
+// Room: at least a quarter of a full read, so reads stay large while senders free up one
+// by one and the jobs still in hand keep them busy meanwhile. Slots are taken before the
+// read, as the turn a request needs, and only those due within slotWindow: entries read
+// then wait for no one else's slots, and idle relays cannot book the future. A read that
+// finds fewer entries wastes the rest, which only happens when there is no backlog.
+func (f *Forwarder) turn(ctx context.Context, state gobreaker.State) (requests int, first, nextFree time.Time) {
+	most := f.requestsPerRead(state)
+	room := max(1, most/4)
+	if f.room.Acquire(ctx, int64(room)) != nil {
+		return 0, time.Time{}, time.Time{}
+	}
+	for room < most && f.room.TryAcquire(1) {
+		room++
+	}
+	requests, first, nextFree = f.reserve(ctx, room, f.slotWindow())
+	f.room.Release(int64(room - requests))
+	if d := time.Until(first); requests > 0 && d > 0 && !sleep(ctx, d) {
+		f.room.Release(int64(requests))
+		return 0, first, nextFree
+	}
+	return requests, first, nextFree
+}
+
+// dispatch dead-letters what cannot be sent, batches the rest and hands up to requests
+// batches to the senders, each at its slot from first on; it returns the entries per
+// batch to read for next time. The room of the requests not used is released.
+func (f *Forwarder) dispatch(entries []*entry, requests int, first time.Time) (perBatch int) {
+	live := f.live(entries)
+	batches := f.batches(live)
+	perBatch = max(f.o.Adapter.MaxBatchWeight(), 1)
+	if len(batches) > 0 {
+		// Batch keys vary (Cardlytics batches one customer's events): size the next read
+		// by how many entries this one's batches held, so few are left over.
+		perBatch = max(1, min(perBatch, (len(live)+len(batches)-1)/len(batches)))
+	}
+	if len(batches) > requests {
+		// More batch keys than room: the rest go back to the stream (through the retry
+		// set, due at once, no attempt counted) rather than wait here.
+		for _, b := range batches[requests:] {
+			f.deferAll(b, 0, errNoRoom)
+		}
+		batches = batches[:requests]
+	}
+	f.room.Release(int64(requests - len(batches)))
+	for i, b := range batches {
+		f.jobs <- job{batch: b, notBefore: first.Add(time.Duration(float64(i) * f.interval * float64(time.Microsecond)))}
+	}
+	return perBatch
 }
 
 // requestsPerRead is how many requests one read may feed: the room for jobs, one while
