@@ -1,4 +1,4 @@
-module eventrelay
+module github.com/eventrelay/relay
 
 go 1.26.8
 

@@ -74,7 +74,7 @@ func BuildRelay(dir string) (string, error) {
 	if os.Getenv("CHAOS_RACE_RELAY") == "1" {
 		args = append(args, "-race")
 	}
-	args = append(args, "eventrelay/cmd/relay")
+	args = append(args, "github.com/eventrelay/relay/cmd/relay")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"eventrelay/chaos"
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/chaos"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // relayBin is the relay binary, built once for every scenario.

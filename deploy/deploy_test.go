@@ -30,7 +30,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"eventrelay/config"
+	"github.com/eventrelay/relay/config"
 )
 
 // configPath is where every deployment puts the relay's configuration: the Dockerfile's

@@ -6,8 +6,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Adapter is one provider's outbound side: it turns stored events into upstream requests

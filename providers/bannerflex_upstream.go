@@ -3,8 +3,8 @@ package providers
 import (
 	"context"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // BannerFlex outbound: POST {base_url}/api/public/banner-events, no authentication

@@ -9,9 +9,9 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // benchBodies is one representative inbound body per route (Cardlytics: the client

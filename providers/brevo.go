@@ -4,8 +4,8 @@ import (
 	"strconv"
 	"strings"
 
-	"eventrelay/config"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // Brevo: v3 events and the legacy trackEvent tracker (PROVIDERS.md, "Brevo").

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Brevo outbound (PROVIDERS.md, "Brevo"):

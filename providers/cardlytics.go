@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"eventrelay/config"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // Cardlytics: publisher client events, API v2 (PROVIDERS.md, "Cardlytics").

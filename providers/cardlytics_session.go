@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // Cardlytics session tokens (PROVIDERS.md, "Cardlytics"): one per customer, started with

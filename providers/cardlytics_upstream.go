@@ -15,9 +15,9 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // Cardlytics outbound side (PROVIDERS.md, "Cardlytics"): mutual TLS, a session token per

@@ -23,9 +23,9 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
-	"eventrelay/config"
-	"eventrelay/internal/testpki"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/internal/testpki"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Canary credentials: no error string may ever contain "canary".

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"eventrelay/config"
-	"eventrelay/internal/testpki"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/internal/testpki"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Cardlytics in the conformance suite: the same cfCheck as every other route, once per

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // The conformance suite: every outbound adapter, one table entry per route, against a fake

@@ -4,9 +4,9 @@ import (
 	"context"
 	"strings"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // ENS Ads outbound: POST {base_url}/api/v1/campaigns/impression or /click with

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // Validation error codes, as the ingest API reports them.

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // FuzzValidate runs every op on arbitrary bodies, signed or not, with an arbitrary customer

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Header injection from stored events, checked on the wire: a fake upstream on

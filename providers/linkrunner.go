@@ -1,6 +1,6 @@
 package providers
 
-import "eventrelay/strictjson"
+import "github.com/eventrelay/relay/strictjson"
 
 // Linkrunner: capture-event and capture-payment (PROVIDERS.md, "Linkrunner").
 

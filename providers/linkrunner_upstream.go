@@ -3,9 +3,9 @@ package providers
 import (
 	"context"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // Linkrunner outbound: POST {base_url}/api/v1/capture-event or /api/v1/capture-payment

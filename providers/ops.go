@@ -1,8 +1,8 @@
 package providers
 
 import (
-	"eventrelay/config"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // Provider names, as used in routes, config sections and Redis keys.

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"eventrelay/config"
-	"eventrelay/relay/queue"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // Plumbing shared by the outbound adapters (the *_upstream.go files): the checks every

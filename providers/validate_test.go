@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"eventrelay/config"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // allProviders enables every provider, Brevo with both keys.

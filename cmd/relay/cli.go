@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"eventrelay/config"
-	"eventrelay/relay/admin"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/admin"
 )
 
 // cliTimeout bounds one admin API call of the CLI.

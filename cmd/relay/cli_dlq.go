@@ -10,7 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"eventrelay/relay/admin"
+	"github.com/eventrelay/relay/relay/admin"
 )
 
 // replayChunk is how many dead letters one replay call of the CLI looks at, so a long

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"eventrelay/relay/admin"
+	"github.com/eventrelay/relay/relay/admin"
 )
 
 // statusCmd is `relay status --config FILE`: one line per provider, from the running

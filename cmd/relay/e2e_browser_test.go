@@ -19,7 +19,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 const (

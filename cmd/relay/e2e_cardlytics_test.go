@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"eventrelay/internal/testpki"
+	"github.com/eventrelay/relay/internal/testpki"
 )
 
 // Cardlytics end to end: the relay binary against a fake Cardlytics that, like the real

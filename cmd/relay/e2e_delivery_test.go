@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 const (

@@ -16,12 +16,12 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
 
-	"eventrelay/config"
-	"eventrelay/providers"
-	"eventrelay/relay/admin"
-	"eventrelay/relay/forward"
-	"eventrelay/relay/ingest"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/relay/admin"
+	"github.com/eventrelay/relay/relay/forward"
+	"github.com/eventrelay/relay/relay/ingest"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // The admin server reads breaker states from the forwarders and pings the queue.

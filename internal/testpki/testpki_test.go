@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"eventrelay/internal/testpki"
+	"github.com/eventrelay/relay/internal/testpki"
 )
 
 // TestMutualTLS checks what the package promises: files that load, a server that accepts

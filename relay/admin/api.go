@@ -16,7 +16,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
 
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // BreakerStater reports one provider's circuit breaker state (forward.Forwarder).

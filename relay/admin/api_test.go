@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"eventrelay/relay/admin"
+	"github.com/eventrelay/relay/relay/admin"
 )
 
 // apiPaths are one request to every API route.

@@ -8,7 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // defaultScrapeTimeout bounds the Redis reads of one scrape.

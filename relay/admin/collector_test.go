@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
-	"eventrelay/relay/admin"
+	"github.com/eventrelay/relay/relay/admin"
 )
 
 func TestCollectorExportsQueueDepth(t *testing.T) {

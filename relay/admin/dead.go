@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Dead-letter list limits.

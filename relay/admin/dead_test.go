@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"eventrelay/relay/admin"
+	"github.com/eventrelay/relay/relay/admin"
 )
 
 func TestDeadListNewestFirstWithFields(t *testing.T) {

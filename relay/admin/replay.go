@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // replayWriteTimeout is how long a replay of everything may take to answer; the server's

@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"eventrelay/relay/admin"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/admin"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // fieldNames are an entry's field names in stream order.

@@ -8,8 +8,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
-	"eventrelay/relay/admin"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/admin"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // fillENS gives provider ens, by hand: 5 events of which 2 pending (the oldest received

@@ -7,8 +7,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"eventrelay/relay/queue"
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // ackScript acks only what is still pending under the owner, both from its one range

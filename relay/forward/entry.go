@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Dead-letter reasons.

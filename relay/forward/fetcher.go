@@ -9,7 +9,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
 
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 const (

@@ -15,9 +15,9 @@ import (
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
-	"eventrelay/config"
-	"eventrelay/providers"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Adapter is what a Forwarder needs of a provider.

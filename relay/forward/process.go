@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"eventrelay/providers"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // maxErrorText caps the error kept in retry members and dead letters.

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // reclaimer takes over entries that stayed pending longer than the visibility timeout

@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 const (

@@ -17,11 +17,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"eventrelay/config"
-	"eventrelay/providers"
-	"eventrelay/relay/forward"
-	"eventrelay/relay/queue"
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/relay/forward"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // hit is one request a fake upstream received.

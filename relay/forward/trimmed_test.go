@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // An entry a dead consumer held, then deleted by a trim (PITFALLS: XADD MAXLEN deletes

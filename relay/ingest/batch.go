@@ -5,8 +5,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"eventrelay/relay/queue"
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // batch validates every item of a /v1/batch body before any is queued (all-or-nothing):

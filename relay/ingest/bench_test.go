@@ -9,11 +9,11 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"eventrelay/config"
-	"eventrelay/providers"
-	"eventrelay/relay/ingest"
-	"eventrelay/relay/queue"
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/relay/ingest"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // BenchmarkIngestHandler measures one request through the whole handler, durable enqueue

@@ -10,8 +10,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
-	"eventrelay/config"
-	"eventrelay/providers"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
 )
 
 // site is a configured site key, resolved for the hot path.

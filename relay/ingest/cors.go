@@ -5,7 +5,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"eventrelay/providers"
+	"github.com/eventrelay/relay/providers"
 )
 
 const (

@@ -12,10 +12,10 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"eventrelay/config"
-	"eventrelay/providers"
-	"eventrelay/relay/ingest"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/relay/ingest"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // countingQueue accepts every event in memory and counts them.

@@ -13,10 +13,10 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"eventrelay/config"
-	"eventrelay/providers"
-	"eventrelay/relay/queue"
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // TestHostileAddressFloodThroughTrustedProxy sprays 20,000 distinct client addresses

@@ -27,7 +27,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"eventrelay/config"
+	"github.com/eventrelay/relay/config"
 )
 
 // addr is the relay's host:port.

@@ -5,7 +5,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"eventrelay/strictjson"
+	"github.com/eventrelay/relay/strictjson"
 )
 
 // Error codes of the ingest API beyond the validation codes of strictjson and providers.

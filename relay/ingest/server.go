@@ -14,9 +14,9 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"eventrelay/config"
-	"eventrelay/providers"
-	"eventrelay/relay/queue"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Enqueuer appends one event durably; it is the queue's group-commit writer. It must not

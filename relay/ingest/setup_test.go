@@ -15,11 +15,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
 
-	"eventrelay/config"
-	"eventrelay/providers"
-	"eventrelay/relay/ingest"
-	"eventrelay/relay/queue"
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/relay/ingest"
+	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // Secrets in the test config: none of them may ever reach Redis or a reply.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // outcome is one Enqueue's answer.

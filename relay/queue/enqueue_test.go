@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 func TestEnqueueOneEntryPerMessage(t *testing.T) {

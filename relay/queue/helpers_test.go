@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
-	"eventrelay/config"
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 const testPrefix = "t"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 func TestKeys(t *testing.T) {

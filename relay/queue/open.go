@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
 
-	"eventrelay/config"
+	"github.com/eventrelay/relay/config"
 )
 
 // Client settings the relay relies on, set explicitly because go-redis defaults move

@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"eventrelay/relay/redistest"
+	"github.com/eventrelay/relay/relay/redistest"
 )
 
 func TestParseURL(t *testing.T) {
