@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/eventrelay/relay/chaos"
-	"github.com/eventrelay/relay/relay/redistest"
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 // relayBin is the relay binary, built once for every scenario.

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 )
 
 // BannerFlex outbound: POST {base_url}/api/public/banner-events, no authentication
@@ -19,10 +19,10 @@ type bannerflexAdapter struct {
 	t   *Transport
 }
 
-var _ Adapter = (*bannerflexAdapter)(nil)
+var _ delivery.Adapter = (*bannerflexAdapter)(nil)
 
 // newBannerFlexAdapter builds the BannerFlex adapter from its config section.
-func newBannerFlexAdapter(cfg *config.BannerFlex) Adapter {
+func newBannerFlexAdapter(cfg *config.BannerFlex) delivery.Adapter {
 	return &bannerflexAdapter{
 		url: cfg.BaseURL + "/api/public/banner-events",
 		t:   deliveryTransport(cfg.Delivery),
@@ -33,11 +33,11 @@ func newBannerFlexAdapter(cfg *config.BannerFlex) Adapter {
 func (a *bannerflexAdapter) Provider() string { return BannerFlex }
 
 // Deliver sends the one event of batch.
-func (a *bannerflexAdapter) Deliver(ctx context.Context, batch []*queue.Message) []error {
-	return deliverEach(batch, func(m *queue.Message) error { return a.deliver(ctx, m) })
+func (a *bannerflexAdapter) Deliver(ctx context.Context, batch []*delivery.Message) []error {
+	return deliverEach(batch, func(m *delivery.Message) error { return a.deliver(ctx, m) })
 }
 
-func (a *bannerflexAdapter) deliver(ctx context.Context, m *queue.Message) error {
+func (a *bannerflexAdapter) deliver(ctx context.Context, m *delivery.Message) error {
 	if m.Route != "bannerflex/banner-events" {
 		return unknownRoute(m)
 	}

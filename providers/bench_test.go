@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
 
@@ -106,13 +106,13 @@ func BenchmarkAdapter(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		m := &queue.Message{ID: "2e08d638-04e2-4561-b56a-ca32cfff6203", Provider: op.Provider, Route: op.Route,
+		m := &delivery.Message{ID: "2e08d638-04e2-4561-b56a-ca32cfff6203", Provider: op.Provider, Route: op.Route,
 			Body: ev.Body.AppendJSON(nil), ReceivedAt: time.Now(), ClientIP: "203.0.113.7",
 			UserAgent: "Mozilla/5.0 bench", Country: "DE", Source: "site:bench"}
 		b.Run(op.Route, func(b *testing.B) {
 			b.ReportAllocs()
 			ctx := context.Background()
-			batch := []*queue.Message{m}
+			batch := []*delivery.Message{m}
 			for b.Loop() {
 				if errs := a.Deliver(ctx, batch); errs[0] != nil {
 					b.Fatal(errs[0])

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 )
 
 // Brevo outbound (PROVIDERS.md, "Brevo"):
@@ -56,10 +56,10 @@ type brevoAdapter struct {
 	t                             *Transport
 }
 
-var _ Adapter = (*brevoAdapter)(nil)
+var _ delivery.Adapter = (*brevoAdapter)(nil)
 
 // newBrevoAdapter builds the Brevo adapter from its config section.
-func newBrevoAdapter(cfg *config.Brevo) Adapter {
+func newBrevoAdapter(cfg *config.Brevo) delivery.Adapter {
 	return &brevoAdapter{
 		eventsURL: cfg.BaseURL + "/v3/events",
 		batchURL:  cfg.BaseURL + "/v3/events/batch",
@@ -77,14 +77,14 @@ func (a *brevoAdapter) Provider() string { return Brevo }
 // BatchKey returns "v3" for v3 events when batching is configured, "" otherwise (the
 // legacy tracker has no batch API). The weight grows with the body size (see
 // brevoWeightBytes).
-func (a *brevoAdapter) BatchKey(m *queue.Message) (string, int) {
+func (a *brevoAdapter) BatchKey(m *delivery.Message) (string, int) {
 	if a.batch && m.Route == brevoEventsRoute {
 		return brevoBatchKey, brevoWeight(m)
 	}
 	return "", 1
 }
 
-func brevoWeight(m *queue.Message) int { return 1 + len(m.Body)/brevoWeightBytes }
+func brevoWeight(m *delivery.Message) int { return 1 + len(m.Body)/brevoWeightBytes }
 
 // MaxBatchWeight returns 100 with batching, 1 without.
 func (a *brevoAdapter) MaxBatchWeight() int {
@@ -96,16 +96,16 @@ func (a *brevoAdapter) MaxBatchWeight() int {
 
 // Deliver sends batch: v3 events through /v3/events/batch when batching is configured,
 // anything else one event per request.
-func (a *brevoAdapter) Deliver(ctx context.Context, batch []*queue.Message) []error {
+func (a *brevoAdapter) Deliver(ctx context.Context, batch []*delivery.Message) []error {
 	if a.batch && len(batch) > 0 && a.batchable(batch) {
 		return a.deliverBatch(ctx, batch)
 	}
-	return deliverEach(batch, func(m *queue.Message) error { return a.deliverOne(ctx, m) })
+	return deliverEach(batch, func(m *delivery.Message) error { return a.deliverOne(ctx, m) })
 }
 
 // batchable reports whether batch fits one /v3/events/batch request: v3 events only, and
 // within MaxBatchWeight unless it is a single (heavy) event.
-func (a *brevoAdapter) batchable(batch []*queue.Message) bool {
+func (a *brevoAdapter) batchable(batch []*delivery.Message) bool {
 	w := 0
 	for _, m := range batch {
 		if m.Route != brevoEventsRoute {
@@ -117,7 +117,7 @@ func (a *brevoAdapter) batchable(batch []*queue.Message) bool {
 }
 
 // deliverOne sends one event to /v3/events or to the legacy tracker.
-func (a *brevoAdapter) deliverOne(ctx context.Context, m *queue.Message) error {
+func (a *brevoAdapter) deliverOne(ctx context.Context, m *delivery.Message) error {
 	var url, header, key, setting string
 	switch m.Route {
 	case brevoEventsRoute:
@@ -139,13 +139,13 @@ func (a *brevoAdapter) deliverOne(ctx context.Context, m *queue.Message) error {
 // noBrevoKey is the error of an event whose route lost its key (queued before a config
 // change): a config fault like a 401, so the event waits for the fix instead of being
 // sent without credentials.
-func noBrevoKey(m *queue.Message, setting string) error {
+func noBrevoKey(m *delivery.Message, setting string) error {
 	return fmt.Errorf("event %s: %w: providers.brevo.%s is not set", m.ID, errNoKey, setting)
 }
 
 // deliverBatch sends v3 events in one /v3/events/batch request. Corrupt bodies are left
 // out (Permanent); the reply's event indexes refer to the events actually sent.
-func (a *brevoAdapter) deliverBatch(ctx context.Context, batch []*queue.Message) []error {
+func (a *brevoAdapter) deliverBatch(ctx context.Context, batch []*delivery.Message) []error {
 	out := make([]error, len(batch))
 	sent := make([]int, 0, len(batch)) // positions in batch of the events in the request
 	body := append(make([]byte, 0, 64*len(batch)), `{"events":[`...)
@@ -199,7 +199,7 @@ func (a *brevoAdapter) readBatch(r *Reply, n int, now time.Time) []error {
 			if ok && fails[i] != nil {
 				msg = fails[i].msg
 			}
-			out[i] = Permanent(&HTTPError{Status: s, Message: msg})
+			out[i] = delivery.Permanent(&delivery.HTTPError{Status: s, Message: msg})
 		}
 		return out
 	default:
@@ -217,7 +217,7 @@ func (a *brevoAdapter) readPartial(r *Reply, n int) []error {
 		// ones, which duplicates them in Brevo; declaring all delivered would silently lose
 		// the refused ones, and dead-lettering all would lose the accepted-but-unknown
 		// ones. Duplicates are better than loss (Guarantee 3).
-		return results(n, &HTTPError{Status: r.Status,
+		return results(n, &delivery.HTTPError{Status: r.Status,
 			Message: "partial success, but the reply does not say which events failed; retrying all: " + r.Snippet()})
 	}
 	out := make([]error, n)
@@ -225,9 +225,9 @@ func (a *brevoAdapter) readPartial(r *Reply, n int) []error {
 		if f == nil {
 			continue
 		}
-		err := error(&HTTPError{Status: r.Status, Message: "event refused: " + f.msg})
+		err := error(&delivery.HTTPError{Status: r.Status, Message: "event refused: " + f.msg})
 		if !f.transient {
-			err = Permanent(err)
+			err = delivery.Permanent(err)
 		}
 		out[i] = err
 	}
@@ -324,7 +324,7 @@ func brevoTransient(msg string) bool {
 func (a *brevoAdapter) classify(r *Reply, now time.Time) error {
 	if r.Status == 429 {
 		if d, ok := ParseRetryAfter(r.Header(brevoResetHeader), now); ok {
-			return RetryAfter(d, &HTTPError{Status: r.Status, Message: r.Snippet()})
+			return delivery.RetryAfter(d, &delivery.HTTPError{Status: r.Status, Message: r.Snippet()})
 		}
 	}
 	return Classify(r, now)

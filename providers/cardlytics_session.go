@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
 
@@ -219,24 +220,24 @@ func (a *cardlyticsAdapter) startSession(ctx context.Context, customer string) (
 		return a.sessionToken(reply)
 	case s == 400:
 		// Documented: "User is not enrolled in the program" / "User has no accounts".
-		return "", 0, Permanent(&HTTPError{Status: s,
+		return "", 0, delivery.Permanent(&delivery.HTTPError{Status: s,
 			Message: "cardlytics startSession refused the customer (not enrolled, or no accounts): " + a.snippet(reply)})
 	case s == 401 || s == 403:
 		a.log.Warn("startSession refused the relay's credentials", zap.Int("status", s))
-		return "", 0, &HTTPError{Status: s, Message: "cardlytics startSession refused the relay: check providers.cardlytics " +
+		return "", 0, &delivery.HTTPError{Status: s, Message: "cardlytics startSession refused the relay: check providers.cardlytics " +
 			a.credentialHint()}
 	case s == 500 && a.auth == cardlyticsAuthBearer:
 		// Documented: a wrong clientId or secret answers 500. Retryable (it counts against
 		// the breaker, which stops the retries) but named as what it most likely is.
 		a.log.Warn("startSession answered 500: wrong client_id/secret?")
-		return "", 0, &HTTPError{Status: s, Message: "cardlytics startSession answered 500, its answer to a wrong clientId/secret: " +
+		return "", 0, &delivery.HTTPError{Status: s, Message: "cardlytics startSession answered 500, its answer to a wrong clientId/secret: " +
 			"check providers.cardlytics client_id/secret"}
 	case s == 408 || s == 429 || s >= 500:
 		return "", 0, a.classify(reply, "startSession")
 	default:
 		// 404, 405, 415...: the relay's request or base_url is wrong, not the event. Wait
 		// for the fix rather than dead-letter every event.
-		return "", 0, &HTTPError{Status: s, Message: "cardlytics startSession answered an unexpected status " +
+		return "", 0, &delivery.HTTPError{Status: s, Message: "cardlytics startSession answered an unexpected status " +
 			"(check providers.cardlytics base_url): " + a.snippet(reply)}
 	}
 }
@@ -255,7 +256,7 @@ func (a *cardlyticsAdapter) credentialHint() string {
 func (a *cardlyticsAdapter) sessionToken(reply *Reply) (string, time.Duration, error) {
 	v, err := strictjson.Parse(reply.Body, 0)
 	if err != nil || v.Kind != strictjson.Object {
-		return "", 0, &HTTPError{Status: reply.Status, Message: cardlyticsNoToken + " (not a JSON object)"}
+		return "", 0, &delivery.HTTPError{Status: reply.Status, Message: cardlyticsNoToken + " (not a JSON object)"}
 	}
 	var token string
 	for _, name := range cardlyticsTokenFields(a.auth) {
@@ -265,7 +266,7 @@ func (a *cardlyticsAdapter) sessionToken(reply *Reply) (string, time.Duration, e
 		}
 	}
 	if token == "" || len(token) > cardlyticsMaxToken || !visibleASCII(token) {
-		return "", 0, &HTTPError{Status: reply.Status, Message: cardlyticsNoToken}
+		return "", 0, &delivery.HTTPError{Status: reply.Status, Message: cardlyticsNoToken}
 	}
 	ttl := cardlyticsBearerTTL
 	if a.auth == cardlyticsAuthSession {

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
 
@@ -59,7 +59,7 @@ var (
 		strconv.Itoa(cardlyticsMaxEvents) + " clientEvents")
 )
 
-var _ Adapter = (*cardlyticsAdapter)(nil)
+var _ delivery.Adapter = (*cardlyticsAdapter)(nil)
 
 // cardlyticsAdapter delivers Cardlytics client events. Immutable after construction except
 // for the session cache, which is safe for concurrent workers.
@@ -79,7 +79,7 @@ type cardlyticsAdapter struct {
 
 // newCardlyticsAdapter builds the adapter: loads the client certificate for mutual TLS and
 // the optional CA bundle the server is verified against.
-func newCardlyticsAdapter(cfg *config.Cardlytics, log *zap.Logger) (Adapter, error) {
+func newCardlyticsAdapter(cfg *config.Cardlytics, log *zap.Logger) (delivery.Adapter, error) {
 	if cfg == nil {
 		return nil, errors.New("no configuration")
 	}
@@ -173,7 +173,7 @@ func (a *cardlyticsAdapter) MaxBatchWeight() int { return cardlyticsMaxEvents }
 // BatchKey implements Adapter: one customer per request (the session token is the
 // customer's), weighted by the message's number of clientEvents. A message whose customer
 // id is unusable is sent alone (and refused by Deliver).
-func (a *cardlyticsAdapter) BatchKey(m *queue.Message) (string, int) {
+func (a *cardlyticsAdapter) BatchKey(m *delivery.Message) (string, int) {
 	n := 1
 	if v, err := strictjson.Parse(m.Body, 0); err == nil {
 		if list := v.Get("clientEvents"); list != nil && list.Kind == strictjson.Array && len(list.Items) > 0 {
@@ -193,7 +193,7 @@ func (a *cardlyticsAdapter) BatchKey(m *queue.Message) (string, int) {
 // X-CDLX-Request-Id is the relay event id of the first message in the request: Cardlytics
 // echoes it as requestId, so a request can be traced to an event (and through it, the
 // request's other events are the batch's).
-func (a *cardlyticsAdapter) Deliver(ctx context.Context, batch []*queue.Message) []error {
+func (a *cardlyticsAdapter) Deliver(ctx context.Context, batch []*delivery.Message) []error {
 	out := make([]error, len(batch))
 	var (
 		customer string
@@ -246,27 +246,27 @@ func (a *cardlyticsAdapter) Deliver(ctx context.Context, batch []*queue.Message)
 // above all: header injection).
 func cardlyticsCheckCustomer(c string) error {
 	if c == "" || len(c) > cardlyticsMaxCustomerID || !visibleASCII(c) {
-		return Permanent(errCardlyticsCustomer)
+		return delivery.Permanent(errCardlyticsCustomer)
 	}
 	return nil
 }
 
 // clientEvents returns m's clientEvents, each with a clientEventId: the one sent, or one
 // derived from m.ID and the event's index (see cardlyticsEventIDSpace).
-func (a *cardlyticsAdapter) clientEvents(m *queue.Message) ([]strictjson.Value, error) {
+func (a *cardlyticsAdapter) clientEvents(m *delivery.Message) ([]strictjson.Value, error) {
 	v, err := strictjson.Parse(m.Body, 0)
 	if err != nil {
 		// strictjson messages give a byte offset and a reason, never the content.
-		return nil, Permanent(fmt.Errorf("%w: %v", errCardlyticsBody, err))
+		return nil, delivery.Permanent(fmt.Errorf("%w: %v", errCardlyticsBody, err))
 	}
 	list := v.Get("clientEvents")
 	if list == nil || list.Kind != strictjson.Array || len(list.Items) == 0 || len(list.Items) > cardlyticsMaxEvents {
-		return nil, Permanent(fmt.Errorf("%w: clientEvents must be an array of 1 to %d events", errCardlyticsBody, cardlyticsMaxEvents))
+		return nil, delivery.Permanent(fmt.Errorf("%w: clientEvents must be an array of 1 to %d events", errCardlyticsBody, cardlyticsMaxEvents))
 	}
 	for i := range list.Items {
 		ev := &list.Items[i]
 		if ev.Kind != strictjson.Object {
-			return nil, Permanent(fmt.Errorf("%w: clientEvents[%d] is not an object", errCardlyticsBody, i))
+			return nil, delivery.Permanent(fmt.Errorf("%w: clientEvents[%d] is not an object", errCardlyticsBody, i))
 		}
 		switch id := ev.Get("clientEventId"); {
 		case id != nil && id.Kind == strictjson.String && id.Str != "":
@@ -275,7 +275,7 @@ func (a *cardlyticsAdapter) clientEvents(m *queue.Message) ([]strictjson.Value, 
 			derived := uuid.NewSHA1(a.idSpace, []byte(m.ID+"/"+strconv.Itoa(i))).String()
 			ev.Set("clientEventId", strictjson.StringValue(derived))
 		default:
-			return nil, Permanent(fmt.Errorf("%w: clientEvents[%d].clientEventId is not a string", errCardlyticsBody, i))
+			return nil, delivery.Permanent(fmt.Errorf("%w: clientEvents[%d].clientEventId is not a string", errCardlyticsBody, i))
 		}
 	}
 	return list.Items, nil
@@ -311,7 +311,7 @@ func (a *cardlyticsAdapter) send(ctx context.Context, customer, requestID string
 	}
 	a.sessions.drop(customer, fresh)
 	a.log.Warn("clientEvent refused a fresh session token")
-	return &HTTPError{Status: 401, Message: "cardlytics clientEvent refused a fresh session token: check providers.cardlytics " +
+	return &delivery.HTTPError{Status: 401, Message: "cardlytics clientEvent refused a fresh session token: check providers.cardlytics " +
 		a.credentialHint()}
 }
 
@@ -344,7 +344,7 @@ func (a *cardlyticsAdapter) classify(reply *Reply, call string, tokens ...string
 	redacted := &Reply{Status: reply.Status, header: reply.header,
 		Body: []byte(a.redactor(tokens...).Replace(string(reply.Body)))}
 	err := Classify(redacted, a.now())
-	var h *HTTPError
+	var h *delivery.HTTPError
 	if errors.As(err, &h) {
 		h.Message = strings.TrimSuffix("cardlytics "+call+": "+h.Message, ": ")
 	}

@@ -24,8 +24,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/internal/testpki"
-	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Canary credentials: no error string may ever contain "canary".
@@ -178,8 +178,8 @@ func newCDLXAdapter(t *testing.T, f *fakeCDLX, edit ...func(*config.Cardlytics))
 	return a.(*cardlyticsAdapter)
 }
 
-func cdlxMsg(id, customer string, events ...string) *queue.Message {
-	return &queue.Message{ID: id, Provider: Cardlytics, Route: "cardlytics/client-events", CustomerID: customer,
+func cdlxMsg(id, customer string, events ...string) *delivery.Message {
+	return &delivery.Message{ID: id, Provider: Cardlytics, Route: "cardlytics/client-events", CustomerID: customer,
 		Body: []byte(`{"clientEvents":[` + strings.Join(events, ",") + `]}`), ReceivedAt: time.Now()}
 }
 
@@ -207,7 +207,7 @@ func cdlxJSONEqual(t *testing.T, what string, got []byte, want any) {
 }
 
 // cdlxDeliver delivers batch, checking that no error holds a credential.
-func cdlxDeliverAll(t *testing.T, a *cardlyticsAdapter, batch ...*queue.Message) []error {
+func cdlxDeliverAll(t *testing.T, a *cardlyticsAdapter, batch ...*delivery.Message) []error {
 	t.Helper()
 	res := a.Deliver(context.Background(), batch)
 	if len(res) != len(batch) {
@@ -222,7 +222,7 @@ func cdlxDeliverAll(t *testing.T, a *cardlyticsAdapter, batch ...*queue.Message)
 }
 
 // cdlxOK delivers m alone and fails the test unless it was delivered.
-func cdlxOK(t *testing.T, a *cardlyticsAdapter, m *queue.Message) {
+func cdlxOK(t *testing.T, a *cardlyticsAdapter, m *delivery.Message) {
 	t.Helper()
 	if err := cdlxDeliver(t, a, m); err != nil {
 		t.Fatalf("%s: %v", m.ID, err)
@@ -230,7 +230,7 @@ func cdlxOK(t *testing.T, a *cardlyticsAdapter, m *queue.Message) {
 }
 
 // cdlxDeliver delivers m alone.
-func cdlxDeliver(t *testing.T, a *cardlyticsAdapter, m *queue.Message) error {
+func cdlxDeliver(t *testing.T, a *cardlyticsAdapter, m *delivery.Message) error {
 	t.Helper()
 	return cdlxDeliverAll(t, a, m)[0]
 }
@@ -303,7 +303,7 @@ func TestCardlyticsMutualTLSRequired(t *testing.T) {
 	// The adapter without a certificate is refused too: retryable, nothing received.
 	a := newCDLXAdapter(t, f, func(c *config.Cardlytics) { c.TLSCertFile, c.TLSKeyFile = "", "" })
 	before, _ := f.counts()
-	if err := cdlxDeliver(t, a, cdlxMsg("evt-1", "cust-1", cdlxEvNoID)); err == nil || IsPermanent(err) {
+	if err := cdlxDeliver(t, a, cdlxMsg("evt-1", "cust-1", cdlxEvNoID)); err == nil || delivery.IsPermanent(err) {
 		t.Fatalf("Deliver without a client certificate: %v, want a retryable error", err)
 	}
 	if after, events := f.counts(); after != before || events != 0 {
@@ -396,7 +396,7 @@ func TestCardlytics401RenewsSessionOnce(t *testing.T) {
 			})
 			a := newCDLXAdapter(t, f)
 			err := cdlxDeliver(t, a, cdlxMsg("e1", "cust-1", cdlxEvNoID))
-			if tc.ok && err != nil || !tc.ok && (err == nil || IsPermanent(err) || StatusOf(err) != 401) {
+			if tc.ok && err != nil || !tc.ok && (err == nil || delivery.IsPermanent(err) || delivery.StatusOf(err) != 401) {
 				t.Fatalf("got %v, want delivered %v or else a retryable 401", err, tc.ok)
 			}
 			if s, e := f.counts(); s != 2 || e != 2 {
@@ -419,9 +419,9 @@ func TestCardlyticsBatching(t *testing.T) {
 	a := newCDLXAdapter(t, f)
 	m1 := cdlxMsg("m1", "cust-1", cdlxEvNoID, cdlxEvWithID)
 	m2 := cdlxMsg("m2", "cust-1", cdlxEvNoID)
-	bad := &queue.Message{ID: "m3", Route: "cardlytics/client-events", CustomerID: "cust-1", Body: []byte(`{"clientEvents":[`)}
+	bad := &delivery.Message{ID: "m3", Route: "cardlytics/client-events", CustomerID: "cust-1", Body: []byte(`{"clientEvents":[`)}
 	evil := cdlxMsg("m4", "cust-1\r\nX-Evil: 1", cdlxEvNoID)
-	for m, want := range map[*queue.Message]string{m1: "cust-1 2", m2: "cust-1 1", cdlxMsg("o", "cust-2", cdlxEvNoID): "cust-2 1",
+	for m, want := range map[*delivery.Message]string{m1: "cust-1 2", m2: "cust-1 1", cdlxMsg("o", "cust-2", cdlxEvNoID): "cust-2 1",
 		evil: " 1", cdlxMsg("long", strings.Repeat("c", cardlyticsMaxCustomerID+1), cdlxEvNoID): " 1"} {
 		if k, w := a.BatchKey(m); fmt.Sprint(k, " ", w) != want {
 			t.Errorf("BatchKey(%s) = %q, %d; want %q", m.ID, k, w, want)
@@ -435,10 +435,10 @@ func TestCardlyticsBatching(t *testing.T) {
 	if res[0] != nil || res[2] != nil {
 		t.Fatalf("results %v: want m1 and m2 delivered", res)
 	}
-	if !IsPermanent(res[1]) || !errors.Is(res[1], errCardlyticsBody) {
+	if !delivery.IsPermanent(res[1]) || !errors.Is(res[1], errCardlyticsBody) {
 		t.Errorf("unparseable body: %v, want Permanent errCardlyticsBody", res[1])
 	}
-	if !IsPermanent(res[3]) || !errors.Is(res[3], errCardlyticsCustomer) {
+	if !delivery.IsPermanent(res[3]) || !errors.Is(res[3], errCardlyticsCustomer) {
 		t.Errorf("customer id with CR LF: %v, want Permanent errCardlyticsCustomer", res[3])
 	}
 	evs := f.requests(cardlyticsEventsPath)
@@ -452,13 +452,13 @@ func TestCardlyticsBatching(t *testing.T) {
 
 	// A batch that breaks the contract: the other customer's event waits, unjudged.
 	if res := cdlxDeliverAll(t, a, m2, cdlxMsg("o", "cust-2", cdlxEvNoID)); res[0] != nil ||
-		!errors.Is(res[1], errCardlyticsBatch) || IsPermanent(res[1]) {
+		!errors.Is(res[1], errCardlyticsBatch) || delivery.IsPermanent(res[1]) {
 		t.Errorf("mixed customers: %v", res)
 	}
 	// One request's fate is every event's in it.
 	f.script(cardlyticsEventsPath, cdlxEcho(500))
 	for i, err := range cdlxDeliverAll(t, a, m1, m2) {
-		if err == nil || IsPermanent(err) || StatusOf(err) != 500 {
+		if err == nil || delivery.IsPermanent(err) || delivery.StatusOf(err) != 500 {
 			t.Errorf("event %d of a failed request: %v", i, err)
 		}
 	}
@@ -494,10 +494,10 @@ func TestCardlyticsFailures(t *testing.T) {
 			a := newCDLXAdapter(t, f)
 			for range 2 { // the same event, then its retry
 				err := cdlxDeliver(t, a, cdlxMsg("e", "cust-1", cdlxEvNoID))
-				if d, _ := RetryDelay(err); err == nil || StatusOf(err) != tc.status || IsPermanent(err) != tc.permanent ||
+				if d, _ := delivery.RetryDelay(err); err == nil || delivery.StatusOf(err) != tc.status || delivery.IsPermanent(err) != tc.permanent ||
 					d != tc.delay || !strings.Contains(err.Error(), tc.mention) {
 					t.Fatalf("got %v (permanent %v, delay %v), want status %d, permanent %v, delay %v, mentioning %q",
-						err, IsPermanent(err), d, tc.status, tc.permanent, tc.delay, tc.mention)
+						err, delivery.IsPermanent(err), d, tc.status, tc.permanent, tc.delay, tc.mention)
 				}
 			}
 			evs := f.requests(cardlyticsEventsPath)

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/internal/testpki"
-	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Cardlytics in the conformance suite: the same cfCheck as every other route, once per
@@ -57,8 +57,8 @@ func cfCardlyticsCases(t *testing.T) []cfCase {
 		s.StartTLS()
 		return s
 	}
-	build := func(auth string) func(string, time.Duration) Adapter {
-		return func(base string, timeout time.Duration) Adapter {
+	build := func(auth string) func(string, time.Duration) delivery.Adapter {
+		return func(base string, timeout time.Duration) delivery.Adapter {
 			a, err := newCardlyticsAdapter(&config.Cardlytics{Delivery: cfDelivery(base, timeout), Auth: auth,
 				ClientID: cfCardlyticsClientID, Secret: cfCardlyticsSecret, InstitutionID: "inst-42",
 				TLSCertFile: pki.ClientCertFile, TLSKeyFile: pki.ClientKeyFile, TLSCAFile: pki.CAFile}, nil)
@@ -74,7 +74,7 @@ func cfCardlyticsCases(t *testing.T) []cfCase {
 		ClientID: "id", Secret: "s", TLSCertFile: pki.ClientCertFile, TLSKeyFile: pki.ClientKeyFile, TLSCAFile: pki.CAFile}, nil); err != nil {
 		t.Fatalf("the test PKI does not load: %v", err)
 	}
-	msg := func() *queue.Message {
+	msg := func() *delivery.Message {
 		m := cfMsg(cfCardlyticsEventID, "cardlytics/client-events",
 			`{"clientEvents":[`+cfCardlyticsImpression+","+cfCardlyticsEnrollment+`]}`)()
 		// backendID's customer: the body is checked inbound as a backend sends it.

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 )
 
 // The conformance suite: every outbound adapter, one table entry per route, against a fake
@@ -132,13 +132,13 @@ func (f *cfFake) got() []cfHit {
 type cfCase struct {
 	name string
 	// build returns the adapter under test with the route's upstream at base.
-	build func(base string, timeout time.Duration) Adapter
+	build func(base string, timeout time.Duration) delivery.Adapter
 	// serve starts the fake (nil: httptest.NewServer; a TLS provider passes its own), aux
 	// answers auxiliary paths (session starts).
 	serve func(http.Handler) *httptest.Server
 	aux   map[string]cfReply
 	// msg is the stored event, built from the provider's documented example body.
-	msg func() *queue.Message
+	msg func() *delivery.Message
 	// The exact request: path, headers beyond Content-Type, body (compared as JSON).
 	wantPath   string
 	wantHeader map[string]string
@@ -162,9 +162,9 @@ var cfPermanent = map[int]bool{400: true, 401: false, 402: true, 403: true, 404:
 // (canonical form, as net/http reports them).
 var cfHeadersAllowed = []string{"Content-Type", "Content-Length", "User-Agent", "Accept-Encoding", "Connection"}
 
-func cfMsg(id, route, body string) func() *queue.Message {
-	return func() *queue.Message {
-		return &queue.Message{ID: id, Route: route, Body: []byte(body), Source: "conformance"}
+func cfMsg(id, route, body string) func() *delivery.Message {
+	return func() *delivery.Message {
+		return &delivery.Message{ID: id, Route: route, Body: []byte(body), Source: "conformance"}
 	}
 }
 
@@ -172,20 +172,20 @@ func cfDelivery(base string, timeout time.Duration) config.Delivery {
 	return config.Delivery{BaseURL: base, Workers: 2, Timeout: timeout}
 }
 
-func cfBrevo(base, tracker string, timeout time.Duration, batch bool) Adapter {
+func cfBrevo(base, tracker string, timeout time.Duration, batch bool) delivery.Adapter {
 	return newBrevoAdapter(&config.Brevo{Delivery: cfDelivery(base, timeout), APIKey: cfBrevoKey,
 		MAKey: cfBrevoMAKey, TrackerURL: tracker, Batch: batch})
 }
 
 func cfCases() []cfCase {
-	linkrunner := func(base string, timeout time.Duration) Adapter {
+	linkrunner := func(base string, timeout time.Duration) delivery.Adapter {
 		return newLinkrunnerAdapter(&config.Linkrunner{Delivery: cfDelivery(base, timeout), ServerKey: cfLinkrunnerKey})
 	}
-	ens := func(base string, timeout time.Duration) Adapter {
+	ens := func(base string, timeout time.Duration) delivery.Adapter {
 		return newENSAdapter(&config.ENS{Delivery: cfDelivery(base, timeout), APIKey: cfENSKey})
 	}
-	withEnv := func(f func() *queue.Message, country, ua string) func() *queue.Message {
-		return func() *queue.Message { m := f(); m.Country, m.UserAgent = country, ua; return m }
+	withEnv := func(f func() *delivery.Message, country, ua string) func() *delivery.Message {
+		return func() *delivery.Message { m := f(); m.Country, m.UserAgent = country, ua; return m }
 	}
 	const (
 		iPhone  = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
@@ -223,24 +223,24 @@ func cfCases() []cfCase {
 		wantHeader: map[string]string{"Authorization": "Bearer " + cfENSKey},
 		secrets:    []string{cfENSKey}, success: []int{200},
 	}, {
-		name: "brevo/events", build: func(b string, d time.Duration) Adapter { return cfBrevo(b, cfNowhere, d, false) },
+		name: "brevo/events", build: func(b string, d time.Duration) delivery.Adapter { return cfBrevo(b, cfNowhere, d, false) },
 		msg:      cfMsg("evt-bv-1", "brevo/events", cfBrevoEvent),
 		wantPath: "/v3/events", wantBody: cfBrevoEvent, wantHeader: map[string]string{"api-key": cfBrevoKey},
 		secrets: brevoSecrets, success: []int{204, 200}, rateHeader: brevoResetHeader,
 	}, {
-		name: "brevo/events (batch)", build: func(b string, d time.Duration) Adapter { return cfBrevo(b, cfNowhere, d, true) },
+		name: "brevo/events (batch)", build: func(b string, d time.Duration) delivery.Adapter { return cfBrevo(b, cfNowhere, d, true) },
 		msg:      cfMsg("evt-bv-2", "brevo/events", cfBrevoEvent),
 		wantPath: "/v3/events/batch", wantBody: `{"events":[` + cfBrevoEvent + `]}`,
 		wantHeader: map[string]string{"api-key": cfBrevoKey},
 		secrets:    brevoSecrets, success: []int{202}, rateHeader: brevoResetHeader,
 	}, {
 		name:     "brevo/track-event", // Batching never applies to trackEvent.
-		build:    func(b string, d time.Duration) Adapter { return cfBrevo(cfNowhere, b, d, true) },
+		build:    func(b string, d time.Duration) delivery.Adapter { return cfBrevo(cfNowhere, b, d, true) },
 		msg:      cfMsg("evt-bv-3", "brevo/track-event", cfBrevoTrack),
 		wantPath: "/api/v2/trackEvent", wantBody: cfBrevoTrack, wantHeader: map[string]string{"ma-key": cfBrevoMAKey},
 		secrets: brevoSecrets, success: []int{204}, rateHeader: brevoResetHeader,
 	}, {
-		name: "bannerflex/banner-events", build: func(base string, timeout time.Duration) Adapter {
+		name: "bannerflex/banner-events", build: func(base string, timeout time.Duration) delivery.Adapter {
 			return newBannerFlexAdapter(&config.BannerFlex{Delivery: cfDelivery(base, timeout)})
 		},
 		msg:      cfMsg("evt-bf-1", "bannerflex/banner-events", cfBannerFlex),
@@ -249,9 +249,9 @@ func cfCases() []cfCase {
 }
 
 // cfDeliver delivers the one event m and returns its result.
-func cfDeliver(t *testing.T, a Adapter, m *queue.Message) error {
+func cfDeliver(t *testing.T, a delivery.Adapter, m *delivery.Message) error {
 	t.Helper()
-	if res := a.Deliver(context.Background(), []*queue.Message{m}); len(res) == 1 {
+	if res := a.Deliver(context.Background(), []*delivery.Message{m}); len(res) == 1 {
 		return res[0]
 	}
 	t.Fatal("Deliver did not return one result for one event")
@@ -281,9 +281,9 @@ func cfNoSecret(t *testing.T, s string, secrets []string, allowed string) {
 // cfExpect checks err's class and status.
 func cfExpect(t *testing.T, err error, permanent bool, status int) {
 	t.Helper()
-	if err == nil || IsPermanent(err) != permanent || StatusOf(err) != status {
+	if err == nil || delivery.IsPermanent(err) != permanent || delivery.StatusOf(err) != status {
 		t.Fatalf("got %v (permanent %v, status %d), want permanent %v, status %d",
-			err, IsPermanent(err), StatusOf(err), permanent, status)
+			err, delivery.IsPermanent(err), delivery.StatusOf(err), permanent, status)
 	}
 }
 
@@ -357,7 +357,7 @@ func cfCheck(t *testing.T, c cfCase, ops map[string]*Op) {
 		t.Run(fmt.Sprintf("status %d", code), func(t *testing.T) {
 			_, _, err := run(t, cfReply{status: code, body: `{"code":"x","message":"refused"}`})
 			cfExpect(t, err, perm, code)
-			if _, ok := RetryDelay(err); ok {
+			if _, ok := delivery.RetryDelay(err); ok {
 				t.Errorf("RetryDelay set without a header: %v", err)
 			}
 		})
@@ -375,7 +375,7 @@ func cfCheck(t *testing.T, c cfCase, ops map[string]*Op) {
 		t.Run(fmt.Sprintf("429 %s: %s", tc.header, tc.value), func(t *testing.T) {
 			_, _, err := run(t, cfReply{status: 429, header: map[string]string{tc.header: tc.value}})
 			cfExpect(t, err, false, 429)
-			if d, ok := RetryDelay(err); !ok || d < tc.lo || d > tc.hi {
+			if d, ok := delivery.RetryDelay(err); !ok || d < tc.lo || d > tc.hi {
 				t.Errorf("RetryDelay = %v, %v; want %v-%v", d, ok, tc.lo, tc.hi)
 			}
 		})
@@ -443,8 +443,8 @@ func cfCheck(t *testing.T, c cfCase, ops map[string]*Op) {
 		}
 		// Two events for a one-event request: refused, not Permanent (a relay bug).
 		if key, _ := a.BatchKey(c.msg()); key == "" {
-			res := a.Deliver(context.Background(), []*queue.Message{c.msg(), c.msg()})
-			if len(res) != 2 || res[0] == nil || res[1] == nil || IsPermanent(res[0]) {
+			res := a.Deliver(context.Background(), []*delivery.Message{c.msg(), c.msg()})
+			if len(res) != 2 || res[0] == nil || res[1] == nil || delivery.IsPermanent(res[0]) {
 				t.Errorf("two events for a one-event request: %v", res)
 			}
 		}
@@ -455,8 +455,8 @@ func cfCheck(t *testing.T, c cfCase, ops map[string]*Op) {
 }
 
 // cfBatch returns n Brevo v3 events, the i-th with event_name "e<i>".
-func cfBatch(n int) []*queue.Message {
-	out := make([]*queue.Message, n)
+func cfBatch(n int) []*delivery.Message {
+	out := make([]*delivery.Message, n)
 	for i := range out {
 		out[i] = cfMsg(fmt.Sprintf("evt-%d", i), "brevo/events",
 			fmt.Sprintf(`{"event_name":"e%d","identifiers":{"email_id":"u%d@example.com"}}`, i, i))()
@@ -494,8 +494,8 @@ func TestBrevoBatchRequest(t *testing.T) {
 		t.Errorf("batch key %q for trackEvent, %q without batch: true", k1, k2)
 	}
 	// Batches the forwarder must never build are refused without a request.
-	for _, b := range [][]*queue.Message{cfBatch(101), append(cfBatch(2), track), append(cfBatch(99), heavy)} {
-		if res := a.Deliver(context.Background(), b); slices.ContainsFunc(res, func(e error) bool { return e == nil || IsPermanent(e) }) {
+	for _, b := range [][]*delivery.Message{cfBatch(101), append(cfBatch(2), track), append(cfBatch(99), heavy)} {
+		if res := a.Deliver(context.Background(), b); slices.ContainsFunc(res, func(e error) bool { return e == nil || delivery.IsPermanent(e) }) {
 			t.Errorf("batch of %d: %v", len(b), res)
 		}
 	}
@@ -537,16 +537,16 @@ func TestBrevoBatchReplies(t *testing.T) {
 			batch[2].Body = []byte(`{"event_name":`)
 			res := cfBrevo(f.URL(), cfNowhere, cfTimeout, true).Deliver(context.Background(), batch)
 			for i, err := range res {
-				got := map[bool]string{true: "p", false: "r"}[IsPermanent(err)]
+				got := map[bool]string{true: "p", false: "r"}[delivery.IsPermanent(err)]
 				if err == nil {
 					got = "d"
 				}
-				if got != tc.want[i:i+1] || i != 2 && err != nil && StatusOf(err) != tc.status {
-					t.Errorf("event %d: %s, status %d (%v); want %s, %d", i, got, StatusOf(err), err, tc.want[i:i+1], tc.status)
+				if got != tc.want[i:i+1] || i != 2 && err != nil && delivery.StatusOf(err) != tc.status {
+					t.Errorf("event %d: %s, status %d (%v); want %s, %d", i, got, delivery.StatusOf(err), err, tc.want[i:i+1], tc.status)
 				}
 				cfNoSecret(t, fmt.Sprint(err), []string{cfBrevoKey, cfBrevoMAKey}, "")
 			}
-			if d, ok := RetryDelay(res[0]); tc.status == 429 && d != 3*time.Second {
+			if d, ok := delivery.RetryDelay(res[0]); tc.status == 429 && d != 3*time.Second {
 				t.Errorf("RetryDelay = %v, %v", d, ok)
 			}
 			var sent struct{ Events []json.RawMessage }
@@ -560,7 +560,7 @@ func TestBrevoBatchReplies(t *testing.T) {
 func TestBrevoMissingKey(t *testing.T) {
 	f := newCFFake(t, nil, nil)
 	a := newBrevoAdapter(&config.Brevo{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfBrevoKey, TrackerURL: f.URL()})
-	if err := cfDeliver(t, a, cfMsg("t", "brevo/track-event", cfBrevoTrack)()); !errors.Is(err, errNoKey) || IsPermanent(err) || len(f.got()) != 0 {
+	if err := cfDeliver(t, a, cfMsg("t", "brevo/track-event", cfBrevoTrack)()); !errors.Is(err, errNoKey) || delivery.IsPermanent(err) || len(f.got()) != 0 {
 		t.Errorf("trackEvent without ma_key: %v after %d requests, want a retryable config fault, no request", err, len(f.got()))
 	}
 }
@@ -585,7 +585,7 @@ func TestFilledFields(t *testing.T) {
 		{"ens/click", ens, "", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 Version/17.4 Safari/605.1.15", dev("desktop")},
 	} {
 		f := newCFFake(t, nil, nil)
-		var a Adapter = newLinkrunnerAdapter(&config.Linkrunner{Delivery: cfDelivery(f.URL(), cfTimeout), ServerKey: cfLinkrunnerKey})
+		var a delivery.Adapter = newLinkrunnerAdapter(&config.Linkrunner{Delivery: cfDelivery(f.URL(), cfTimeout), ServerKey: cfLinkrunnerKey})
 		if strings.HasPrefix(tc.route, "ens/") {
 			a = newENSAdapter(&config.ENS{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfENSKey})
 		}

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
 
@@ -22,10 +22,10 @@ type ensAdapter struct {
 	t    *Transport
 }
 
-var _ Adapter = (*ensAdapter)(nil)
+var _ delivery.Adapter = (*ensAdapter)(nil)
 
 // newENSAdapter builds the ENS adapter from its config section.
-func newENSAdapter(cfg *config.ENS) Adapter {
+func newENSAdapter(cfg *config.ENS) delivery.Adapter {
 	return &ensAdapter{
 		base: cfg.BaseURL,
 		auth: "Bearer " + cfg.APIKey,
@@ -37,11 +37,11 @@ func newENSAdapter(cfg *config.ENS) Adapter {
 func (a *ensAdapter) Provider() string { return ENS }
 
 // Deliver sends the one event of batch.
-func (a *ensAdapter) Deliver(ctx context.Context, batch []*queue.Message) []error {
-	return deliverEach(batch, func(m *queue.Message) error { return a.deliver(ctx, m) })
+func (a *ensAdapter) Deliver(ctx context.Context, batch []*delivery.Message) []error {
+	return deliverEach(batch, func(m *delivery.Message) error { return a.deliver(ctx, m) })
 }
 
-func (a *ensAdapter) deliver(ctx context.Context, m *queue.Message) error {
+func (a *ensAdapter) deliver(ctx context.Context, m *delivery.Message) error {
 	var path string
 	switch m.Route {
 	case "ens/impression":

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/eventrelay/relay/delivery"
 )
 
 // FuzzParseRetryAfter feeds arbitrary Retry-After (and x-sib-ratelimit-reset) values, at
@@ -38,8 +40,8 @@ func FuzzParseRetryAfter(f *testing.F) {
 		}
 		for _, status := range []int{429, 503} {
 			err := Classify(outReply(status, "slow down", "Retry-After", v), at)
-			got, set := RetryDelay(err)
-			if err == nil || IsPermanent(err) || StatusOf(err) != status || set != ok || got != d {
+			got, set := delivery.RetryDelay(err)
+			if err == nil || delivery.IsPermanent(err) || delivery.StatusOf(err) != status || set != ok || got != d {
 				t.Fatalf("Classify(%d, Retry-After %q) = %v (delay %v, %v); want retryable %d with delay %v, %v",
 					status, v, err, got, set, status, d, ok)
 			}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 )
 
 // Header injection from stored events, checked on the wire: a fake upstream on
@@ -188,42 +188,44 @@ func injBodyOK(t *testing.T, body []byte) map[string]any {
 var injBase = []string{"Host", "Content-Type", "Content-Length", "User-Agent"}
 
 func TestNoHeaderInjectionFromStoredEvents(t *testing.T) {
-	delivery := func(base string) config.Delivery {
+	settings := func(base string) config.Delivery {
 		return config.Delivery{BaseURL: base, Workers: 1, Timeout: 2 * time.Second}
 	}
 	const ensKey, lrKey, brevoKey = "ens-inj-canary-0001", "lr-inj-canary-0002", "xkeysib-inj-canary-0003"
 	cases := []struct {
 		name   string
-		build  func(base string) Adapter
-		msg    *queue.Message
+		build  func(base string) delivery.Adapter
+		msg    *delivery.Message
 		header string // the adapter's own header
 		value  string
 		// find returns the hostile string as delivered.
 		find func(body map[string]any) any
 	}{{
-		name:  "ens/click",
-		build: func(b string) Adapter { return newENSAdapter(&config.ENS{Delivery: delivery(b), APIKey: ensKey}) },
+		name: "ens/click",
+		build: func(b string) delivery.Adapter {
+			return newENSAdapter(&config.ENS{Delivery: settings(b), APIKey: ensKey})
+		},
 		// Country and User-Agent are filled upstream from the event's metadata: hostile
 		// ones must not get through either.
-		msg: &queue.Message{ID: "evt-inj-1", Route: "ens/click", Country: "US\r\nX-Evil: 1",
+		msg: &delivery.Message{ID: "evt-inj-1", Route: "ens/click", Country: "US\r\nX-Evil: 1",
 			UserAgent: "Mozilla/5.0 (iPhone)\r\nX-Evil: 1", Body: []byte(`{"campaignId":1,"placement":"` + injHostile + `"}`)},
 		header: "Authorization", value: "Bearer " + ensKey,
 		find: func(b map[string]any) any { return b["placement"] },
 	}, {
 		name: "linkrunner/capture-payment",
-		build: func(b string) Adapter {
-			return newLinkrunnerAdapter(&config.Linkrunner{Delivery: delivery(b), ServerKey: lrKey})
+		build: func(b string) delivery.Adapter {
+			return newLinkrunnerAdapter(&config.Linkrunner{Delivery: settings(b), ServerKey: lrKey})
 		},
-		msg: &queue.Message{ID: "evt-inj-2", Route: "linkrunner/capture-payment",
+		msg: &delivery.Message{ID: "evt-inj-2", Route: "linkrunner/capture-payment",
 			Body: []byte(`{"user_id":"` + injHostile + `","amount":1,"type":"FIRST_PAYMENT","status":"PAYMENT_COMPLETED"}`)},
 		header: "linkrunner-key", value: lrKey,
 		find: func(b map[string]any) any { return b["user_id"] },
 	}, {
 		name: "brevo/events",
-		build: func(b string) Adapter {
-			return newBrevoAdapter(&config.Brevo{Delivery: delivery(b), APIKey: brevoKey, MAKey: "ma-inj-canary-0004", TrackerURL: "http://127.0.0.1:9"})
+		build: func(b string) delivery.Adapter {
+			return newBrevoAdapter(&config.Brevo{Delivery: settings(b), APIKey: brevoKey, MAKey: "ma-inj-canary-0004", TrackerURL: "http://127.0.0.1:9"})
 		},
-		msg: &queue.Message{ID: "evt-inj-3", Route: "brevo/events",
+		msg: &delivery.Message{ID: "evt-inj-3", Route: "brevo/events",
 			Body: []byte(`{"event_name":"e","identifiers":{"email_id":"jane@example.com"},"event_properties":{"note":"` + injHostile + `"}}`)},
 		header: "api-key", value: brevoKey,
 		find: func(b map[string]any) any { return b["event_properties"].(map[string]any)["note"] },
@@ -231,7 +233,7 @@ func TestNoHeaderInjectionFromStoredEvents(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newInjFake(t, nil)
-			res := c.build(f.URL()).Deliver(context.Background(), []*queue.Message{c.msg})
+			res := c.build(f.URL()).Deliver(context.Background(), []*delivery.Message{c.msg})
 			if len(res) != 1 || res[0] != nil {
 				t.Fatalf("Deliver: %v", res)
 			}
@@ -269,12 +271,12 @@ func TestNoHeaderInjectionCardlytics(t *testing.T) {
 	}
 	event := `{"clientEventType":"AdImpression","clientEvent":"AdViewableImpression","clientEventTimestamp":"2023-03-11T08:00:00Z",` +
 		`"clientEventMetadata":{"serveToken":"t","section":"` + injHostile + `","channel":"OLB"}}`
-	msg := func(id, customer string) *queue.Message {
-		return &queue.Message{ID: id, Provider: Cardlytics, Route: cardlyticsRoute, CustomerID: customer,
+	msg := func(id, customer string) *delivery.Message {
+		return &delivery.Message{ID: id, Provider: Cardlytics, Route: cardlyticsRoute, CustomerID: customer,
 			Body: []byte(`{"clientEvents":[` + event + `]}`)}
 	}
-	deliver := func(m *queue.Message) error {
-		res := a.Deliver(context.Background(), []*queue.Message{m})
+	deliver := func(m *delivery.Message) error {
+		res := a.Deliver(context.Background(), []*delivery.Message{m})
 		if len(res) != 1 {
 			t.Fatalf("%d results for one event", len(res))
 		}
@@ -288,7 +290,7 @@ func TestNoHeaderInjectionCardlytics(t *testing.T) {
 	// session start included.
 	for _, customer := range []string{"cust-1\r\nX-Evil: 1", "cust-1\r", "cust-1\n", "cust-1\x00", "cust-1\t", "cust-1\x7f",
 		" cust-1", "cust 1", "cust-\u00e9", ""} {
-		if err := deliver(msg("evt-c", customer)); !IsPermanent(err) || !errors.Is(err, errCardlyticsCustomer) {
+		if err := deliver(msg("evt-c", customer)); !delivery.IsPermanent(err) || !errors.Is(err, errCardlyticsCustomer) {
 			t.Errorf("customer %q: %v, want Permanent %v", customer, err, errCardlyticsCustomer)
 		}
 	}
@@ -301,7 +303,7 @@ func TestNoHeaderInjectionCardlytics(t *testing.T) {
 
 	// An event id (it travels as X-CDLX-Request-Id) with a control character never reaches
 	// the events endpoint, and is final.
-	if err := deliver(msg("evt-1\r\nX-Evil: 1", "cust-1")); !IsPermanent(err) || !errors.Is(err, errHeaderValue) {
+	if err := deliver(msg("evt-1\r\nX-Evil: 1", "cust-1")); !delivery.IsPermanent(err) || !errors.Is(err, errHeaderValue) {
 		t.Errorf("event id with CR LF: %v, want Permanent %v", err, errHeaderValue)
 	}
 	for _, r := range f.got() {
@@ -349,7 +351,7 @@ func TestTransportRefusesControlCharactersInHeaders(t *testing.T) {
 	tr := NewTransport(TransportOptions{Timeout: 2 * time.Second, MaxConns: 1})
 	for _, v := range []string{"a\r\nX-Evil: 1", "a\rb", "a\nb", "a\x00b", "a\x7fb", "a\x1bb", "a\tb", "\r\n"} {
 		_, err := tr.Do(context.Background(), &Request{URL: f.URL() + "/x", Header: []Header{{Name: "X-Value", Value: v}}, Body: []byte(`{}`)})
-		if !IsPermanent(err) || !errors.Is(err, errHeaderValue) {
+		if !delivery.IsPermanent(err) || !errors.Is(err, errHeaderValue) {
 			t.Errorf("header value %q: %v, want Permanent %v", v, err, errHeaderValue)
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
 
@@ -24,10 +24,10 @@ type linkrunnerAdapter struct {
 	t    *Transport
 }
 
-var _ Adapter = (*linkrunnerAdapter)(nil)
+var _ delivery.Adapter = (*linkrunnerAdapter)(nil)
 
 // newLinkrunnerAdapter builds the Linkrunner adapter from its config section.
-func newLinkrunnerAdapter(cfg *config.Linkrunner) Adapter {
+func newLinkrunnerAdapter(cfg *config.Linkrunner) delivery.Adapter {
 	return &linkrunnerAdapter{
 		base: cfg.BaseURL,
 		key:  cfg.ServerKey,
@@ -39,11 +39,11 @@ func newLinkrunnerAdapter(cfg *config.Linkrunner) Adapter {
 func (a *linkrunnerAdapter) Provider() string { return Linkrunner }
 
 // Deliver sends the one event of batch.
-func (a *linkrunnerAdapter) Deliver(ctx context.Context, batch []*queue.Message) []error {
-	return deliverEach(batch, func(m *queue.Message) error { return a.deliver(ctx, m) })
+func (a *linkrunnerAdapter) Deliver(ctx context.Context, batch []*delivery.Message) []error {
+	return deliverEach(batch, func(m *delivery.Message) error { return a.deliver(ctx, m) })
 }
 
-func (a *linkrunnerAdapter) deliver(ctx context.Context, m *queue.Message) error {
+func (a *linkrunnerAdapter) deliver(ctx context.Context, m *delivery.Message) error {
 	var path string
 	switch m.Route {
 	case "linkrunner/capture-event":

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/eventrelay/relay/delivery"
 )
 
 func TestParseRetryAfter(t *testing.T) {
@@ -66,7 +68,7 @@ func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		r     *Reply
 		want  string
-		delay time.Duration // > 0: want RetryDelay
+		delay time.Duration // > 0: want delivery.RetryDelay
 	}{
 		{outReply(200, `{"ok":true}`), ok, 0},
 		{outReply(201, ``), ok, 0},
@@ -100,7 +102,7 @@ func TestClassify(t *testing.T) {
 		err := Classify(tc.r, now)
 		got := ok
 		switch {
-		case IsPermanent(err):
+		case delivery.IsPermanent(err):
 			got = perm
 		case err != nil:
 			got = retr
@@ -109,10 +111,10 @@ func TestClassify(t *testing.T) {
 			t.Errorf("%s: %s (%v), want %s", name, got, err, tc.want)
 			continue
 		}
-		if err != nil && StatusOf(err) != tc.r.Status {
-			t.Errorf("%s: StatusOf = %d", name, StatusOf(err))
+		if err != nil && delivery.StatusOf(err) != tc.r.Status {
+			t.Errorf("%s: StatusOf = %d", name, delivery.StatusOf(err))
 		}
-		if d, has := RetryDelay(err); has != (tc.delay > 0) || d != tc.delay {
+		if d, has := delivery.RetryDelay(err); has != (tc.delay > 0) || d != tc.delay {
 			t.Errorf("%s: RetryDelay = %v, %v; want %v", name, d, has, tc.delay)
 		}
 	}
@@ -126,23 +128,23 @@ func TestClassify(t *testing.T) {
 }
 
 func TestOutcomeWrapping(t *testing.T) {
-	if Permanent(nil) != nil || RetryAfter(time.Second, nil) != nil {
+	if delivery.Permanent(nil) != nil || delivery.RetryAfter(time.Second, nil) != nil {
 		t.Error("wrapping nil must stay nil")
 	}
-	base := &HTTPError{Status: 503}
-	err := fmt.Errorf("attempt: %w", RetryAfter(2*time.Second, base))
-	if d, ok := RetryDelay(err); !ok || d != 2*time.Second || StatusOf(err) != 503 || IsPermanent(err) {
-		t.Errorf("wrapped RetryAfter: %v, %v, %d, %v", d, ok, StatusOf(err), IsPermanent(err))
+	base := &delivery.HTTPError{Status: 503}
+	err := fmt.Errorf("attempt: %w", delivery.RetryAfter(2*time.Second, base))
+	if d, ok := delivery.RetryDelay(err); !ok || d != 2*time.Second || delivery.StatusOf(err) != 503 || delivery.IsPermanent(err) {
+		t.Errorf("wrapped RetryAfter: %v, %v, %d, %v", d, ok, delivery.StatusOf(err), delivery.IsPermanent(err))
 	}
-	err = fmt.Errorf("event e1: %w", Permanent(&HTTPError{Status: 400, Message: "bad"}))
-	var h *HTTPError
-	if !IsPermanent(err) || StatusOf(err) != 400 || !errors.As(err, &h) || h.Message != "bad" {
+	err = fmt.Errorf("event e1: %w", delivery.Permanent(&delivery.HTTPError{Status: 400, Message: "bad"}))
+	var h *delivery.HTTPError
+	if !delivery.IsPermanent(err) || delivery.StatusOf(err) != 400 || !errors.As(err, &h) || h.Message != "bad" {
 		t.Errorf("wrapped Permanent: %v", err)
 	}
-	if StatusOf(errors.New("connect: refused")) != 0 || StatusOf(nil) != 0 || IsPermanent(nil) {
+	if delivery.StatusOf(errors.New("connect: refused")) != 0 || delivery.StatusOf(nil) != 0 || delivery.IsPermanent(nil) {
 		t.Error("no reply: StatusOf must be 0, nil not permanent")
 	}
-	if s := (&HTTPError{Status: 502}).Error(); s != "HTTP 502" {
+	if s := (&delivery.HTTPError{Status: 502}).Error(); s != "HTTP 502" {
 		t.Errorf("HTTPError without message: %q", s)
 	}
 }

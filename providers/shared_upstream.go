@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
 
@@ -34,7 +34,7 @@ var (
 type unbatched struct{}
 
 // BatchKey returns "": the event is always sent alone.
-func (unbatched) BatchKey(*queue.Message) (string, int) { return "", 1 }
+func (unbatched) BatchKey(*delivery.Message) (string, int) { return "", 1 }
 
 // MaxBatchWeight returns 1: one event per request.
 func (unbatched) MaxBatchWeight() int { return 1 }
@@ -48,7 +48,7 @@ func deliveryTransport(d config.Delivery, secrets ...string) *Transport {
 // deliverEach is Deliver for adapters that send one event per request: batch must hold
 // exactly one event (the forwarder guarantees it for BatchKey ""; anything else is
 // refused without a request).
-func deliverEach(batch []*queue.Message, send func(m *queue.Message) error) []error {
+func deliverEach(batch []*delivery.Message, send func(m *delivery.Message) error) []error {
 	if len(batch) != 1 {
 		return results(len(batch), fmt.Errorf("%w: %d events for a one-event request", errBatchShape, len(batch)))
 	}
@@ -58,13 +58,13 @@ func deliverEach(batch []*queue.Message, send func(m *queue.Message) error) []er
 // parseBody parses the stored body of m, which must be a JSON object. A body that does
 // not parse was damaged after ingest validated it: retrying cannot repair it, so the
 // error is Permanent.
-func parseBody(m *queue.Message) (strictjson.Value, error) {
+func parseBody(m *delivery.Message) (strictjson.Value, error) {
 	v, err := strictjson.Parse(m.Body, 0)
 	if err != nil {
-		return strictjson.Value{}, Permanent(fmt.Errorf("event %s: %w: %w", m.ID, errCorruptBody, err))
+		return strictjson.Value{}, delivery.Permanent(fmt.Errorf("event %s: %w: %w", m.ID, errCorruptBody, err))
 	}
 	if v.Kind != strictjson.Object {
-		return strictjson.Value{}, Permanent(fmt.Errorf("event %s: %w: it is a %s", m.ID, errCorruptBody, v.Kind))
+		return strictjson.Value{}, delivery.Permanent(fmt.Errorf("event %s: %w: it is a %s", m.ID, errCorruptBody, v.Kind))
 	}
 	return v, nil
 }
@@ -77,8 +77,8 @@ func absent(v *strictjson.Value, key string) bool {
 }
 
 // unknownRoute is the Permanent error of an event whose route the adapter does not serve.
-func unknownRoute(m *queue.Message) error {
-	return Permanent(fmt.Errorf("event %s: %w: %q", m.ID, errUnknownRoute, m.Route))
+func unknownRoute(m *delivery.Message) error {
+	return delivery.Permanent(fmt.Errorf("event %s: %w: %q", m.ID, errUnknownRoute, m.Route))
 }
 
 // roundTrip makes one attempt and reads it: an attempt that got no reply (connect error,

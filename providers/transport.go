@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/eventrelay/relay/delivery"
 )
 
 // MaxReplyBytes caps how much of an upstream reply body is read: a reply is only ever
@@ -151,7 +153,7 @@ func (t *Transport) Do(ctx context.Context, r *Request) (*Reply, error) {
 	req.Header.SetContentType("application/json")
 	for _, h := range r.Header {
 		if strings.ContainsFunc(h.Value, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
-			return nil, Permanent(fmt.Errorf("%s: %w", h.Name, errHeaderValue))
+			return nil, delivery.Permanent(fmt.Errorf("%s: %w", h.Name, errHeaderValue))
 		}
 		req.Header.Set(h.Name, h.Value)
 	}

@@ -17,9 +17,9 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
 
+	"github.com/eventrelay/relay/internal/redistest"
 	"github.com/eventrelay/relay/relay/admin"
 	"github.com/eventrelay/relay/relay/queue"
-	"github.com/eventrelay/relay/relay/redistest"
 )
 
 const cliToken = "cli-admin-token-0123456789abcdef"

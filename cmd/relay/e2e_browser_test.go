@@ -19,7 +19,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/eventrelay/relay/relay/redistest"
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 const (

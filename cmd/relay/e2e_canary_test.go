@@ -13,7 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventrelay/relay/relay/redistest"
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 // Every secret of the config is a unique canary. The test drives successes and every

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventrelay/relay/relay/redistest"
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 const (

@@ -19,9 +19,9 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/eventrelay/relay/internal/redistest"
 	"github.com/eventrelay/relay/relay/admin"
 	"github.com/eventrelay/relay/relay/queue"
-	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // fxToken is the admin token of every fixture.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventrelay/relay/internal/redistest"
 	"github.com/eventrelay/relay/relay/queue"
-	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // ackScript acks only what is still pending under the owner, both from its one range

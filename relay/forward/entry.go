@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/relay/queue"
 )
 
@@ -33,7 +34,7 @@ type entry struct {
 	values map[string]any
 	// took is when it was read or claimed: its idle time in the pending list began then.
 	took     time.Time
-	msg      queue.Message
+	msg      delivery.Message
 	attempts int
 	// bad is set when the entry cannot be delivered at all (trimmed or malformed).
 	bad    error

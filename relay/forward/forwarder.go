@@ -16,23 +16,13 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/relay/queue"
 )
 
-// Adapter is what a Forwarder needs of a provider.
-type Adapter interface {
-	Provider() string
-	BatchKey(m *queue.Message) (key string, weight int)
-	MaxBatchWeight() int
-	Deliver(ctx context.Context, batch []*queue.Message) []error
-}
-
-var _ Adapter = providers.Adapter(nil)
-
 // Options are what New needs. Zero tunables take the defaults given.
 type Options struct {
-	Adapter  Adapter
+	Adapter  delivery.Adapter
 	Delivery config.Delivery
 	Client   redis.UniversalClient
 	Keys     queue.Keys

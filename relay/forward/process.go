@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/eventrelay/relay/providers"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/relay/queue"
 )
 
@@ -40,7 +40,7 @@ func (f *Forwarder) batches(entries []*entry) [][]*entry {
 func (f *Forwarder) attempt(batch []*entry) []error {
 	ctx, cancel := context.WithTimeout(f.attempts, f.o.Delivery.Timeout)
 	defer cancel()
-	msgs := make([]*queue.Message, len(batch))
+	msgs := make([]*delivery.Message, len(batch))
 	for i, e := range batch {
 		msgs[i] = &e.msg
 	}
@@ -58,7 +58,7 @@ func (f *Forwarder) attempt(batch []*entry) []error {
 		}
 	}
 	for _, err := range results {
-		if d, ok := providers.RetryDelay(err); ok {
+		if d, ok := delivery.RetryDelay(err); ok {
 			f.pause(d)
 			break
 		}
@@ -71,7 +71,7 @@ func (f *Forwarder) attempt(batch []*entry) []error {
 // the event proves the upstream healthy.
 func breakerVerdict(results []error) error {
 	for _, err := range results {
-		if err != nil && !providers.IsPermanent(err) {
+		if err != nil && !delivery.IsPermanent(err) {
 			return err
 		}
 	}
@@ -109,13 +109,13 @@ func (f *Forwarder) settle(e *entry, err error) {
 		// Abandoned at shutdown: left pending, reclaimed later, no attempt counted.
 		return
 	}
-	o := outcome{attempts: e.attempts + 1, status: providers.StatusOf(err), err: err}
-	delay, ok := providers.RetryDelay(err)
+	o := outcome{attempts: e.attempts + 1, status: delivery.StatusOf(err), err: err}
+	delay, ok := delivery.RetryDelay(err)
 	if !ok {
 		delay = backoff(d.Backoff.Base, d.Backoff.Max, o.attempts)
 	}
 	switch {
-	case providers.IsPermanent(err):
+	case delivery.IsPermanent(err):
 		o.kind, o.reason = kindDead, reasonPermanent
 	case o.attempts >= d.MaxAttempts:
 		o.kind, o.reason = kindDead, reasonMaxAttempts

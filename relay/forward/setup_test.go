@@ -18,10 +18,11 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
+	"github.com/eventrelay/relay/internal/redistest"
 	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/forward"
 	"github.com/eventrelay/relay/relay/queue"
-	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // hit is one request a fake upstream received.
@@ -247,7 +248,7 @@ func (e *env) send(route, body string) string {
 	e.t.Helper()
 	id := uuid.NewString()
 	provider, _, _ := strings.Cut(route, "/")
-	m := &queue.Message{ID: id, Provider: provider, Route: route, Body: []byte(body), ReceivedAt: time.Now(),
+	m := &delivery.Message{ID: id, Provider: provider, Route: route, Body: []byte(body), ReceivedAt: time.Now(),
 		ClientIP: "192.0.2.1", UserAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile", Country: "FR", Source: "client:test"}
 	if _, err := e.enq.Enqueue(context.Background(), m); err != nil {
 		e.t.Fatal(err)

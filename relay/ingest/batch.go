@@ -5,13 +5,13 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/eventrelay/relay/relay/queue"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
 
 // batch validates every item of a /v1/batch body before any is queued (all-or-nothing):
 // {"events":[{"route":"ens/click","body":{...},"id":"optional-idempotency-id"}, ...]}.
-func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Value) ([]queue.Message, *apiError) {
+func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Value) ([]delivery.Message, *apiError) {
 	bad := func(code, field, msg string) *apiError {
 		return &apiError{status: fasthttp.StatusBadRequest, code: code, field: field, message: msg}
 	}
@@ -34,7 +34,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 	case len(events.Items) > s.maxBatch:
 		return nil, bad(codeInvalidField, "events", "events holds more than "+strconv.Itoa(s.maxBatch)+" items")
 	}
-	msgs := make([]queue.Message, 0, len(events.Items))
+	msgs := make([]delivery.Message, 0, len(events.Items))
 	seen := make(map[string]struct{}, len(events.Items))
 	for i := range events.Items {
 		item := &events.Items[i]
@@ -62,7 +62,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 		if body == nil {
 			return nil, bad("missing_field", at+".body", at+".body is required")
 		}
-		var m queue.Message
+		var m delivery.Message
 		if aerr := s.event(ctx, c, op, *body, at+".body", &m, nil); aerr != nil {
 			return nil, aerr
 		}

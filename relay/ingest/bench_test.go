@@ -10,10 +10,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/internal/redistest"
 	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/ingest"
 	"github.com/eventrelay/relay/relay/queue"
-	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // BenchmarkIngestHandler measures one request through the whole handler, durable enqueue

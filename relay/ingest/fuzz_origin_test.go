@@ -13,15 +13,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/ingest"
-	"github.com/eventrelay/relay/relay/queue"
 )
 
 // countingQueue accepts every event in memory and counts them.
 type countingQueue struct{ n atomic.Int64 }
 
-func (q *countingQueue) Enqueue(context.Context, *queue.Message) (bool, error) {
+func (q *countingQueue) Enqueue(context.Context, *delivery.Message) (bool, error) {
 	q.n.Add(1)
 	return false, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/queue"
 	"github.com/eventrelay/relay/strictjson"
@@ -174,7 +175,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 
 // scratch is the pooled per-request state of a one-event request.
 type scratch struct {
-	msg  queue.Message
+	msg  delivery.Message
 	body []byte
 }
 
@@ -279,7 +280,7 @@ func checkContentType(ctx *fasthttp.RequestCtx) *apiError {
 // buf. path prefixes field names in errors (batch items). m owns all its bytes (but buf's,
 // which are the caller's): nothing refers to ctx.
 func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, body strictjson.Value, path string,
-	m *queue.Message, buf []byte) *apiError {
+	m *delivery.Message, buf []byte) *apiError {
 	id, aerr := s.identity(ctx, c, op)
 	if aerr != nil {
 		return aerr
@@ -298,7 +299,7 @@ func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, bo
 		}
 		return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: path, message: "invalid event"}
 	}
-	*m = queue.Message{
+	*m = delivery.Message{
 		ID:         uuid.NewString(),
 		Provider:   op.Provider,
 		Route:      op.Route,
@@ -402,7 +403,7 @@ func validEventID(id []byte) bool {
 }
 
 // enqueueOne appends m durably.
-func (s *Server) enqueueOne(m *queue.Message) *apiError {
+func (s *Server) enqueueOne(m *delivery.Message) *apiError {
 	// The enqueuer answers within redis.enqueue_timeout by itself; a second deadline here
 	// would only cost an allocation per request.
 	if _, err := s.queue.Enqueue(s.base, m); err != nil {
@@ -414,7 +415,7 @@ func (s *Server) enqueueOne(m *queue.Message) *apiError {
 
 // enqueueAll appends every message durably, concurrently so the group commit batches
 // them, and answers with their ids (the first id seen for a duplicate is the same id).
-func (s *Server) enqueueAll(msgs []queue.Message) ([]string, *apiError) {
+func (s *Server) enqueueAll(msgs []delivery.Message) ([]string, *apiError) {
 	ctx := s.base
 	errs := make([]error, len(msgs))
 	done := make(chan struct{}, len(msgs))

@@ -14,9 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/internal/redistest"
 	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/queue"
-	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // TestHostileAddressFloodThroughTrustedProxy sprays 20,000 distinct client addresses

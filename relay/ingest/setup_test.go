@@ -16,10 +16,10 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/internal/redistest"
 	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/ingest"
 	"github.com/eventrelay/relay/relay/queue"
-	"github.com/eventrelay/relay/relay/redistest"
 )
 
 // Secrets in the test config: none of them may ever reach Redis or a reply.

@@ -10,12 +10,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventrelay/relay/relay/redistest"
+	"github.com/eventrelay/relay/delivery"
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 // outcome is one Enqueue's answer.
 type outcome struct {
-	m   *Message
+	m   *delivery.Message
 	dup bool
 	err error
 }
@@ -23,7 +24,7 @@ type outcome struct {
 // enqueueOneBatch enqueues msgs concurrently on an Enqueuer whose single writer starts
 // only once every request is queued, so they all go out in one pipeline. It returns the
 // answers in the order of msgs and the Enqueuer (stopped when the test ends).
-func enqueueOneBatch(t *testing.T, client redis.UniversalClient, msgs []*Message) ([]outcome, *Enqueuer) {
+func enqueueOneBatch(t *testing.T, client redis.UniversalClient, msgs []*delivery.Message) ([]outcome, *Enqueuer) {
 	t.Helper()
 	opts := defaultEnqOpts()
 	opts.Writers, opts.MaxBatch = 1, len(msgs)
@@ -71,7 +72,7 @@ func TestEnqueueBatchMixed(t *testing.T) {
 	twice := testMessage("ens", 3)
 	twin := *twice
 	twin.Body = []byte(`{"twin":true}`)
-	msgs := []*Message{old, testMessage("ens", 2), twice, &twin, testMessage("brevo", 1), testMessage("brevo", 2)}
+	msgs := []*delivery.Message{old, testMessage("ens", 2), twice, &twin, testMessage("brevo", 1), testMessage("brevo", 2)}
 	out, e := enqueueOneBatch(t, conn.Client, msgs)
 	if s := e.Stats(); s.Commands != 2 {
 		t.Fatalf("%d script calls, want 2 (one per provider)", s.Commands)
@@ -102,7 +103,7 @@ func TestEnqueueBatchMixed(t *testing.T) {
 		}
 	}
 	// The requests reach the writer in any order; each entry is its own message.
-	want := map[string]*Message{msgs[4].ID: msgs[4], msgs[5].ID: msgs[5]}
+	want := map[string]*delivery.Message{msgs[4].ID: msgs[4], msgs[5].ID: msgs[5]}
 	got := entries(t, conn.Client, "brevo")
 	for _, m := range got {
 		if w := want[m.ID]; w == nil || !equalMessage(m, *w) {
@@ -123,7 +124,7 @@ func TestEnqueueBatchFailedStream(t *testing.T) {
 	if err := conn.Client.Set(t.Context(), k.Events("ens"), "not a stream", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	msgs := []*Message{testMessage("ens", 1), testMessage("brevo", 1), testMessage("ens", 2), testMessage("brevo", 2)}
+	msgs := []*delivery.Message{testMessage("ens", 1), testMessage("brevo", 1), testMessage("ens", 2), testMessage("brevo", 2)}
 	out, _ := enqueueOneBatch(t, conn.Client, msgs)
 	for _, o := range out {
 		switch o.m.Provider {
@@ -164,7 +165,7 @@ func TestEnqueueBatchOOM(t *testing.T) {
 	if err := conn.Client.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
 		t.Fatal(err)
 	}
-	msgs := []*Message{testMessage("ens", 1), testMessage("ens", 2), testMessage("brevo", 1)}
+	msgs := []*delivery.Message{testMessage("ens", 1), testMessage("ens", 2), testMessage("brevo", 1)}
 	out, _ := enqueueOneBatch(t, conn.Client, msgs)
 	k := Keys{Prefix: testPrefix}
 	for _, o := range out {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/eventrelay/relay/delivery"
 )
 
 // ErrUnavailable means the queue did not take the event: Redis is unreachable or slower
@@ -155,7 +157,7 @@ func (e *Enqueuer) Stats() Stats {
 //
 // Enqueue copies m before handing it to a writer and does not retain m or its Body after
 // it returns, so callers may pass bytes that are recycled afterwards (fasthttp).
-func (e *Enqueuer) Enqueue(ctx context.Context, m *Message) (duplicate bool, err error) {
+func (e *Enqueuer) Enqueue(ctx context.Context, m *delivery.Message) (duplicate bool, err error) {
 	if m.ID == "" || m.Provider == "" || m.Route == "" {
 		return false, errors.New("queue: message without ID, Provider or Route (a relay bug)")
 	}

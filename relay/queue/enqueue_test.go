@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventrelay/relay/relay/redistest"
+	"github.com/eventrelay/relay/delivery"
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 func TestEnqueueOneEntryPerMessage(t *testing.T) {
@@ -18,12 +19,12 @@ func TestEnqueueOneEntryPerMessage(t *testing.T) {
 	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
 	ens, brevo := testMessage("ens", 1), testMessage("brevo", 2)
 	ens.Country, ens.CustomerID = "", "" // empty optional fields round-trip as empty
-	for _, m := range []*Message{ens, brevo} {
+	for _, m := range []*delivery.Message{ens, brevo} {
 		if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
 			t.Fatalf("Enqueue %s: dup=%v %v", m.ID, dup, err)
 		}
 	}
-	for _, m := range []*Message{ens, brevo} {
+	for _, m := range []*delivery.Message{ens, brevo} {
 		got := entries(t, conn.Client, m.Provider)
 		if len(got) != 1 || !equalMessage(got[0], *m) {
 			t.Fatalf("%s stream: %+v, want %+v", m.Provider, got, *m)
@@ -99,7 +100,7 @@ func TestEnqueueConcurrentGroupCommit(t *testing.T) {
 }
 
 // enqueueUnavailable asserts that Enqueue fails with ErrUnavailable within the timeout.
-func enqueueUnavailable(t *testing.T, e *Enqueuer, m *Message) {
+func enqueueUnavailable(t *testing.T, e *Enqueuer, m *delivery.Message) {
 	t.Helper()
 	start := time.Now()
 	_, err := e.Enqueue(t.Context(), m)
@@ -114,7 +115,7 @@ func enqueueUnavailable(t *testing.T, e *Enqueuer, m *Message) {
 }
 
 // enqueueEventually resends m until it is accepted (new or duplicate), as a client does.
-func enqueueEventually(t *testing.T, e *Enqueuer, m *Message) {
+func enqueueEventually(t *testing.T, e *Enqueuer, m *delivery.Message) {
 	t.Helper()
 	var err error
 	for range 20 {
@@ -265,7 +266,7 @@ func TestEnqueueDoesNotRetainMessage(t *testing.T) {
 				for j := range body {
 					body[j] = 'a' + byte(n%26)
 				}
-				m := &Message{ID: string(id), Provider: "ens", Route: "ens/click", Body: body,
+				m := &delivery.Message{ID: string(id), Provider: "ens", Route: "ens/click", Body: body,
 					ReceivedAt: time.Now(), Source: "s"}
 				// Every third call gives up almost at once, usually while its write is queued
 				// or in flight.
@@ -281,7 +282,7 @@ func TestEnqueueDoesNotRetainMessage(t *testing.T) {
 				for j := range body {
 					body[j] = 'X' // the caller's buffer is recycled
 				}
-				*m = Message{}
+				*m = delivery.Message{}
 			}
 		})
 	}
@@ -377,7 +378,7 @@ func TestEnqueueAfterStop(t *testing.T) {
 
 func TestEnqueueRejectsIncompleteMessage(t *testing.T) {
 	e := NewEnqueuer(nil, Keys{Prefix: testPrefix}, defaultEnqOpts(), zapTest(t))
-	for _, m := range []*Message{{Provider: "ens", Route: "ens/click"}, {ID: "x", Route: "ens/click"}, {ID: "x", Provider: "ens"}} {
+	for _, m := range []*delivery.Message{{Provider: "ens", Route: "ens/click"}, {ID: "x", Route: "ens/click"}, {ID: "x", Provider: "ens"}} {
 		if _, err := e.Enqueue(t.Context(), m); err == nil {
 			t.Errorf("%+v accepted", m)
 		}

@@ -14,7 +14,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/eventrelay/relay/config"
-	"github.com/eventrelay/relay/relay/redistest"
+	"github.com/eventrelay/relay/delivery"
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 const testPrefix = "t"
@@ -66,8 +67,8 @@ func runEnqueuer(t testing.TB, client redis.UniversalClient, opts EnqueuerOption
 	return e
 }
 
-func testMessage(provider string, i int) *Message {
-	return &Message{
+func testMessage(provider string, i int) *delivery.Message {
+	return &delivery.Message{
 		ID:         fmt.Sprintf("ev-%s-%d", provider, i),
 		Provider:   provider,
 		Route:      provider + "/click",
@@ -82,7 +83,7 @@ func testMessage(provider string, i int) *Message {
 }
 
 // entries returns the decoded entries of provider's stream.
-func entries(t testing.TB, client redis.UniversalClient, provider string) []Message {
+func entries(t testing.TB, client redis.UniversalClient, provider string) []delivery.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -90,7 +91,7 @@ func entries(t testing.TB, client redis.UniversalClient, provider string) []Mess
 	if err != nil {
 		t.Fatalf("XRANGE: %v", err)
 	}
-	out := make([]Message, 0, len(xs))
+	out := make([]delivery.Message, 0, len(xs))
 	for _, x := range xs {
 		m, err := DecodeMessage(provider, x.Values)
 		if err != nil {
@@ -102,7 +103,7 @@ func entries(t testing.TB, client redis.UniversalClient, provider string) []Mess
 }
 
 // countIDs counts entries per event id.
-func countIDs(ms []Message) map[string]int {
+func countIDs(ms []delivery.Message) map[string]int {
 	n := make(map[string]int, len(ms))
 	for _, m := range ms {
 		n[m.ID]++

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/eventrelay/relay/delivery"
 )
 
 // Field names of a stream entry (see the package doc for the format).
@@ -45,37 +47,16 @@ var entryFields = [numFields]string{
 // pending: its data is lost. Dead-letter it and alert; do not retry it.
 var ErrMalformedEntry = errors.New("queue: malformed stream entry")
 
-// Message is one validated event on its way to a provider. It has no field for a provider
-// secret on purpose: secrets are attached by the forwarder, never stored.
-type Message struct {
-	// ID is the relay's event id (client Idempotency-Key or generated).
-	ID string
-	// Provider selects the stream ("ens"); it is the key's hash tag, not an entry field.
-	Provider string
-	// Route is the ingest route without /v1/ ("ens/click").
-	Route string
-	// Body is the validated provider body (JSON).
-	Body []byte
-	// ReceivedAt is when ingest accepted the request; stored with millisecond precision.
-	ReceivedAt time.Time
-	// ClientIP, UserAgent and Country are enrichment; any may be empty.
-	ClientIP, UserAgent, Country string
-	// CustomerID is the Cardlytics customer id, or empty.
-	CustomerID string
-	// Source names the caller (site or client name).
-	Source string
-}
-
 // DecodeMessage rebuilds a Message from the fields of an entry of provider's stream
 // (redis.XMessage.Values). id, route, body and at are required; the others default to
 // empty. A missing required field, including the empty field list of a trimmed entry,
 // is an error wrapping ErrMalformedEntry.
-func DecodeMessage(provider string, values map[string]any) (Message, error) {
+func DecodeMessage(provider string, values map[string]any) (delivery.Message, error) {
 	if len(values) == 0 {
-		return Message{}, fmt.Errorf("%w: no fields (entry trimmed while pending?)", ErrMalformedEntry)
+		return delivery.Message{}, fmt.Errorf("%w: no fields (entry trimmed while pending?)", ErrMalformedEntry)
 	}
 	var (
-		m    = Message{Provider: provider}
+		m    = delivery.Message{Provider: provider}
 		body string
 		at   string
 		err  error
@@ -104,14 +85,14 @@ func DecodeMessage(provider string, values map[string]any) (Message, error) {
 	get(FieldCustomer, &m.CustomerID, false)
 	get(FieldSource, &m.Source, false)
 	if err != nil {
-		return Message{}, err
+		return delivery.Message{}, err
 	}
 	if m.ID == "" {
-		return Message{}, fmt.Errorf("%w: empty %q", ErrMalformedEntry, FieldID)
+		return delivery.Message{}, fmt.Errorf("%w: empty %q", ErrMalformedEntry, FieldID)
 	}
 	ms, perr := strconv.ParseInt(at, 10, 64)
 	if perr != nil {
-		return Message{}, fmt.Errorf("%w: field %q is %q, not unix milliseconds", ErrMalformedEntry, FieldAt, at)
+		return delivery.Message{}, fmt.Errorf("%w: field %q is %q, not unix milliseconds", ErrMalformedEntry, FieldAt, at)
 	}
 	m.ReceivedAt = time.UnixMilli(ms)
 	m.Body = []byte(body)
@@ -137,7 +118,7 @@ type entry struct {
 // set copies m into e, and its Seen key (seenPrefix, Keys.Seen without the id, then
 // m.ID), reusing e's buffer when it is large enough. Values are in the order of
 // entryFields.
-func (e *entry) set(m *Message, seenPrefix string) {
+func (e *entry) set(m *delivery.Message, seenPrefix string) {
 	n := len(m.ID) + len(m.Route) + len(m.Body) + 20 + len(m.ClientIP) + len(m.UserAgent) +
 		len(m.Country) + len(m.CustomerID) + len(m.Source) + len(seenPrefix) + len(m.ID)
 	if cap(e.buf) < n {

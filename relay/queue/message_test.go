@@ -9,7 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventrelay/relay/relay/redistest"
+	"github.com/eventrelay/relay/delivery"
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 func TestKeys(t *testing.T) {
@@ -32,7 +33,7 @@ func TestKeys(t *testing.T) {
 }
 
 // entryValues renders an entry the way go-redis hands XMessage.Values to a reader.
-func entryValues(m *Message) map[string]any {
+func entryValues(m *delivery.Message) map[string]any {
 	var e entry
 	e.set(m, Keys{Prefix: testPrefix}.Seen(m.Provider, ""))
 	args := e.appendValues(nil)
@@ -49,7 +50,7 @@ func entryValues(m *Message) map[string]any {
 func TestEntrySeenKey(t *testing.T) {
 	k := Keys{Prefix: "relay"}
 	var e entry
-	for _, m := range []*Message{testMessage("ens", 123456), testMessage("brevo", 7)} {
+	for _, m := range []*delivery.Message{testMessage("ens", 123456), testMessage("brevo", 7)} {
 		e.set(m, k.Seen(m.Provider, ""))
 		if got, want := string(e.seen), k.Seen(m.Provider, m.ID); got != want {
 			t.Fatalf("seen key %q, want %q", got, want)
@@ -150,7 +151,7 @@ func TestEntryNeverHoldsASecretField(t *testing.T) {
 	}
 }
 
-func equalMessage(a, b Message) bool {
+func equalMessage(a, b delivery.Message) bool {
 	return a.ID == b.ID && a.Provider == b.Provider && a.Route == b.Route && bytes.Equal(a.Body, b.Body) &&
 		a.ReceivedAt.Equal(b.ReceivedAt.Truncate(time.Millisecond)) && a.ClientIP == b.ClientIP &&
 		a.UserAgent == b.UserAgent && a.Country == b.Country && a.CustomerID == b.CustomerID && a.Source == b.Source

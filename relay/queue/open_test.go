@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/eventrelay/relay/relay/redistest"
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 func TestParseURL(t *testing.T) {
