@@ -17,8 +17,9 @@ type Config struct {
 	Sites []Site `yaml:"sites"`
 	// Clients are backends identified by a secret bearer token.
 	Clients []Client `yaml:"clients"`
-	// Providers lists the enabled upstreams: a provider is enabled by being present.
-	Providers Providers `yaml:"providers"`
+	// Providers lists the enabled upstreams: a provider is enabled by being present. Each
+	// section is decoded into the type its ProviderSpec gives (see provider.go).
+	Providers Providers `yaml:"-"`
 }
 
 // Server configures the ingest listener.
@@ -120,15 +121,6 @@ type Client struct {
 	Routes []string `yaml:"routes"`
 }
 
-// Providers holds one optional section per upstream. A nil pointer means disabled.
-type Providers struct {
-	Linkrunner *Linkrunner `yaml:"linkrunner"`
-	ENS        *ENS        `yaml:"ens"`
-	Brevo      *Brevo      `yaml:"brevo"`
-	BannerFlex *BannerFlex `yaml:"bannerflex"`
-	Cardlytics *Cardlytics `yaml:"cardlytics"`
-}
-
 // Delivery holds the settings every provider takes.
 type Delivery struct {
 	// BaseURL of the upstream. Default: the provider's documented URL.
@@ -167,57 +159,4 @@ type Breaker struct {
 	Failures int `yaml:"failures"`
 	// OpenFor is how long it stays open before a probe. Default 30s.
 	OpenFor time.Duration `yaml:"open_for"`
-}
-
-// Linkrunner: https://api.linkrunner.io, header linkrunner-key. Default rate_limit 30.
-type Linkrunner struct {
-	Delivery `yaml:",inline"`
-	// ServerKey is sent as linkrunner-key. Required.
-	ServerKey string `yaml:"server_key"`
-}
-
-// ENS Ads: https://ads.enslive.live, Authorization: Bearer. Default rate_limit 50.
-type ENS struct {
-	Delivery `yaml:",inline"`
-	// APIKey is sent as Authorization: Bearer. Required.
-	APIKey string `yaml:"api_key"`
-}
-
-// Brevo: v3 events at base_url (https://api.brevo.com), legacy trackEvent at tracker_url.
-// Default rate_limit 10.
-type Brevo struct {
-	Delivery `yaml:",inline"`
-	// APIKey (header api-key) enables /v1/brevo/events.
-	APIKey string `yaml:"api_key"`
-	// MAKey (header ma-key) enables /v1/brevo/track-event.
-	MAKey string `yaml:"ma_key"`
-	// TrackerURL is the legacy tracker. Default "https://in-automate.brevo.com".
-	TrackerURL string `yaml:"tracker_url"`
-	// Batch sends v3 events through /v3/events/batch, up to 100 per request.
-	Batch bool `yaml:"batch"`
-}
-
-// BannerFlex: https://www.bannerflex.app, no authentication. Default rate_limit 50.
-type BannerFlex struct {
-	Delivery `yaml:",inline"`
-}
-
-// Cardlytics publisher client events (v2), mutual TLS. base_url has no default. Default rate_limit 20.
-type Cardlytics struct {
-	Delivery `yaml:",inline"`
-	// Auth is "bearer" (clientId/secret, Authorization header) or "session"
-	// (X-CDLX-Session-Token). Default "bearer".
-	Auth string `yaml:"auth"`
-	// ClientID and Secret are sent to startSession in bearer mode. Required for bearer.
-	ClientID string `yaml:"client_id"`
-	Secret   string `yaml:"secret"`
-	// InstitutionID is sent as X-CDLX-Institution-Id in session mode, when set.
-	InstitutionID string `yaml:"institution_id"`
-	// TLSCertFile and TLSKeyFile are the client certificate for mutual TLS. Required.
-	TLSCertFile string `yaml:"tls_cert_file"`
-	TLSKeyFile  string `yaml:"tls_key_file"`
-	// TLSCAFile is an optional CA bundle to verify the server (tests, private CAs).
-	TLSCAFile string `yaml:"tls_ca_file"`
-	// ClientEvents adds accepted clientEvent names per clientEventType to the documented ones.
-	ClientEvents map[string][]string `yaml:"client_events"`
 }

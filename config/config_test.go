@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"crypto/ecdsa"
@@ -14,11 +14,15 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -107,8 +111,8 @@ func TestGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
 			got := "ok\n"
-			if _, err := Load(file, getenv); err != nil {
-				var errs *Errors
+			if _, err := config.Load(file, getenv, providers.Specs()); err != nil {
+				var errs *config.Errors
 				if !errors.As(err, &errs) || len(*errs) == 0 {
 					t.Fatalf("Load returned %T, want a non-empty *Errors: %v", err, err)
 				}
@@ -136,22 +140,21 @@ func TestGolden(t *testing.T) {
 }
 
 func TestExampleConfigRunsWithoutEnvironment(t *testing.T) {
-	cfg, err := Load("../relay.example.yaml", nil)
+	cfg, err := config.Load("../relay.example.yaml", nil, providers.Specs())
 	if err != nil {
 		t.Fatalf("relay.example.yaml: %v", err)
 	}
 	if cfg.Redis.URL != "" || cfg.Sites[0].Key != "pk_demo_0123456789" || cfg.Clients[0].Name != "backend" {
 		t.Errorf("unexpected example config: %+v", cfg)
 	}
-	if cfg.Providers.ENS == nil || cfg.Providers.BannerFlex == nil || cfg.Providers.Linkrunner == nil ||
-		cfg.Providers.Brevo == nil || cfg.Providers.Cardlytics != nil {
+	if names := enabledNames(cfg); !slices.Equal(names, []string{"linkrunner", "ens", "brevo", "bannerflex"}) {
 		t.Errorf("example enables the wrong providers: %+v", cfg.Providers)
 	}
 }
 
 // TestDefaults checks every documented default on a file that sets almost nothing.
 func TestDefaults(t *testing.T) {
-	cfg, err := Parse([]byte(`
+	cfg, err := config.Parse([]byte(`
 admin: {token: admin-token-0123456789}
 sites: [{name: shop, key: pk_shop_0123}]
 clients: [{name: backend, token: backend-token-0123456789}]
@@ -161,16 +164,16 @@ providers:
   brevo: {api_key: brevo}
   bannerflex:
   cardlytics: {base_url: "http://127.0.0.1:8443", client_id: id, secret: s}
-`), nil)
+`), nil, providers.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	delivery := func(baseURL string, rate float64) Delivery {
-		return Delivery{
+	delivery := func(baseURL string, rate float64) config.Delivery {
+		return config.Delivery{
 			BaseURL: baseURL, Workers: 4, RateLimit: rate, Timeout: 10 * time.Second, VisibilityTimeout: 30 * time.Second,
 			MaxAttempts: 12, MaxAge: 24 * time.Hour,
-			Backoff: Backoff{Base: time.Second, Max: 10 * time.Minute},
-			Breaker: Breaker{Failures: 5, OpenFor: 30 * time.Second},
+			Backoff: config.Backoff{Base: time.Second, Max: 10 * time.Minute},
+			Breaker: config.Breaker{Failures: 5, OpenFor: 30 * time.Second},
 		}
 	}
 	// Enabled routes: all but brevo/track-event (no ma_key).
@@ -182,42 +185,52 @@ providers:
 		"linkrunner/capture-event", "linkrunner/capture-payment", "ens/impression", "ens/click",
 		"brevo/events", "bannerflex/banner-events", "cardlytics/client-events",
 	}
-	want := &Config{
-		Server: Server{
+	want := &config.Config{
+		Server: config.Server{
 			Listen: ":8080", MaxBodyBytes: 65536, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxTrackedIPs: 100000, MaxBatchEvents: 100, CORSMaxAge: 10 * time.Minute,
 		},
-		Admin: Admin{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789"},
-		Redis: Redis{
+		Admin: config.Admin{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789"},
+		Redis: config.Redis{
 			Prefix: "relay", EnqueueTimeout: time.Second, HighWaterMark: 1000000,
 			Writers: 4, MaxBatch: 256, PoolSize: 32,
 		},
-		Log: Log{Level: "info"},
-		Sites: []Site{{
+		Log: config.Log{Level: "info"},
+		Sites: []config.Site{{
 			Name: "shop", Key: "pk_shop_0123", Routes: siteRoutes,
-			RateLimit: RateLimit{PerIP: 20, Burst: 40},
+			RateLimit: config.RateLimit{PerIP: 20, Burst: 40},
 		}},
-		Clients: []Client{{Name: "backend", Token: "backend-token-0123456789", Routes: clientRoutes}},
-		Providers: Providers{
-			Linkrunner: &Linkrunner{Delivery: delivery("https://api.linkrunner.io", 30), ServerKey: "lr"},
-			ENS:        &ENS{Delivery: delivery("https://ads.enslive.live", 50), APIKey: "ens"},
-			Brevo: &Brevo{
-				Delivery: delivery("https://api.brevo.com", 10), APIKey: "brevo",
-				TrackerURL: "https://in-automate.brevo.com",
-			},
-			BannerFlex: &BannerFlex{Delivery: delivery("https://www.bannerflex.app", 50)},
-			Cardlytics: &Cardlytics{
-				Delivery: delivery("http://127.0.0.1:8443", 20), Auth: "bearer", ClientID: "id", Secret: "s",
-			},
+		Clients:   []config.Client{{Name: "backend", Token: "backend-token-0123456789", Routes: clientRoutes}},
+		Providers: config.NewProviders(providers.Specs()),
+	}
+	for name, sec := range map[string]config.ProviderSection{
+		"linkrunner": &providers.LinkrunnerConfig{Delivery: delivery("https://api.linkrunner.io", 30), ServerKey: "lr"},
+		"ens":        &providers.ENSConfig{Delivery: delivery("https://ads.enslive.live", 50), APIKey: "ens"},
+		"brevo": &providers.BrevoConfig{
+			Delivery: delivery("https://api.brevo.com", 10), APIKey: "brevo",
+			TrackerURL: "https://in-automate.brevo.com",
 		},
+		"bannerflex": &providers.BannerFlexConfig{Delivery: delivery("https://www.bannerflex.app", 50)},
+		"cardlytics": &providers.CardlyticsConfig{
+			Delivery: delivery("http://127.0.0.1:8443", 20), Auth: "bearer", ClientID: "id", Secret: "s",
+		},
+	} {
+		want.Providers.Enable(name, sec)
+	}
+	// Specs hold functions, which DeepEqual never finds equal: compare the sections.
+	gotP, wantP := cfg.Providers, want.Providers
+	cfg.Providers, want.Providers = config.Providers{}, config.Providers{}
+	for _, name := range gotP.Names() {
+		if !reflect.DeepEqual(gotP.Section(name), wantP.Section(name)) {
+			t.Errorf("providers.%s:\n got %+v\nwant %+v", name, gotP.Section(name), wantP.Section(name))
+		}
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
 		for _, pair := range [][2]any{
 			{cfg.Server, want.Server}, {cfg.Redis, want.Redis}, {cfg.Sites, want.Sites},
-			{cfg.Clients, want.Clients}, {*cfg.Providers.Brevo, *want.Providers.Brevo},
-			{*cfg.Providers.Cardlytics, *want.Providers.Cardlytics},
+			{cfg.Clients, want.Clients},
 		} {
 			if !reflect.DeepEqual(pair[0], pair[1]) {
 				t.Errorf("differs:\n got %+v\nwant %+v", pair[0], pair[1])
@@ -231,8 +244,8 @@ func TestBurstDefault(t *testing.T) {
 		perIP float64
 		burst int
 	}{{0, 40}, {20, 40}, {2.5, 5}, {0.3, 1}, {0.01, 1}} {
-		c := Config{Sites: []Site{{RateLimit: RateLimit{PerIP: tc.perIP}}}}
-		c.setDefaults()
+		c := config.Config{Sites: []config.Site{{RateLimit: config.RateLimit{PerIP: tc.perIP}}}}
+		c.SetDefaults()
 		if got := c.Sites[0].RateLimit.Burst; got != tc.burst {
 			t.Errorf("per_ip %v: burst %d, want %d", tc.perIP, got, tc.burst)
 		}
@@ -241,15 +254,15 @@ func TestBurstDefault(t *testing.T) {
 
 func TestProviderPresenceEnables(t *testing.T) {
 	for _, text := range []string{"bannerflex:", "bannerflex: ~", "bannerflex: null", "bannerflex: {}"} {
-		cfg, err := Parse([]byte("admin: {token: admin-token-0123456789}\nproviders:\n  "+text+"\n"), nil)
+		cfg, err := config.Parse([]byte("admin: {token: admin-token-0123456789}\nproviders:\n  "+text+"\n"), nil, providers.Specs())
 		if err != nil {
 			t.Errorf("%q: %v", text, err)
 			continue
 		}
-		if b := cfg.Providers.BannerFlex; b == nil || b.BaseURL != "https://www.bannerflex.app" {
+		if b := section[*providers.BannerFlexConfig](cfg, "bannerflex"); b == nil || b.BaseURL != "https://www.bannerflex.app" {
 			t.Errorf("%q: bannerflex = %+v, want enabled with defaults", text, b)
 		}
-		if cfg.Providers.ENS != nil {
+		if cfg.Providers.Section("ens") != nil {
 			t.Errorf("%q: ens enabled without being listed", text)
 		}
 	}
@@ -286,7 +299,7 @@ func TestExpansionCannotInjectYAML(t *testing.T) {
 			}
 			return "", false
 		}
-		cfg, err := Parse([]byte(`
+		cfg, err := config.Parse([]byte(`
 admin: {token: admin-token-0123456789}
 sites:
   - name: ${VALUE}
@@ -299,7 +312,7 @@ sites:
 clients: [{name: ${VALUE}, token: backend-token-0123456789}]
 providers:
   bannerflex: {}
-`), getenv)
+`), getenv, providers.Specs())
 		if err != nil {
 			t.Errorf("%q: %v", value, err)
 			continue
@@ -339,7 +352,7 @@ func TestExpandString(t *testing.T) {
 		{"${1A}", "", 1},
 		{"${A-B}", "", 1},
 	} {
-		out, problems := expandString(tc.in, getenv)
+		out, problems := config.ExpandString(tc.in, getenv)
 		if len(problems) != tc.problems || (tc.problems == 0 && out != tc.out) {
 			t.Errorf("expandString(%q) = %q, %q; want %q with %d problems", tc.in, out, problems, tc.out, tc.problems)
 		}
@@ -368,14 +381,14 @@ providers:
   ens: {api_key: ${NULL}, workers: ${N}, rate_limit: ${RATE}}
   linkrunner: {server_key: ${TRUE}}
 `} {
-		cfg, err := Parse([]byte(doc), getenv)
+		cfg, err := config.Parse([]byte(doc), getenv, providers.Specs())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ens := cfg.Providers.ENS; ens.APIKey != "null" || ens.Workers != 8 || ens.RateLimit != 2.5 {
+		if ens := section[*providers.ENSConfig](cfg, "ens"); ens.APIKey != "null" || ens.Workers != 8 || ens.RateLimit != 2.5 {
 			t.Errorf("ens = %+v", ens)
 		}
-		if lr := cfg.Providers.Linkrunner; lr.ServerKey != "true" {
+		if lr := section[*providers.LinkrunnerConfig](cfg, "linkrunner"); lr.ServerKey != "true" {
 			t.Errorf("linkrunner.server_key = %q", lr.ServerKey)
 		}
 	}
@@ -389,28 +402,31 @@ func TestDesignExample(t *testing.T) {
 		v, _ := getenv(name)
 		return v
 	}
-	cfg, err := Load("testdata/design_example.yaml", getenv)
+	cfg, err := config.Load("testdata/design_example.yaml", getenv, providers.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := cfg.Providers
+	lr := section[*providers.LinkrunnerConfig](cfg, "linkrunner")
+	ens := section[*providers.ENSConfig](cfg, "ens")
+	brevo := section[*providers.BrevoConfig](cfg, "brevo")
+	cdlx := section[*providers.CardlyticsConfig](cfg, "cardlytics")
 	for _, c := range []struct{ got, name string }{
 		{cfg.Admin.Token, "RELAY_ADMIN_TOKEN"},
 		{cfg.Sites[0].IdentitySecret, "SHOP_IDENTITY_SECRET"},
 		{cfg.Clients[0].Token, "BACKEND_TOKEN"},
-		{p.Linkrunner.ServerKey, "LINKRUNNER_KEY"},
-		{p.ENS.APIKey, "ENS_API_KEY"},
-		{p.Brevo.APIKey, "BREVO_API_KEY"},
-		{p.Brevo.MAKey, "BREVO_MA_KEY"},
-		{p.Cardlytics.ClientID, "CDLX_CLIENT_ID"},
-		{p.Cardlytics.Secret, "CDLX_SECRET"},
-		{p.Cardlytics.InstitutionID, "CDLX_INSTITUTION_ID"},
+		{lr.ServerKey, "LINKRUNNER_KEY"},
+		{ens.APIKey, "ENS_API_KEY"},
+		{brevo.APIKey, "BREVO_API_KEY"},
+		{brevo.MAKey, "BREVO_MA_KEY"},
+		{cdlx.ClientID, "CDLX_CLIENT_ID"},
+		{cdlx.Secret, "CDLX_SECRET"},
+		{cdlx.InstitutionID, "CDLX_INSTITUTION_ID"},
 	} {
 		if c.got != env(c.name) {
 			t.Errorf("${%s} decoded as %q", c.name, c.got)
 		}
 	}
-	if p.BannerFlex == nil || cfg.Sites[0].RateLimit != (RateLimit{PerIP: 20, Burst: 40}) ||
+	if cfg.Providers.Section("bannerflex") == nil || cfg.Sites[0].RateLimit != (config.RateLimit{PerIP: 20, Burst: 40}) ||
 		!reflect.DeepEqual(cfg.Server.TrustedProxies, []string{"10.0.0.0/8"}) {
 		t.Errorf("unexpected config: %+v", cfg)
 	}
@@ -425,7 +441,7 @@ func TestFlowExpansionStaysOneScalar(t *testing.T) {
 		`"`, "'", "&a", "*a", "!!int", "? q", "| x", "${V}", "$${V}", "~", "",
 	} {
 		getenv := func(name string) (string, bool) { return value, name == "V" }
-		root, err := parseNode([]byte(`
+		root, err := config.ParseNode([]byte(`
 a: {k: ${V}, l: [${V}, x${V}y, {m: ${V}}, "${V}", '${V}'], ${V}: key}
 b: [${V}]
 c: [a$${V}, {d: $${V}}]
@@ -433,8 +449,8 @@ c: [a$${V}, {d: $${V}}]
 		if err != nil {
 			t.Fatalf("%q: %v", value, err)
 		}
-		var errs Errors
-		expandNode(root, "", getenv, &errs)
+		var errs config.Errors
+		config.ExpandNode(root, "", getenv, &errs)
 		if len(errs) > 0 {
 			t.Fatalf("%q: %v", value, &errs)
 		}
@@ -470,25 +486,25 @@ func TestMaskEnvRefs(t *testing.T) {
 		"a: zRelayEnv0z ${A} zRelayEnvQ",
 		"# ${A}\na: |\n  ${B}\n",
 	} {
-		masked, mask := maskEnvRefs([]byte(text))
-		if got := mask.restore(string(masked)); got != text {
+		masked, mask := config.MaskEnvRefs([]byte(text))
+		if got := mask.Restore(string(masked)); got != text {
 			t.Errorf("%q: masked %q restores to %q", text, masked, got)
 		}
-		for _, ref := range mask.refs {
+		for _, ref := range mask.Refs() {
 			if strings.Contains(string(masked), ref) {
 				t.Errorf("%q: masked %q still holds %s", text, masked, ref)
 			}
 		}
-		if strings.Contains(text, "zRelayEnv") && mask.prefix == "zRelayEnv" {
-			t.Errorf("%q: prefix %q occurs in the text", text, mask.prefix)
+		if strings.Contains(text, "zRelayEnv") && mask.Prefix() == "zRelayEnv" {
+			t.Errorf("%q: prefix %q occurs in the text", text, mask.Prefix())
 		}
 	}
-	if _, mask := maskEnvRefs([]byte("${bad name} ${A ${}")); len(mask.refs) != 0 {
-		t.Errorf("invalid references masked: %q", mask.refs)
+	if _, mask := config.MaskEnvRefs([]byte("${bad name} ${A ${}")); len(mask.Refs()) != 0 {
+		t.Errorf("invalid references masked: %q", mask.Refs())
 	}
 
-	cfg, err := Parse([]byte("admin: {token: zRelayEnv0z-${T}}\nsites: [{name: zRelayEnv0z, key: pk_shop_0123}]\nproviders: {bannerflex: {}}\n"),
-		func(string) (string, bool) { return "0123456789abcdef", true })
+	cfg, err := config.Parse([]byte("admin: {token: zRelayEnv0z-${T}}\nsites: [{name: zRelayEnv0z, key: pk_shop_0123}]\nproviders: {bannerflex: {}}\n"),
+		func(string) (string, bool) { return "0123456789abcdef", true }, providers.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +522,7 @@ func TestReferenceOutsideScalar(t *testing.T) {
 		"admin: {token: !${A} admin-token-0123456789}\n",
 		"admin: {token: \"\\${A}\"}\n",
 	} {
-		_, err := Parse([]byte(doc), func(string) (string, bool) { return "a", true })
+		_, err := config.Parse([]byte(doc), func(string) (string, bool) { return "a", true }, providers.Specs())
 		if err == nil {
 			t.Errorf("%q parsed", doc)
 		} else if strings.Contains(err.Error(), "RelayEnv") {
@@ -516,18 +532,20 @@ func TestReferenceOutsideScalar(t *testing.T) {
 }
 
 func TestValidateConfigBuiltInCode(t *testing.T) {
-	c := &Config{
-		Admin:     Admin{Token: "admin-token-0123456789"},
-		Providers: Providers{BannerFlex: &BannerFlex{}},
-		Sites:     []Site{{Name: "shop", Key: "pk_shop_0123", Origins: []string{"https://shop.example.com"}}},
+	c := &config.Config{
+		Admin:     config.Admin{Token: "admin-token-0123456789"},
+		Providers: config.NewProviders(providers.Specs()),
+		Sites:     []config.Site{{Name: "shop", Key: "pk_shop_0123", Origins: []string{"https://shop.example.com"}}},
 	}
-	c.setDefaults()
+	bannerflex := &providers.BannerFlexConfig{}
+	c.Providers.Enable("bannerflex", bannerflex)
+	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
-	c.Providers.BannerFlex.Timeout = 0
+	bannerflex.Timeout = 0
 	c.Sites[0].Origins = append(c.Sites[0].Origins, "https://shop.example.com/")
-	var errs *Errors
+	var errs *config.Errors
 	if err := c.Validate(); !errors.As(err, &errs) {
 		t.Fatalf("Validate = %v, want *Errors", err)
 	}
@@ -541,7 +559,7 @@ func TestValidateConfigBuiltInCode(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
-	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), nil)
+	_, err := config.Load(filepath.Join(t.TempDir(), "missing.yaml"), nil, providers.Specs())
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load = %v, want fs.ErrNotExist", err)
 	}
@@ -555,7 +573,7 @@ func TestFullFileUsesEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := parseNode(data)
+	root, err := config.ParseNode(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +583,7 @@ func TestFullFileUsesEveryKey(t *testing.T) {
 		switch n.Kind {
 		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				key := joinPath(path, n.Content[i].Value)
+				key := config.JoinPath(path, n.Content[i].Value)
 				used[key] = true
 				used[anyProvider(key)] = true
 				walkYAML(n.Content[i+1], key)
@@ -586,15 +604,18 @@ func TestFullFileUsesEveryKey(t *testing.T) {
 		if ty.Kind() != reflect.Struct {
 			return
 		}
-		for name, ft := range yamlFields(ty) {
-			key := joinPath(path, name)
+		for name, ft := range config.YAMLFields(ty) {
+			key := config.JoinPath(path, name)
 			if !used[key] && !used[anyProvider(key)] {
 				t.Errorf("testdata/full.yaml does not set %s", key)
 			}
 			walkType(ft, key)
 		}
 	}
-	walkType(reflect.TypeFor[Config](), "")
+	walkType(reflect.TypeFor[config.Config](), "")
+	for _, spec := range providers.Specs() {
+		walkType(reflect.TypeOf(spec.NewSection()), "providers."+spec.Name)
+	}
 }
 
 // anyProvider turns providers.NAME.KEY into providers.*.KEY when KEY is a Delivery setting.
@@ -604,7 +625,7 @@ func anyProvider(path string) string {
 		return path
 	}
 	field, _, _ := strings.Cut(parts[2], ".")
-	if _, ok := yamlFields(reflect.TypeFor[Delivery]())[field]; !ok {
+	if _, ok := config.YAMLFields(reflect.TypeFor[config.Delivery]())[field]; !ok {
 		return path
 	}
 	return "providers.*." + parts[2]
@@ -612,12 +633,27 @@ func anyProvider(path string) string {
 
 // The shared limiter spaces requests in whole µs: a higher rate_limit is refused, by path.
 func TestRateLimitAboveOneMillionIsRefused(t *testing.T) {
-	_, err := Parse([]byte(`
+	_, err := config.Parse([]byte(`
 admin: {listen: "127.0.0.1:9090", token: "admin-token-0123456789"}
 providers:
   bannerflex: {rate_limit: 2e6}
-`), nil)
+`), nil, providers.Specs())
 	if err == nil || !strings.Contains(err.Error(), "providers.bannerflex.rate_limit must be at most 1e6") {
 		t.Fatalf("err = %v, want providers.bannerflex.rate_limit must be at most 1e6", err)
 	}
+}
+
+// section returns the section of provider name in cfg as a T (nil when not enabled).
+func section[T config.ProviderSection](cfg *config.Config, name string) T {
+	sec, _ := cfg.Providers.Section(name).(T)
+	return sec
+}
+
+// enabledNames lists the enabled providers' names.
+func enabledNames(cfg *config.Config) []string {
+	var out []string
+	for _, p := range cfg.Providers.Enabled() {
+		out = append(out, p.Name)
+	}
+	return out
 }

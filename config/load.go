@@ -67,19 +67,21 @@ func (e Errors) errOrNil() error {
 }
 
 // Load reads the configuration file at path and parses it with Parse.
-func Load(path string, getenv func(string) (string, bool)) (*Config, error) {
+func Load(path string, getenv func(string) (string, bool), specs []ProviderSpec) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, getenv)
+	return Parse(data, getenv, specs)
 }
 
 // Parse turns YAML into a complete, valid Config: it expands ${NAME} from getenv, decodes
 // strictly, applies defaults and validates. getenv reports whether a variable is set, as
-// os.LookupEnv does; nil means an empty environment. Problems are returned as *Errors,
-// all those of the first phase that found any.
-func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
+// os.LookupEnv does; nil means an empty environment. specs are the providers the relay
+// knows (providers.Specs): each section under providers is decoded into the type of the
+// spec of its name. Problems are returned as *Errors, all those of the first phase that
+// found any.
+func Parse(data []byte, getenv func(string) (string, bool), specs []ProviderSpec) (*Config, error) {
 	if getenv == nil {
 		getenv = func(string) (string, bool) { return "", false }
 	}
@@ -87,20 +89,23 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cfg Config
+	cfg := Config{Providers: NewProviders(specs)}
 	if root != nil {
 		var errs Errors
 		expandNode(root, "", getenv, &errs)
 		if len(errs) > 0 {
 			return nil, &errs
 		}
-		s := schemaChecker{budget: maxSchemaNodes}
+		s := schemaChecker{budget: maxSchemaNodes, providers: &cfg.Providers}
 		s.check(root, reflect.TypeFor[Config](), "")
 		if len(s.errs) > 0 {
 			return nil, &s.errs
 		}
 		if err := root.Decode(&cfg); err != nil {
 			// schemaChecker accepts only what Decode accepts, so this is a bug guard.
+			return nil, &Errors{{Message: err.Error()}}
+		}
+		if err := cfg.Providers.decode(root); err != nil {
 			return nil, &Errors{{Message: err.Error()}}
 		}
 	}
@@ -344,10 +349,12 @@ const maxSchemaNodes = 100_000
 // reports, with line and path, every unknown or duplicate key and every value of the
 // wrong kind. yaml's own strict mode (Decoder.KnownFields) cannot do this job: it names
 // Go types instead of paths, does not apply to Node.Decode (needed to expand before
-// decoding), and is lost inside custom unmarshalers such as Providers'.
+// decoding), and does not know the provider sections, whose types come from specs.
 type schemaChecker struct {
 	errs   Errors
 	budget int
+	// providers knows the section type of each provider name.
+	providers *Providers
 }
 
 func (s *schemaChecker) check(n *yaml.Node, t reflect.Type, path string) {
@@ -371,6 +378,10 @@ func (s *schemaChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	case reflect.Struct:
 		fields := yamlFields(t)
 		s.mapping(n, path, func(key *yaml.Node, value *yaml.Node) {
+			if t == reflect.TypeFor[Config]() && key.Value == "providers" {
+				s.sections(value, joinPath(path, key.Value))
+				return
+			}
 			ft, ok := fields[key.Value]
 			if !ok {
 				s.errs.add(key.Line, joinPath(path, key.Value), "unknown field")
@@ -473,41 +484,54 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-// UnmarshalYAML enables a provider by its presence: "bannerflex: {}" and a bare
-// "bannerflex:" (null) both allocate its section, which plain decoding would leave nil
-// for the null form.
-func (p *Providers) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: providers must be a mapping", n.Line)
+// sections checks the providers mapping: each key must name a spec, and its value is
+// checked against the type of that spec's section.
+func (s *schemaChecker) sections(n *yaml.Node, path string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if isNull(n) {
+		return
+	}
+	s.mapping(n, path, func(key, value *yaml.Node) {
+		spec := s.providers.spec(key.Value)
+		if spec == nil {
+			s.errs.add(key.Line, joinPath(path, key.Value), "unknown field")
+			return
+		}
+		s.check(value, reflect.TypeOf(spec.NewSection()), joinPath(path, key.Value))
+	})
+}
+
+// decode enables a provider by its presence under root's providers key: "bannerflex: {}"
+// and a bare "bannerflex:" (null) both enable it, the second with its defaults. The
+// schema checker has already accepted every key and value.
+func (p *Providers) decode(root *yaml.Node) error {
+	var n *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "providers" {
+			n = root.Content[i+1]
+		}
+	}
+	if n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || isNull(n) {
+		return nil
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, value := n.Content[i], n.Content[i+1]
-		var section any
-		switch key.Value {
-		case "linkrunner":
-			p.Linkrunner = new(Linkrunner)
-			section = p.Linkrunner
-		case "ens":
-			p.ENS = new(ENS)
-			section = p.ENS
-		case "brevo":
-			p.Brevo = new(Brevo)
-			section = p.Brevo
-		case "bannerflex":
-			p.BannerFlex = new(BannerFlex)
-			section = p.BannerFlex
-		case "cardlytics":
-			p.Cardlytics = new(Cardlytics)
-			section = p.Cardlytics
-		default:
+		spec := p.spec(key.Value)
+		if spec == nil {
 			return fmt.Errorf("line %d: providers.%s: unknown provider", key.Line, key.Value)
 		}
-		if isNull(value) {
-			continue
+		sec := spec.NewSection()
+		if !isNull(value) {
+			if err := value.Decode(sec); err != nil {
+				return err
+			}
 		}
-		if err := value.Decode(section); err != nil {
-			return err
-		}
+		p.Enable(spec.Name, sec)
 	}
 	return nil
 }

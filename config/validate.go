@@ -1,8 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,22 +26,17 @@ const (
 	minIdentitySecretLen = 32 // HS256 keys shorter than the hash are weak
 )
 
-// clientEventTypes are the Cardlytics clientEventType values client_events may extend.
-func clientEventTypes() []string {
-	return []string{"AdImpression", "AdInteraction", "SessionAction", "CustomerProfileAction"}
-}
-
 // Validate reports every problem of the configuration at once, as *Errors whose paths
 // locate the values (e.g. "providers.ens.timeout must be > 0"). Parse calls it after
 // applying defaults; a Config built in code should be validated the same way. Messages
 // never contain secrets.
 func (c *Config) Validate() error {
-	var v validator
+	var v Validator
 	c.validateServer(&v)
 	c.validateAdmin(&v)
 	c.validateRedis(&v)
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
-		v.add("log.level", "must be debug, info, warn or error")
+		v.Add("log.level", "must be debug, info, warn or error")
 	}
 	c.validateSites(&v)
 	c.validateClients(&v)
@@ -51,105 +44,108 @@ func (c *Config) Validate() error {
 	return v.errs.errOrNil()
 }
 
-// validator collects problems; its helpers each check one kind of value.
-type validator struct {
+// Validator collects problems; its helpers each check one kind of value. Provider
+// sections report theirs through it (ProviderSection.Validate).
+type Validator struct {
 	errs Errors
 }
 
-func (v *validator) add(path, format string, args ...any) {
+// Add reports a problem at path; the message reads as the rest of a sentence starting
+// with the path ("must be > 0") and never quotes a secret.
+func (v *Validator) Add(path, format string, args ...any) {
 	v.errs.add(0, path, format, args...)
 }
 
-func (v *validator) positive(path string, d time.Duration) {
+func (v *Validator) positive(path string, d time.Duration) {
 	if d <= 0 {
-		v.add(path, "must be > 0")
+		v.Add(path, "must be > 0")
 	}
 }
 
-func (v *validator) atLeast(path string, n, low int) {
+func (v *Validator) atLeast(path string, n, low int) {
 	if n < low {
-		v.add(path, "must be >= %d", low)
+		v.Add(path, "must be >= %d", low)
 	}
 }
 
 // hostPort checks a listen address such as ":8080" or "127.0.0.1:9090".
-func (v *validator) hostPort(path, addr string) {
+func (v *Validator) hostPort(path, addr string) {
 	_, port, err := net.SplitHostPort(addr)
 	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
-		v.add(path, "%q must be host:port, e.g. \":8080\" or \"127.0.0.1:9090\"", addr)
+		v.Add(path, "%q must be host:port, e.g. \":8080\" or \"127.0.0.1:9090\"", addr)
 	}
 }
 
 // secret checks a value sent in an HTTP header or compared as a token. Its value is never
 // quoted.
-func (v *validator) secret(path, s string, minLen int) {
+func (v *Validator) Secret(path, s string, minLen int) {
 	switch {
 	case s == "":
-		v.add(path, "is required")
+		v.Add(path, "is required")
 	case len(s) < minLen:
-		v.add(path, "is too short (at least %d characters)", minLen)
+		v.Add(path, "is too short (at least %d characters)", minLen)
 	case strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0:
-		v.add(path, "must be printable ASCII without spaces (a stray newline from a secret file?)")
+		v.Add(path, "must be printable ASCII without spaces (a stray newline from a secret file?)")
 	}
 }
 
 // upstreamURL checks an upstream base URL: absolute, no query, and https unless the host
 // is loopback (local fakes in tests).
-func (v *validator) upstreamURL(path, s string) {
+func (v *Validator) UpstreamURL(path, s string) {
 	u, err := url.Parse(s)
 	switch {
 	case s == "":
-		v.add(path, "is required")
+		v.Add(path, "is required")
 	case strings.Contains(s, "@"):
 		// Checked before anything quotes s: user:password@ must not reach a log.
-		v.add(path, "must not contain credentials (user@)")
+		v.Add(path, "must not contain credentials (user@)")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
-		v.add(path, "%q must be an absolute http or https URL", s)
+		v.Add(path, "%q must be an absolute http or https URL", s)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		v.add(path, "%q must not have a query or fragment", s)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
-		v.add(path, "%q must use https (http only for localhost, 127.0.0.0/8 or ::1)", s)
+		v.Add(path, "%q must not have a query or fragment", s)
+	case u.Scheme == "http" && !IsLoopback(u.Hostname()):
+		v.Add(path, "%q must use https (http only for localhost, 127.0.0.0/8 or ::1)", s)
 	}
 }
 
 // readableFile checks that name can be opened for reading and is not a directory.
-func (v *validator) readableFile(path, name string) bool {
+func (v *Validator) ReadableFile(path, name string) bool {
 	f, err := os.Open(name)
 	if err != nil {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			v.add(path, "%q does not exist", name)
+			v.Add(path, "%q does not exist", name)
 		case errors.Is(err, fs.ErrPermission):
-			v.add(path, "%q is not readable (permission denied)", name)
+			v.Add(path, "%q is not readable (permission denied)", name)
 		default:
-			v.add(path, "%q cannot be read", name)
+			v.Add(path, "%q cannot be read", name)
 		}
 		return false
 	}
 	defer f.Close()
 	if info, err := f.Stat(); err != nil || info.IsDir() {
-		v.add(path, "%q must be a regular file", name)
+		v.Add(path, "%q must be a regular file", name)
 		return false
 	}
 	return true
 }
 
-func (c *Config) validateServer(v *validator) {
+func (c *Config) validateServer(v *Validator) {
 	s := c.Server
 	v.hostPort("server.listen", s.Listen)
 	if s.MaxBodyBytes < minBodyBytes || s.MaxBodyBytes > maxBodyBytes {
-		v.add("server.max_body_bytes", "must be between %d and %d (16 MiB)", minBodyBytes, maxBodyBytes)
+		v.Add("server.max_body_bytes", "must be between %d and %d (16 MiB)", minBodyBytes, maxBodyBytes)
 	}
 	for i, p := range s.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err == nil {
 			continue
 		}
 		if _, err := netip.ParseAddr(p); err != nil {
-			v.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%q must be a CIDR (10.0.0.0/8) or an IP address", p)
+			v.Add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%q must be a CIDR (10.0.0.0/8) or an IP address", p)
 		}
 	}
 	if s.CountryHeader != "" && !isHeaderName(s.CountryHeader) {
-		v.add("server.country_header", "%q must be an HTTP header name", s.CountryHeader)
+		v.Add("server.country_header", "%q must be an HTTP header name", s.CountryHeader)
 	}
 	v.positive("server.read_timeout", s.ReadTimeout)
 	v.positive("server.write_timeout", s.WriteTimeout)
@@ -159,86 +155,86 @@ func (c *Config) validateServer(v *validator) {
 	v.atLeast("server.max_batch_events", s.MaxBatchEvents, 1)
 }
 
-func (c *Config) validateAdmin(v *validator) {
+func (c *Config) validateAdmin(v *Validator) {
 	if c.Admin.Listen == "" {
 		return
 	}
 	v.hostPort("admin.listen", c.Admin.Listen)
 	// Port 0 picks a free port on each listen (tests), so only fixed ports can collide.
 	if _, port, err := net.SplitHostPort(c.Admin.Listen); err == nil && port != "0" && c.Admin.Listen == c.Server.Listen {
-		v.add("admin.listen", "must differ from server.listen")
+		v.Add("admin.listen", "must differ from server.listen")
 	}
-	v.secret("admin.token", c.Admin.Token, minTokenLen)
+	v.Secret("admin.token", c.Admin.Token, minTokenLen)
 }
 
-func (c *Config) validateRedis(v *validator) {
+func (c *Config) validateRedis(v *Validator) {
 	r := c.Redis
 	if r.URL != "" {
 		u, err := url.Parse(r.URL)
 		schemes := []string{"redis", "rediss", "redis+sentinel", "redis+cluster"}
 		if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" {
 			// Never quoted: a Redis URL often carries a password.
-			v.add("redis.url", "must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL with a host")
+			v.Add("redis.url", "must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL with a host")
 		}
 	}
 	if r.Prefix == "" || strings.ContainsAny(r.Prefix, " \t\r\n{}") {
-		v.add("redis.prefix", "must be non-empty, without spaces or braces (braces would break the {provider} hash tags)")
+		v.Add("redis.prefix", "must be non-empty, without spaces or braces (braces would break the {provider} hash tags)")
 	}
 	if r.EnqueueTimeout <= 0 || r.EnqueueTimeout > maxEnqueueTimeout {
-		v.add("redis.enqueue_timeout", "must be > 0 and <= %s", shortDuration(maxEnqueueTimeout))
+		v.Add("redis.enqueue_timeout", "must be > 0 and <= %s", shortDuration(maxEnqueueTimeout))
 	}
 	if r.HighWaterMark < -1 {
-		v.add("redis.high_water_mark", "must be > 0, or -1 to disable the check")
+		v.Add("redis.high_water_mark", "must be > 0, or -1 to disable the check")
 	}
 	v.atLeast("redis.writers", r.Writers, 1)
 	v.atLeast("redis.max_batch", r.MaxBatch, 1)
 	v.atLeast("redis.pool_size", r.PoolSize, 1)
 }
 
-func (c *Config) validateSites(v *validator) {
+func (c *Config) validateSites(v *Validator) {
 	names := make(map[string]string)
 	keys := make(map[string]string)
 	for i, s := range c.Sites {
 		p := fmt.Sprintf("sites[%d]", i)
 		v.unique(names, p, "name", s.Name, true)
 		if s.Key != "" && (len(s.Key) < minSiteKeyLen || strings.IndexFunc(s.Key, notKeyChar) >= 0) {
-			v.add(p+".key", "must be at least %d characters of A-Z a-z 0-9 _ -", minSiteKeyLen)
+			v.Add(p+".key", "must be at least %d characters of A-Z a-z 0-9 _ -", minSiteKeyLen)
 		} else {
 			v.unique(keys, p, "key", s.Key, false)
 		}
 		for j, o := range s.Origins {
 			if problem := originProblem(o); problem != "" {
-				v.add(fmt.Sprintf("%s.origins[%d]", p, j), "%q %s", o, problem)
+				v.Add(fmt.Sprintf("%s.origins[%d]", p, j), "%q %s", o, problem)
 			}
 		}
 		c.validateRoutes(v, p+".routes", s.Routes)
 		switch {
 		case s.IdentitySecret != "" && s.TrustClientIdentity:
-			v.add(p+".trust_client_identity", "cannot be used with identity_secret (identities come only from signed tokens)")
+			v.Add(p+".trust_client_identity", "cannot be used with identity_secret (identities come only from signed tokens)")
 		case s.IdentitySecret != "" && len(s.IdentitySecret) < minIdentitySecretLen:
-			v.add(p+".identity_secret", "is too short (at least %d bytes)", minIdentitySecretLen)
+			v.Add(p+".identity_secret", "is too short (at least %d bytes)", minIdentitySecretLen)
 		}
 		if !(s.RateLimit.PerIP > 0) {
-			v.add(p+".rate_limit.per_ip", "must be > 0")
+			v.Add(p+".rate_limit.per_ip", "must be > 0")
 		}
 		v.atLeast(p+".rate_limit.burst", s.RateLimit.Burst, 1)
 	}
 }
 
-func (c *Config) validateClients(v *validator) {
+func (c *Config) validateClients(v *Validator) {
 	names := make(map[string]string)
 	tokens := make(map[string]string)
 	for i, cl := range c.Clients {
 		p := fmt.Sprintf("clients[%d]", i)
 		v.unique(names, p, "name", cl.Name, true)
-		v.secret(p+".token", cl.Token, minTokenLen) // reports an empty token
+		v.Secret(p+".token", cl.Token, minTokenLen) // reports an empty token
 		if cl.Token != "" {
 			v.unique(tokens, p, "token", cl.Token, false)
 		}
 		for j, s := range c.Sites {
 			if cl.Token != "" && cl.Token == s.Key {
 				// A secret token that is also a public site key is no secret.
-				v.add(p+".token", "equals sites[%d].key", j)
+				v.Add(p+".token", "equals sites[%d].key", j)
 			}
 		}
 		c.validateRoutes(v, p+".routes", cl.Routes)
@@ -247,151 +243,69 @@ func (c *Config) validateClients(v *validator) {
 
 // unique reports owner.field missing, or holding a value an earlier item already used;
 // seen maps values to their first owner. Only public values are quoted.
-func (v *validator) unique(seen map[string]string, owner, field, value string, public bool) {
+func (v *Validator) unique(seen map[string]string, owner, field, value string, public bool) {
 	path := owner + "." + field
 	first, dup := seen[value]
 	switch {
 	case value == "":
-		v.add(path, "is required")
+		v.Add(path, "is required")
 	case !dup:
 		seen[value] = owner
 	case public:
-		v.add(path, "%q is already used by %s", value, first)
+		v.Add(path, "%q is already used by %s", value, first)
 	default:
-		v.add(path, "is already used by %s", first)
+		v.Add(path, "is already used by %s", first)
 	}
 }
 
-func (c *Config) validateRoutes(v *validator, path string, routes []string) {
+func (c *Config) validateRoutes(v *Validator, path string, routes []string) {
 	if routes != nil && len(routes) == 0 {
-		v.add(path, "is empty: list routes, or leave it out for the default")
+		v.Add(path, "is empty: list routes, or leave it out for the default")
 	}
 	for i, r := range routes {
 		if problem := c.routeProblem(r); problem != "" {
-			v.add(fmt.Sprintf("%s[%d]", path, i), "%q %s", r, problem)
+			v.Add(fmt.Sprintf("%s[%d]", path, i), "%q %s", r, problem)
 		}
 	}
 }
 
-func (c *Config) validateProviders(v *validator) {
-	sections := c.Providers.sections()
-	if len(sections) == 0 {
-		v.add("providers", "must enable at least one of linkrunner, ens, brevo, bannerflex, cardlytics")
+func (c *Config) validateProviders(v *Validator) {
+	enabled := c.Providers.Enabled()
+	if len(enabled) == 0 {
+		v.Add("providers", "must enable at least one of %s", strings.Join(c.Providers.Names(), ", "))
 	}
-	p := c.Providers
-	for _, sec := range sections {
-		validateDelivery(v, "providers."+sec.name, sec.delivery)
-		switch sec.name {
-		case "linkrunner":
-			v.secret("providers.linkrunner.server_key", p.Linkrunner.ServerKey, 1)
-		case "ens":
-			v.secret("providers.ens.api_key", p.ENS.APIKey, 1)
-		case "brevo":
-			validateBrevo(v, p.Brevo)
-		case "cardlytics":
-			validateCardlytics(v, p.Cardlytics)
-		}
+	for _, p := range enabled {
+		path := "providers." + p.Name
+		validateDelivery(v, path, p.Delivery)
+		p.Section.Validate(v, path)
 	}
 }
 
-func validateBrevo(v *validator, b *Brevo) {
-	if b.APIKey == "" && b.MAKey == "" {
-		v.add("providers.brevo", "needs api_key (v3 events) or ma_key (legacy trackEvent), or both")
-	}
-	if b.APIKey != "" {
-		v.secret("providers.brevo.api_key", b.APIKey, 1)
-	}
-	if b.MAKey != "" {
-		v.secret("providers.brevo.ma_key", b.MAKey, 1)
-	}
-	v.upstreamURL("providers.brevo.tracker_url", b.TrackerURL)
-}
-
-func validateDelivery(v *validator, path string, d *Delivery) {
-	v.upstreamURL(path+".base_url", d.BaseURL)
+func validateDelivery(v *Validator, path string, d *Delivery) {
+	v.UpstreamURL(path+".base_url", d.BaseURL)
 	if d.Workers < 1 || d.Workers > maxWorkers {
-		v.add(path+".workers", "must be between 1 and %d", maxWorkers)
+		v.Add(path+".workers", "must be between 1 and %d", maxWorkers)
 	}
 	if !(d.RateLimit > 0) {
-		v.add(path+".rate_limit", "must be > 0")
+		v.Add(path+".rate_limit", "must be > 0")
 	} else if d.RateLimit > 1e6 {
 		// The shared limiter spaces requests in whole µs.
-		v.add(path+".rate_limit", "must be at most 1e6 (requests/s)")
+		v.Add(path+".rate_limit", "must be at most 1e6 (requests/s)")
 	}
 	if d.Timeout <= 0 || d.Timeout > maxUpstreamTimeout {
-		v.add(path+".timeout", "must be > 0 and <= %s", shortDuration(maxUpstreamTimeout))
+		v.Add(path+".timeout", "must be > 0 and <= %s", shortDuration(maxUpstreamTimeout))
 	}
 	if d.VisibilityTimeout <= d.Timeout {
-		v.add(path+".visibility_timeout", "must be > timeout (a slow attempt would be taken over and sent twice)")
+		v.Add(path+".visibility_timeout", "must be > timeout (a slow attempt would be taken over and sent twice)")
 	}
 	v.atLeast(path+".max_attempts", d.MaxAttempts, 1)
 	v.positive(path+".max_age", d.MaxAge)
 	v.positive(path+".backoff.base", d.Backoff.Base)
 	if d.Backoff.Max < d.Backoff.Base {
-		v.add(path+".backoff.max", "must be >= backoff.base")
+		v.Add(path+".backoff.max", "must be >= backoff.base")
 	}
 	v.atLeast(path+".breaker.failures", d.Breaker.Failures, 1)
 	v.positive(path+".breaker.open_for", d.Breaker.OpenFor)
-}
-
-func validateCardlytics(v *validator, cx *Cardlytics) {
-	const p = "providers.cardlytics"
-	switch cx.Auth {
-	case "bearer":
-		v.secret(p+".client_id", cx.ClientID, 1)
-		v.secret(p+".secret", cx.Secret, 1)
-	case "session":
-	default:
-		v.add(p+".auth", "%q must be bearer or session", cx.Auth)
-	}
-	if cx.InstitutionID != "" {
-		v.secret(p+".institution_id", cx.InstitutionID, 1)
-	}
-
-	cert, key := cx.TLSCertFile, cx.TLSKeyFile
-	switch {
-	case cert == "" && key == "":
-		// Mutual TLS is how Cardlytics authenticates the publisher; only a local fake
-		// over plain http may go without it.
-		if u, err := url.Parse(cx.BaseURL); cx.BaseURL != "" && (err != nil || u.Scheme != "http" || !isLoopback(u.Hostname())) {
-			v.add(p+".tls_cert_file", "and tls_key_file are required (mutual TLS)")
-		}
-	case cert == "":
-		v.add(p+".tls_cert_file", "is required with tls_key_file")
-	case key == "":
-		v.add(p+".tls_key_file", "is required with tls_cert_file")
-	default:
-		certOK := v.readableFile(p+".tls_cert_file", cert)
-		keyOK := v.readableFile(p+".tls_key_file", key)
-		if certOK && keyOK {
-			if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
-				// crypto/tls errors describe the PEM blocks, never the key material.
-				v.add(p+".tls_cert_file", "and tls_key_file are not a certificate and matching key: %v", err)
-			}
-		}
-	}
-	if ca := cx.TLSCAFile; ca != "" && v.readableFile(p+".tls_ca_file", ca) {
-		if pem, err := os.ReadFile(ca); err != nil || !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			v.add(p+".tls_ca_file", "%q holds no PEM certificate", ca)
-		}
-	}
-
-	types := make([]string, 0, len(cx.ClientEvents))
-	for t := range cx.ClientEvents {
-		types = append(types, t)
-	}
-	slices.Sort(types) // map order is random; reports must not be
-	for _, t := range types {
-		path := p + ".client_events." + t
-		if !slices.Contains(clientEventTypes(), t) {
-			v.add(path, "%q is not a clientEventType (one of %s)", t, strings.Join(clientEventTypes(), ", "))
-		}
-		for i, name := range cx.ClientEvents[t] {
-			if strings.TrimSpace(name) == "" {
-				v.add(fmt.Sprintf("%s[%d]", path, i), "must be a non-empty event name")
-			}
-		}
-	}
 }
 
 // originProblem says why s is not an exact browser origin, or returns "". Browsers send
@@ -435,7 +349,9 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host is localhost or a loopback IP: the only hosts an
+// upstream may be reached on without TLS (local fakes in tests).
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}

@@ -31,6 +31,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
 )
 
 // configPath is where every deployment puts the relay's configuration: the Dockerfile's
@@ -140,7 +141,7 @@ func fakeEnv(asked map[string]bool) func(string) (string, bool) {
 func parseRelayConfig(t *testing.T, where string, data []byte) (*config.Config, []string) {
 	t.Helper()
 	asked := map[string]bool{}
-	cfg, err := config.Parse(data, fakeEnv(asked))
+	cfg, err := config.Parse(data, fakeEnv(asked), providers.Specs())
 	if err != nil {
 		t.Fatalf("%s: the relay refuses this configuration:\n%v", where, err)
 	}

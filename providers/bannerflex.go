@@ -1,6 +1,13 @@
 package providers
 
-import "strings"
+import (
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
+)
 
 // BannerFlex: banner events (PROVIDERS.md, "BannerFlex").
 
@@ -16,8 +23,26 @@ const (
 	bannerflexCTAMetric = "bnrflx-cta"
 )
 
-func bannerflexOps() []*Op {
-	return []*Op{{Route: "bannerflex/banner-events", Provider: BannerFlex, validate: validateBannerFlex}}
+// bannerflex describes BannerFlex: https://www.bannerflex.app, no authentication.
+func bannerflex() *Provider {
+	return &Provider{
+		Name: BannerFlex, BaseURL: "https://www.bannerflex.app", RateLimit: 50,
+		NewSection: func() Section { return new(BannerFlexConfig) },
+		Ops: func(Section) []*Op {
+			return []*Op{{Route: "bannerflex/banner-events", validate: validateBannerFlex}}
+		},
+	}
+}
+
+// BannerFlexConfig is the providers.bannerflex section: the common settings only.
+// Default rate_limit 50.
+type BannerFlexConfig struct {
+	config.Delivery `yaml:",inline"`
+}
+
+// NewAdapter builds the BannerFlex adapter.
+func (c *BannerFlexConfig) NewAdapter(*zap.Logger) (delivery.Adapter, error) {
+	return newBannerFlexAdapter(c), nil
 }
 
 func validateBannerFlex(ev *Event, _ Identity) error {

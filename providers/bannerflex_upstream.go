@@ -3,7 +3,6 @@ package providers
 import (
 	"context"
 
-	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/delivery"
 )
 
@@ -22,7 +21,7 @@ type bannerflexAdapter struct {
 var _ delivery.Adapter = (*bannerflexAdapter)(nil)
 
 // newBannerFlexAdapter builds the BannerFlex adapter from its config section.
-func newBannerFlexAdapter(cfg *config.BannerFlex) delivery.Adapter {
+func newBannerFlexAdapter(cfg *BannerFlexConfig) delivery.Adapter {
 	return &bannerflexAdapter{
 		url: cfg.BaseURL + "/api/public/banner-events",
 		t:   deliveryTransport(cfg.Delivery),

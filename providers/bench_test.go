@@ -27,21 +27,22 @@ var benchBodies = map[string]string{
 	"cardlytics/client-events":   `{"clientEvents":[{"clientEventId":"2e08d638-04e2-4561-b56a-ca32cfff6203","clientEventType":"AdImpression","clientEvent":"AdViewableImpression","clientEventTimestamp":"2023-03-11T08:00:00Z","clientEventMetadata":{"serveToken":"91e471aed3c04b81bee792f23ad4859d","section":"LatestOffers","channel":"OLB","imageSlots":["logo"],"categoryId":"1","displayPosition":2}}]}`,
 }
 
-func benchProviders(base string) config.Providers {
+// benchProviders enables the providers at base, Cardlytics only when asked.
+func benchProviders(base string, cardlytics bool) config.Providers {
 	d := config.Delivery{BaseURL: base, Workers: 4, RateLimit: 1e6, Timeout: 5 * time.Second}
-	return config.Providers{
-		ENS:        &config.ENS{Delivery: d, APIKey: "bench-ens-key"},
-		BannerFlex: &config.BannerFlex{Delivery: d},
-		Linkrunner: &config.Linkrunner{Delivery: d, ServerKey: "bench-lr-key"},
-		Brevo:      &config.Brevo{Delivery: d, APIKey: "bench-brevo-key", MAKey: "bench-ma-key", TrackerURL: base},
-		Cardlytics: &config.Cardlytics{Delivery: d, ClientID: "c", Secret: "s"},
+	sections := []Section{&ENSConfig{Delivery: d, APIKey: "bench-ens-key"}, &BannerFlexConfig{Delivery: d},
+		&LinkrunnerConfig{Delivery: d, ServerKey: "bench-lr-key"},
+		&BrevoConfig{Delivery: d, APIKey: "bench-brevo-key", MAKey: "bench-ma-key", TrackerURL: base}}
+	if cardlytics {
+		sections = append(sections, &CardlyticsConfig{Delivery: d, ClientID: "c", Secret: "s"})
 	}
+	return enable(sections...)
 }
 
 // BenchmarkDecode measures each route's inbound decoding as ingest runs it: the strict
 // pre-pass, the provider's validation, and the compact re-encoding that is stored.
 func BenchmarkDecode(b *testing.B) {
-	for _, op := range Ops(benchProviders("http://127.0.0.1:1")) {
+	for _, op := range Ops(benchProviders("http://127.0.0.1:1", true)) {
 		body, ok := benchBodies[op.Route]
 		if !ok {
 			continue
@@ -89,8 +90,7 @@ func BenchmarkAdapter(b *testing.B) {
 	}}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() { _ = srv.Shutdown() }()
-	cfg := benchProviders("http://" + ln.Addr().String())
-	cfg.Cardlytics = nil
+	cfg := benchProviders("http://"+ln.Addr().String(), false)
 	adapters, err := NewAdapters(cfg, zap.NewNop())
 	if err != nil {
 		b.Fatal(err)

@@ -4,7 +4,10 @@ import (
 	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
 
@@ -28,18 +31,68 @@ var brevoStringIdentifiers = []string{"ext_id", "phone_id", "whatsapp_id", "land
 // another identity to the contact (Brevo upper-cases attribute names).
 var brevoIdentityAttributes = []string{"EMAIL", "SMS", "WHATSAPP", "LANDLINE_NUMBER", "EXT_ID"}
 
-func brevoOps(cfg *config.Brevo) []*Op {
-	if cfg == nil {
-		return nil
+// brevo describes Brevo: v3 events at base_url, the legacy tracker at tracker_url.
+func brevo() *Provider {
+	return &Provider{
+		Name: Brevo, BaseURL: "https://api.brevo.com", RateLimit: 10,
+		NewSection: func() Section { return new(BrevoConfig) },
+		Ops: func(Section) []*Op {
+			return []*Op{
+				{Route: "brevo/events", Identity: ClaimEmail, validate: validateBrevoEvent},
+				{Route: "brevo/track-event", Identity: ClaimEmail, validate: validateBrevoTrackEvent},
+			}
+		},
 	}
-	var ops []*Op
-	if cfg.APIKey != "" {
-		ops = append(ops, &Op{Route: "brevo/events", Provider: Brevo, Identity: ClaimEmail, validate: validateBrevoEvent})
+}
+
+// BrevoConfig is the providers.brevo section: v3 events at base_url
+// (https://api.brevo.com), legacy trackEvent at tracker_url. Default rate_limit 10.
+type BrevoConfig struct {
+	config.Delivery `yaml:",inline"`
+	// APIKey (header api-key) enables /v1/brevo/events.
+	APIKey string `yaml:"api_key"`
+	// MAKey (header ma-key) enables /v1/brevo/track-event.
+	MAKey string `yaml:"ma_key"`
+	// TrackerURL is the legacy tracker. Default "https://in-automate.brevo.com".
+	TrackerURL string `yaml:"tracker_url"`
+	// Batch sends v3 events through /v3/events/batch, up to 100 per request.
+	Batch bool `yaml:"batch"`
+}
+
+// SetDefaults sets tracker_url.
+func (c *BrevoConfig) SetDefaults() {
+	config.OrDefault(&c.TrackerURL, "https://in-automate.brevo.com")
+	c.TrackerURL = strings.TrimRight(c.TrackerURL, "/")
+}
+
+// Validate checks the keys and tracker_url.
+func (c *BrevoConfig) Validate(v *config.Validator, path string) {
+	if c.APIKey == "" && c.MAKey == "" {
+		v.Add(path, "needs api_key (v3 events) or ma_key (legacy trackEvent), or both")
 	}
-	if cfg.MAKey != "" {
-		ops = append(ops, &Op{Route: "brevo/track-event", Provider: Brevo, Identity: ClaimEmail, validate: validateBrevoTrackEvent})
+	if c.APIKey != "" {
+		v.Secret(path+".api_key", c.APIKey, 1)
 	}
-	return ops
+	if c.MAKey != "" {
+		v.Secret(path+".ma_key", c.MAKey, 1)
+	}
+	v.UpstreamURL(path+".tracker_url", c.TrackerURL)
+}
+
+// RouteProblem says which key a route needs when it is not set.
+func (c *BrevoConfig) RouteProblem(route string) string {
+	switch {
+	case route == "brevo/events" && c.APIKey == "":
+		return "needs providers.brevo.api_key"
+	case route == "brevo/track-event" && c.MAKey == "":
+		return "needs providers.brevo.ma_key"
+	}
+	return ""
+}
+
+// NewAdapter builds the Brevo adapter.
+func (c *BrevoConfig) NewAdapter(*zap.Logger) (delivery.Adapter, error) {
+	return newBrevoAdapter(c), nil
 }
 
 // validateBrevoEvent checks a v3 POST /v3/events body.

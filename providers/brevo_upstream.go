@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/delivery"
 )
 
@@ -59,7 +58,7 @@ type brevoAdapter struct {
 var _ delivery.Adapter = (*brevoAdapter)(nil)
 
 // newBrevoAdapter builds the Brevo adapter from its config section.
-func newBrevoAdapter(cfg *config.Brevo) delivery.Adapter {
+func newBrevoAdapter(cfg *BrevoConfig) delivery.Adapter {
 	return &brevoAdapter{
 		eventsURL: cfg.BaseURL + "/v3/events",
 		batchURL:  cfg.BaseURL + "/v3/events/batch",

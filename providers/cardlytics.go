@@ -1,12 +1,20 @@
 package providers
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"maps"
+	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
 
@@ -53,16 +61,26 @@ var cardlyticsEvents = map[string][]string{
 
 var cardlyticsChannels = []string{"Email", "SMS", "MMS", "OLB", "MobileWeb", "MobileApp", "MobileWallet"}
 
-func cardlyticsOps(cfg *config.Cardlytics) []*Op {
+// cardlytics describes Cardlytics publisher client events (v2), mutual TLS. base_url has
+// no default: each publisher gets its own.
+func cardlytics() *Provider {
+	return &Provider{
+		Name: Cardlytics, RateLimit: 20,
+		NewSection: func() Section { return new(CardlyticsConfig) },
+		Ops: func(sec Section) []*Op {
+			return cardlyticsOps(sec.(*CardlyticsConfig))
+		},
+	}
+}
+
+func cardlyticsOps(cfg *CardlyticsConfig) []*Op {
 	events := maps.Clone(cardlyticsEvents)
-	if cfg != nil {
-		for typ, extra := range cfg.ClientEvents {
-			// A fresh slice: appending to the table's own would share its backing array.
-			events[typ] = append(append([]string(nil), events[typ]...), extra...)
-		}
+	for typ, extra := range cfg.ClientEvents {
+		// A fresh slice: appending to the table's own would share its backing array.
+		events[typ] = append(append([]string(nil), events[typ]...), extra...)
 	}
 	validate := func(ev *Event, id Identity) error { return validateCardlytics(ev, id, events) }
-	return []*Op{{Route: "cardlytics/client-events", Provider: Cardlytics, Identity: ClaimCustomer, validate: validate}}
+	return []*Op{{Route: "cardlytics/client-events", Identity: ClaimCustomer, validate: validate}}
 }
 
 // validateCardlytics checks {"clientEvents":[...]}; events maps each clientEventType to the
@@ -179,4 +197,98 @@ func cardlyticsMetadata(f *fields) {
 	if pos, ok := f.integer("displayPosition", false); ok {
 		f.check(pos >= 0, "displayPosition", "must be zero or more (it is zero-based)")
 	}
+}
+
+// CardlyticsConfig is the providers.cardlytics section. base_url has no default. Default
+// rate_limit 20.
+type CardlyticsConfig struct {
+	config.Delivery `yaml:",inline"`
+	// Auth is "bearer" (clientId/secret, Authorization header) or "session"
+	// (X-CDLX-Session-Token). Default "bearer".
+	Auth string `yaml:"auth"`
+	// ClientID and Secret are sent to startSession in bearer mode. Required for bearer.
+	ClientID string `yaml:"client_id"`
+	Secret   string `yaml:"secret"`
+	// InstitutionID is sent as X-CDLX-Institution-Id in session mode, when set.
+	InstitutionID string `yaml:"institution_id"`
+	// TLSCertFile and TLSKeyFile are the client certificate for mutual TLS. Required.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TLSCAFile is an optional CA bundle to verify the server (tests, private CAs).
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// ClientEvents adds accepted clientEvent names per clientEventType to the documented ones.
+	ClientEvents map[string][]string `yaml:"client_events"`
+}
+
+// SetDefaults sets auth.
+func (c *CardlyticsConfig) SetDefaults() { config.OrDefault(&c.Auth, "bearer") }
+
+// Validate checks the credentials, the TLS files and client_events.
+func (c *CardlyticsConfig) Validate(v *config.Validator, p string) {
+	switch c.Auth {
+	case "bearer":
+		v.Secret(p+".client_id", c.ClientID, 1)
+		v.Secret(p+".secret", c.Secret, 1)
+	case "session":
+	default:
+		v.Add(p+".auth", "%q must be bearer or session", c.Auth)
+	}
+	if c.InstitutionID != "" {
+		v.Secret(p+".institution_id", c.InstitutionID, 1)
+	}
+	c.validateTLS(v, p)
+
+	types := slices.Sorted(maps.Keys(c.ClientEvents)) // map order is random; reports must not be
+	for _, t := range types {
+		path := p + ".client_events." + t
+		if !slices.Contains(cardlyticsEventTypes(), t) {
+			v.Add(path, "%q is not a clientEventType (one of %s)", t, strings.Join(cardlyticsEventTypes(), ", "))
+		}
+		for i, name := range c.ClientEvents[t] {
+			if strings.TrimSpace(name) == "" {
+				v.Add(fmt.Sprintf("%s[%d]", path, i), "must be a non-empty event name")
+			}
+		}
+	}
+}
+
+// cardlyticsEventTypes are the clientEventTypes of cardlyticsEvents, in the
+// documentation's order (TestCardlyticsEventTypesMatchTable keeps the two in step).
+func cardlyticsEventTypes() []string {
+	return []string{cardlyticsAdImpression, cardlyticsAdInteraction, "SessionAction", "CustomerProfileAction"}
+}
+
+func (c *CardlyticsConfig) validateTLS(v *config.Validator, p string) {
+	cert, key := c.TLSCertFile, c.TLSKeyFile
+	switch {
+	case cert == "" && key == "":
+		// Mutual TLS is how Cardlytics authenticates the publisher; only a local fake
+		// over plain http may go without it.
+		if u, err := url.Parse(c.BaseURL); c.BaseURL != "" && (err != nil || u.Scheme != "http" || !config.IsLoopback(u.Hostname())) {
+			v.Add(p+".tls_cert_file", "and tls_key_file are required (mutual TLS)")
+		}
+	case cert == "":
+		v.Add(p+".tls_cert_file", "is required with tls_key_file")
+	case key == "":
+		v.Add(p+".tls_key_file", "is required with tls_cert_file")
+	default:
+		certOK := v.ReadableFile(p+".tls_cert_file", cert)
+		keyOK := v.ReadableFile(p+".tls_key_file", key)
+		if certOK && keyOK {
+			if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+				// crypto/tls errors describe the PEM blocks, never the key material.
+				v.Add(p+".tls_cert_file", "and tls_key_file are not a certificate and matching key: %v", err)
+			}
+		}
+	}
+	if ca := c.TLSCAFile; ca != "" && v.ReadableFile(p+".tls_ca_file", ca) {
+		if pem, err := os.ReadFile(ca); err != nil || !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			v.Add(p+".tls_ca_file", "%q holds no PEM certificate", ca)
+		}
+	}
+}
+
+// NewAdapter builds the Cardlytics adapter: it loads the TLS files.
+func (c *CardlyticsConfig) NewAdapter(log *zap.Logger) (delivery.Adapter, error) {
+	return newCardlyticsAdapter(c, log)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
-	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
@@ -79,7 +78,7 @@ type cardlyticsAdapter struct {
 
 // newCardlyticsAdapter builds the adapter: loads the client certificate for mutual TLS and
 // the optional CA bundle the server is verified against.
-func newCardlyticsAdapter(cfg *config.Cardlytics, log *zap.Logger) (delivery.Adapter, error) {
+func newCardlyticsAdapter(cfg *CardlyticsConfig, log *zap.Logger) (delivery.Adapter, error) {
 	if cfg == nil {
 		return nil, errors.New("no configuration")
 	}
@@ -133,7 +132,7 @@ func newCardlyticsAdapter(cfg *config.Cardlytics, log *zap.Logger) (delivery.Ada
 // cardlyticsTLS is the client TLS config: TLS 1.2 or later, the server verified against
 // tls_ca_file or the system roots (never skipped), and the client certificate when
 // configured (config allows none only for a plain-http loopback fake).
-func cardlyticsTLS(cfg *config.Cardlytics) (*tls.Config, error) {
+func cardlyticsTLS(cfg *CardlyticsConfig) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	switch {
 	case cfg.TLSCertFile != "" && cfg.TLSKeyFile != "":

@@ -163,9 +163,9 @@ type cdlxClock struct{ atomic.Int64 }
 
 func (c *cdlxClock) Now() time.Time { return time.Unix(0, c.Load()) }
 
-func newCDLXAdapter(t *testing.T, f *fakeCDLX, edit ...func(*config.Cardlytics)) *cardlyticsAdapter {
+func newCDLXAdapter(t *testing.T, f *fakeCDLX, edit ...func(*CardlyticsConfig)) *cardlyticsAdapter {
 	t.Helper()
-	cfg := &config.Cardlytics{Auth: f.mode, ClientID: cdlxTestClientID, Secret: cdlxTestSecret,
+	cfg := &CardlyticsConfig{Auth: f.mode, ClientID: cdlxTestClientID, Secret: cdlxTestSecret,
 		Delivery:    config.Delivery{BaseURL: f.srv.URL + "/", Timeout: 2 * time.Second, Workers: 4},
 		TLSCertFile: f.pki.ClientCertFile, TLSKeyFile: f.pki.ClientKeyFile, TLSCAFile: f.pki.CAFile}
 	for _, e := range edit {
@@ -260,7 +260,7 @@ func TestCardlyticsRequests(t *testing.T) {
 	}} {
 		t.Run(tc.mode, func(t *testing.T) {
 			f := newFakeCDLX(t, tc.mode)
-			a := newCDLXAdapter(t, f, func(c *config.Cardlytics) { c.InstitutionID = "inst-42" })
+			a := newCDLXAdapter(t, f, func(c *CardlyticsConfig) { c.InstitutionID = "inst-42" })
 			cdlxOK(t, a, cdlxMsg("evt-1", "cust-1", cdlxEvNoID, cdlxEvWithID))
 			ss, evs := f.requests(cardlyticsSessionPath), f.requests(cardlyticsEventsPath)
 			if len(ss) != 1 || len(evs) != 1 {
@@ -301,7 +301,7 @@ func TestCardlyticsMutualTLSRequired(t *testing.T) {
 		t.Fatalf("the same client with the certificate: %v", err)
 	}
 	// The adapter without a certificate is refused too: retryable, nothing received.
-	a := newCDLXAdapter(t, f, func(c *config.Cardlytics) { c.TLSCertFile, c.TLSKeyFile = "", "" })
+	a := newCDLXAdapter(t, f, func(c *CardlyticsConfig) { c.TLSCertFile, c.TLSKeyFile = "", "" })
 	before, _ := f.counts()
 	if err := cdlxDeliver(t, a, cdlxMsg("evt-1", "cust-1", cdlxEvNoID)); err == nil || delivery.IsPermanent(err) {
 		t.Fatalf("Deliver without a client certificate: %v, want a retryable error", err)

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/internal/testpki"
 )
@@ -59,7 +58,7 @@ func cfCardlyticsCases(t *testing.T) []cfCase {
 	}
 	build := func(auth string) func(string, time.Duration) delivery.Adapter {
 		return func(base string, timeout time.Duration) delivery.Adapter {
-			a, err := newCardlyticsAdapter(&config.Cardlytics{Delivery: cfDelivery(base, timeout), Auth: auth,
+			a, err := newCardlyticsAdapter(&CardlyticsConfig{Delivery: cfDelivery(base, timeout), Auth: auth,
 				ClientID: cfCardlyticsClientID, Secret: cfCardlyticsSecret, InstitutionID: "inst-42",
 				TLSCertFile: pki.ClientCertFile, TLSKeyFile: pki.ClientKeyFile, TLSCAFile: pki.CAFile}, nil)
 			if err != nil {
@@ -70,7 +69,7 @@ func cfCardlyticsCases(t *testing.T) []cfCase {
 			return a
 		}
 	}
-	if _, err := newCardlyticsAdapter(&config.Cardlytics{Delivery: cfDelivery("https://127.0.0.1", cfTimeout),
+	if _, err := newCardlyticsAdapter(&CardlyticsConfig{Delivery: cfDelivery("https://127.0.0.1", cfTimeout),
 		ClientID: "id", Secret: "s", TLSCertFile: pki.ClientCertFile, TLSKeyFile: pki.ClientKeyFile, TLSCAFile: pki.CAFile}, nil); err != nil {
 		t.Fatalf("the test PKI does not load: %v", err)
 	}

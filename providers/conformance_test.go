@@ -173,16 +173,16 @@ func cfDelivery(base string, timeout time.Duration) config.Delivery {
 }
 
 func cfBrevo(base, tracker string, timeout time.Duration, batch bool) delivery.Adapter {
-	return newBrevoAdapter(&config.Brevo{Delivery: cfDelivery(base, timeout), APIKey: cfBrevoKey,
+	return newBrevoAdapter(&BrevoConfig{Delivery: cfDelivery(base, timeout), APIKey: cfBrevoKey,
 		MAKey: cfBrevoMAKey, TrackerURL: tracker, Batch: batch})
 }
 
 func cfCases() []cfCase {
 	linkrunner := func(base string, timeout time.Duration) delivery.Adapter {
-		return newLinkrunnerAdapter(&config.Linkrunner{Delivery: cfDelivery(base, timeout), ServerKey: cfLinkrunnerKey})
+		return newLinkrunnerAdapter(&LinkrunnerConfig{Delivery: cfDelivery(base, timeout), ServerKey: cfLinkrunnerKey})
 	}
 	ens := func(base string, timeout time.Duration) delivery.Adapter {
-		return newENSAdapter(&config.ENS{Delivery: cfDelivery(base, timeout), APIKey: cfENSKey})
+		return newENSAdapter(&ENSConfig{Delivery: cfDelivery(base, timeout), APIKey: cfENSKey})
 	}
 	withEnv := func(f func() *delivery.Message, country, ua string) func() *delivery.Message {
 		return func() *delivery.Message { m := f(); m.Country, m.UserAgent = country, ua; return m }
@@ -241,7 +241,7 @@ func cfCases() []cfCase {
 		secrets: brevoSecrets, success: []int{204}, rateHeader: brevoResetHeader,
 	}, {
 		name: "bannerflex/banner-events", build: func(base string, timeout time.Duration) delivery.Adapter {
-			return newBannerFlexAdapter(&config.BannerFlex{Delivery: cfDelivery(base, timeout)})
+			return newBannerFlexAdapter(&BannerFlexConfig{Delivery: cfDelivery(base, timeout)})
 		},
 		msg:      cfMsg("evt-bf-1", "bannerflex/banner-events", cfBannerFlex),
 		wantPath: "/api/public/banner-events", wantBody: cfBannerFlex, success: []int{200},
@@ -559,7 +559,7 @@ func TestBrevoBatchReplies(t *testing.T) {
 
 func TestBrevoMissingKey(t *testing.T) {
 	f := newCFFake(t, nil, nil)
-	a := newBrevoAdapter(&config.Brevo{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfBrevoKey, TrackerURL: f.URL()})
+	a := newBrevoAdapter(&BrevoConfig{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfBrevoKey, TrackerURL: f.URL()})
 	if err := cfDeliver(t, a, cfMsg("t", "brevo/track-event", cfBrevoTrack)()); !errors.Is(err, errNoKey) || delivery.IsPermanent(err) || len(f.got()) != 0 {
 		t.Errorf("trackEvent without ma_key: %v after %d requests, want a retryable config fault, no request", err, len(f.got()))
 	}
@@ -585,9 +585,9 @@ func TestFilledFields(t *testing.T) {
 		{"ens/click", ens, "", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 Version/17.4 Safari/605.1.15", dev("desktop")},
 	} {
 		f := newCFFake(t, nil, nil)
-		var a delivery.Adapter = newLinkrunnerAdapter(&config.Linkrunner{Delivery: cfDelivery(f.URL(), cfTimeout), ServerKey: cfLinkrunnerKey})
+		var a delivery.Adapter = newLinkrunnerAdapter(&LinkrunnerConfig{Delivery: cfDelivery(f.URL(), cfTimeout), ServerKey: cfLinkrunnerKey})
 		if strings.HasPrefix(tc.route, "ens/") {
-			a = newENSAdapter(&config.ENS{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfENSKey})
+			a = newENSAdapter(&ENSConfig{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfENSKey})
 		}
 		m := cfMsg("evt", tc.route, tc.body)()
 		m.Country, m.UserAgent = tc.country, tc.ua

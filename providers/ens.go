@@ -1,15 +1,44 @@
 package providers
 
+import (
+	"go.uber.org/zap"
+
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
+)
+
 // ENS Ads: impression and click share one body (PROVIDERS.md, "ENS Ads").
 
 var ensDevices = []string{"mobile", "desktop", "tablet"}
 
-func ensOps() []*Op {
-	return []*Op{
-		{Route: "ens/impression", Provider: ENS, validate: validateENS},
-		{Route: "ens/click", Provider: ENS, validate: validateENS},
+// ens describes ENS Ads: https://ads.enslive.live, Authorization: Bearer.
+func ens() *Provider {
+	return &Provider{
+		Name: ENS, BaseURL: "https://ads.enslive.live", RateLimit: 50,
+		NewSection: func() Section { return new(ENSConfig) },
+		Ops: func(Section) []*Op {
+			return []*Op{
+				{Route: "ens/impression", validate: validateENS},
+				{Route: "ens/click", validate: validateENS},
+			}
+		},
 	}
 }
+
+// ENSConfig is the providers.ens section. Default rate_limit 50.
+type ENSConfig struct {
+	config.Delivery `yaml:",inline"`
+	// APIKey is sent as Authorization: Bearer. Required.
+	APIKey string `yaml:"api_key"`
+}
+
+// Validate checks api_key.
+func (c *ENSConfig) Validate(v *config.Validator, path string) {
+	v.Secret(path+".api_key", c.APIKey, 1)
+}
+
+// NewAdapter builds the ENS adapter.
+func (c *ENSConfig) NewAdapter(*zap.Logger) (delivery.Adapter, error) { return newENSAdapter(c), nil }
 
 func validateENS(ev *Event, _ Identity) error {
 	f := newFields(&ev.Body, "", nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
@@ -25,7 +24,7 @@ type ensAdapter struct {
 var _ delivery.Adapter = (*ensAdapter)(nil)
 
 // newENSAdapter builds the ENS adapter from its config section.
-func newENSAdapter(cfg *config.ENS) delivery.Adapter {
+func newENSAdapter(cfg *ENSConfig) delivery.Adapter {
 	return &ensAdapter{
 		base: cfg.BaseURL,
 		auth: "Bearer " + cfg.APIKey,

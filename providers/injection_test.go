@@ -203,7 +203,7 @@ func TestNoHeaderInjectionFromStoredEvents(t *testing.T) {
 	}{{
 		name: "ens/click",
 		build: func(b string) delivery.Adapter {
-			return newENSAdapter(&config.ENS{Delivery: settings(b), APIKey: ensKey})
+			return newENSAdapter(&ENSConfig{Delivery: settings(b), APIKey: ensKey})
 		},
 		// Country and User-Agent are filled upstream from the event's metadata: hostile
 		// ones must not get through either.
@@ -214,7 +214,7 @@ func TestNoHeaderInjectionFromStoredEvents(t *testing.T) {
 	}, {
 		name: "linkrunner/capture-payment",
 		build: func(b string) delivery.Adapter {
-			return newLinkrunnerAdapter(&config.Linkrunner{Delivery: settings(b), ServerKey: lrKey})
+			return newLinkrunnerAdapter(&LinkrunnerConfig{Delivery: settings(b), ServerKey: lrKey})
 		},
 		msg: &delivery.Message{ID: "evt-inj-2", Route: "linkrunner/capture-payment",
 			Body: []byte(`{"user_id":"` + injHostile + `","amount":1,"type":"FIRST_PAYMENT","status":"PAYMENT_COMPLETED"}`)},
@@ -223,7 +223,7 @@ func TestNoHeaderInjectionFromStoredEvents(t *testing.T) {
 	}, {
 		name: "brevo/events",
 		build: func(b string) delivery.Adapter {
-			return newBrevoAdapter(&config.Brevo{Delivery: settings(b), APIKey: brevoKey, MAKey: "ma-inj-canary-0004", TrackerURL: "http://127.0.0.1:9"})
+			return newBrevoAdapter(&BrevoConfig{Delivery: settings(b), APIKey: brevoKey, MAKey: "ma-inj-canary-0004", TrackerURL: "http://127.0.0.1:9"})
 		},
 		msg: &delivery.Message{ID: "evt-inj-3", Route: "brevo/events",
 			Body: []byte(`{"event_name":"e","identifiers":{"email_id":"jane@example.com"},"event_properties":{"note":"` + injHostile + `"}}`)},
@@ -264,7 +264,7 @@ func TestNoHeaderInjectionCardlytics(t *testing.T) {
 		}
 		return 200, `{"requestId":"r"}`
 	})
-	a, err := newCardlyticsAdapter(&config.Cardlytics{Auth: cardlyticsAuthBearer, ClientID: "cdlx-inj-client", Secret: secret,
+	a, err := newCardlyticsAdapter(&CardlyticsConfig{Auth: cardlyticsAuthBearer, ClientID: "cdlx-inj-client", Secret: secret,
 		Delivery: config.Delivery{BaseURL: f.URL(), Timeout: 2 * time.Second, Workers: 1}}, nil)
 	if err != nil {
 		t.Fatal(err)

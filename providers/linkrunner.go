@@ -1,6 +1,12 @@
 package providers
 
-import "github.com/eventrelay/relay/strictjson"
+import (
+	"go.uber.org/zap"
+
+	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
+	"github.com/eventrelay/relay/strictjson"
+)
 
 // Linkrunner: capture-event and capture-payment (PROVIDERS.md, "Linkrunner").
 
@@ -17,11 +23,35 @@ var linkrunnerPaymentStatuses = []string{
 	"PAYMENT_INITIATED", "PAYMENT_COMPLETED", "PAYMENT_FAILED", "PAYMENT_CANCELLED",
 }
 
-func linkrunnerOps() []*Op {
-	return []*Op{
-		{Route: "linkrunner/capture-event", Provider: Linkrunner, Identity: ClaimUser, validate: validateLinkrunnerEvent},
-		{Route: "linkrunner/capture-payment", Provider: Linkrunner, Identity: ClaimUser, Money: true, validate: validateLinkrunnerPayment},
+// linkrunner describes Linkrunner: https://api.linkrunner.io, header linkrunner-key.
+func linkrunner() *Provider {
+	return &Provider{
+		Name: Linkrunner, BaseURL: "https://api.linkrunner.io", RateLimit: 30,
+		NewSection: func() Section { return new(LinkrunnerConfig) },
+		Ops: func(Section) []*Op {
+			return []*Op{
+				{Route: "linkrunner/capture-event", Identity: ClaimUser, validate: validateLinkrunnerEvent},
+				{Route: "linkrunner/capture-payment", Identity: ClaimUser, Money: true, validate: validateLinkrunnerPayment},
+			}
+		},
 	}
+}
+
+// LinkrunnerConfig is the providers.linkrunner section. Default rate_limit 30.
+type LinkrunnerConfig struct {
+	config.Delivery `yaml:",inline"`
+	// ServerKey is sent as linkrunner-key. Required.
+	ServerKey string `yaml:"server_key"`
+}
+
+// Validate checks server_key.
+func (c *LinkrunnerConfig) Validate(v *config.Validator, path string) {
+	v.Secret(path+".server_key", c.ServerKey, 1)
+}
+
+// NewAdapter builds the Linkrunner adapter.
+func (c *LinkrunnerConfig) NewAdapter(*zap.Logger) (delivery.Adapter, error) {
+	return newLinkrunnerAdapter(c), nil
 }
 
 func validateLinkrunnerEvent(ev *Event, id Identity) error {

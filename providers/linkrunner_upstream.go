@@ -3,7 +3,6 @@ package providers
 import (
 	"context"
 
-	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/strictjson"
 )
@@ -27,7 +26,7 @@ type linkrunnerAdapter struct {
 var _ delivery.Adapter = (*linkrunnerAdapter)(nil)
 
 // newLinkrunnerAdapter builds the Linkrunner adapter from its config section.
-func newLinkrunnerAdapter(cfg *config.Linkrunner) delivery.Adapter {
+func newLinkrunnerAdapter(cfg *LinkrunnerConfig) delivery.Adapter {
 	return &linkrunnerAdapter{
 		base: cfg.BaseURL,
 		key:  cfg.ServerKey,

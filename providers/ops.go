@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/strictjson"
 )
 
@@ -49,7 +48,7 @@ type Event struct {
 type Op struct {
 	// Route is the ingest path after /v1/, e.g. "ens/click".
 	Route string
-	// Provider is the provider name, e.g. "ens".
+	// Provider is the provider name, e.g. "ens" (set by Ops).
 	Provider string
 	// Identity is the claim this op needs, ClaimNone for anonymous events.
 	Identity Claim
@@ -68,25 +67,4 @@ func (op *Op) Validate(body strictjson.Value, id Identity) (Event, error) {
 		return Event{}, err
 	}
 	return ev, nil
-}
-
-// Ops returns the ingest operations of the enabled providers, in a stable order.
-func Ops(p config.Providers) []*Op {
-	var ops []*Op
-	if p.Linkrunner != nil {
-		ops = append(ops, linkrunnerOps()...)
-	}
-	if p.ENS != nil {
-		ops = append(ops, ensOps()...)
-	}
-	if p.Brevo != nil {
-		ops = append(ops, brevoOps(p.Brevo)...)
-	}
-	if p.BannerFlex != nil {
-		ops = append(ops, bannerflexOps()...)
-	}
-	if p.Cardlytics != nil {
-		ops = append(ops, cardlyticsOps(p.Cardlytics)...)
-	}
-	return ops
 }

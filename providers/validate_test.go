@@ -2,6 +2,8 @@ package providers
 
 import (
 	"errors"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -12,13 +14,21 @@ import (
 
 // allProviders enables every provider, Brevo with both keys.
 func allProviders() config.Providers {
-	return config.Providers{
-		Linkrunner: &config.Linkrunner{ServerKey: "lr"},
-		ENS:        &config.ENS{APIKey: "ens"},
-		Brevo:      &config.Brevo{APIKey: "v3", MAKey: "ma"},
-		BannerFlex: &config.BannerFlex{},
-		Cardlytics: &config.Cardlytics{},
+	return enable(&LinkrunnerConfig{ServerKey: "lr"}, &ENSConfig{APIKey: "ens"},
+		&BrevoConfig{APIKey: "v3", MAKey: "ma"}, &BannerFlexConfig{}, &CardlyticsConfig{})
+}
+
+// enable returns the providers of sections, each enabled under the name of its type.
+func enable(sections ...Section) config.Providers {
+	p := config.NewProviders(Specs())
+	for _, sec := range sections {
+		for _, d := range All() {
+			if reflect.TypeOf(d.NewSection()) == reflect.TypeOf(sec) {
+				p.Enable(d.Name, sec)
+			}
+		}
 	}
+	return p
 }
 
 func opsByRoute(t testing.TB, p config.Providers) map[string]*Op {
@@ -93,22 +103,23 @@ func TestRoutesMatchConfig(t *testing.T) {
 	for _, op := range Ops(allProviders()) {
 		routes = append(routes, op.Route)
 	}
-	if want := config.RouteNames(); !slices.Equal(routes, want) {
-		t.Fatalf("Ops routes %v, config.RouteNames %v", routes, want)
+	p := allProviders()
+	if want := p.RouteNames(); !slices.Equal(routes, want) {
+		t.Fatalf("Ops routes %v, config's RouteNames %v", routes, want)
 	}
 }
 
 func TestBrevoRoutesFollowKeys(t *testing.T) {
 	for _, c := range []struct {
-		cfg  config.Brevo
+		cfg  BrevoConfig
 		want []string
 	}{
-		{config.Brevo{APIKey: "k"}, []string{"brevo/events"}},
-		{config.Brevo{MAKey: "m"}, []string{"brevo/track-event"}},
-		{config.Brevo{}, nil},
+		{BrevoConfig{APIKey: "k"}, []string{"brevo/events"}},
+		{BrevoConfig{MAKey: "m"}, []string{"brevo/track-event"}},
+		{BrevoConfig{}, nil},
 	} {
 		var got []string
-		for _, op := range Ops(config.Providers{Brevo: &c.cfg}) {
+		for _, op := range Ops(enable(&c.cfg)) {
 			got = append(got, op.Route)
 		}
 		if !slices.Equal(got, c.want) {
@@ -327,7 +338,7 @@ func TestCardlyticsConfiguredEvents(t *testing.T) {
 		t.Fatal("LogOut accepted without configuration")
 	}
 	p := allProviders()
-	p.Cardlytics.ClientEvents = map[string][]string{"SessionAction": {"LogOut"}}
+	p.Section(Cardlytics).(*CardlyticsConfig).ClientEvents = map[string][]string{"SessionAction": {"LogOut"}}
 	ops := opsByRoute(t, p)
 	if _, err := validate(t, ops, "cardlytics/client-events", body, backendID()); err != nil {
 		t.Fatalf("configured LogOut refused: %v", err)
@@ -516,5 +527,12 @@ func TestOpClaims(t *testing.T) {
 		if w := want[op.Route]; op.Identity != w.claim || op.Money != w.money {
 			t.Errorf("%s: claim %q money %v, want %q %v", op.Route, op.Identity, op.Money, w.claim, w.money)
 		}
+	}
+}
+
+func TestCardlyticsEventTypesMatchTable(t *testing.T) {
+	types := slices.Sorted(maps.Keys(cardlyticsEvents))
+	if got := slices.Sorted(slices.Values(cardlyticsEventTypes())); !slices.Equal(got, types) {
+		t.Fatalf("cardlyticsEventTypes %v, table has %v", got, types)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/admin"
 )
 
@@ -35,7 +36,7 @@ type adminClient struct {
 
 // newAdminClient reads the configuration at path and aims at its admin listener.
 func newAdminClient(path string) (*adminClient, error) {
-	cfg, err := config.Load(path, os.LookupEnv)
+	cfg, err := config.Load(path, os.LookupEnv, providers.Specs())
 	if err != nil {
 		return nil, fmt.Errorf("%s:\n%w", path, err)
 	}

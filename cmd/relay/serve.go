@@ -38,7 +38,7 @@ func checkConfigCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := config.Load(path, os.LookupEnv); err != nil {
+	if _, err := config.Load(path, os.LookupEnv, providers.Specs()); err != nil {
 		return fmt.Errorf("%s:\n%w", path, err)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", path)
@@ -143,7 +143,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(path, os.LookupEnv)
+	cfg, err := config.Load(path, os.LookupEnv, providers.Specs())
 	if err != nil {
 		return fmt.Errorf("%s:\n%w", path, err)
 	}

@@ -158,7 +158,7 @@ providers:
   bannerflex: {base_url: %q, %s}
 `, rs.URL(), e.up["linkrunner"].srv.URL, lrKey, d("linkrunner"), e.up["ens"].srv.URL, ensKey, d("ens"),
 		e.up["brevo"].srv.URL, e.up["brevo"].srv.URL, bvKey, maKey, d("brevo"), e.up["bannerflex"].srv.URL, d("bannerflex"))
-	cfg, err := config.Parse([]byte(yaml), nil)
+	cfg, err := config.Parse([]byte(yaml), nil, providers.Specs())
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -231,16 +231,7 @@ func visibility(settings string, d config.Delivery) time.Duration {
 }
 
 func deliveryOf(cfg *config.Config, p string) config.Delivery {
-	switch p {
-	case "linkrunner":
-		return cfg.Providers.Linkrunner.Delivery
-	case "ens":
-		return cfg.Providers.ENS.Delivery
-	case "brevo":
-		return cfg.Providers.Brevo.Delivery
-	default:
-		return cfg.Providers.BannerFlex.Delivery
-	}
+	return *cfg.Providers.Section(p).Settings()
 }
 
 // send enqueues one event for route with body and returns its id.

@@ -26,7 +26,7 @@ func BenchmarkIngestHandler(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			rs := redistest.Start(b, redistest.Options{})
-			cfg, err := config.Parse([]byte(testConfig(rs.URL())), nil)
+			cfg, err := config.Parse([]byte(testConfig(rs.URL())), nil, providers.Specs())
 			if err != nil {
 				b.Fatal(err)
 			}

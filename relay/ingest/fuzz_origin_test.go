@@ -33,7 +33,7 @@ func (q *countingQueue) Enqueue(context.Context, *delivery.Message) (bool, error
 // queued. Its preflight follows the same rule. Run:
 // go test -run '^$' -fuzz '^FuzzOriginCheck$' -fuzztime 30s ./relay/ingest/
 func FuzzOriginCheck(f *testing.F) {
-	cfg, err := config.Parse([]byte(testConfig("")), nil)
+	cfg, err := config.Parse([]byte(testConfig("")), nil, providers.Specs())
 	if err != nil {
 		f.Fatal(err)
 	}

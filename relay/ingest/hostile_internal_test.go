@@ -46,7 +46,7 @@ sites:
     rate_limit: {per_ip: 0.001, burst: 1}
 providers:
   bannerflex: {}
-`, maxTracked, rs.URL(), siteKey), nil)
+`, maxTracked, rs.URL(), siteKey), nil, providers.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ func startRelay(t *testing.T) *testRelay {
 func startRelayWith(t *testing.T, edit func(*config.Config)) *testRelay {
 	t.Helper()
 	rs := redistest.Start(t, redistest.Options{})
-	cfg, err := config.Parse([]byte(testConfig(rs.URL())), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse([]byte(testConfig(rs.URL())), func(string) (string, bool) { return "", false }, providers.Specs())
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

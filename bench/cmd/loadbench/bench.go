@@ -313,7 +313,7 @@ providers:
   bannerflex: {}
   linkrunner: {server_key: x}
   brevo: {api_key: x}
-`), nil)
+`), nil, providers.Specs())
 	if err != nil {
 		fatalf("bench config: %v", err)
 	}
