@@ -1,4 +1,4 @@
-// Package chaos proves the relay's delivery guarantees (DESIGN.md, "Guarantees") by
+// Package chaos proves the relay's delivery guarantees (docs/guarantees.md) by
 // fault injection against real processes: the relay binary built once from ./cmd/relay,
 // real redis-server processes (relay/redistest), and fake upstreams over HTTP on
 // loopback that record every request they receive, by event id.

@@ -394,7 +394,7 @@ providers:
 	}
 }
 
-// TestDesignExample: DESIGN.md's configuration example, which writes ${NAME} unquoted in
+// TestDesignExample: the design's configuration example (testdata/design_example.yaml), which writes ${NAME} unquoted in
 // flow mappings, loads, and every reference lands in its field.
 func TestDesignExample(t *testing.T) {
 	getenv := testEnv(t)

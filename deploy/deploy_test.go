@@ -6,7 +6,7 @@
 //
 // This file: every file parses; the Dockerfile, compose, redis.conf and the systemd unit.
 // k8s_test.go: the Kubernetes manifests. metrics_test.go: the dashboard and alert rules
-// against DESIGN.md's metric list (promql_test.go reads their queries). relay_test.go:
+// against the metric list of docs/api.md (promql_test.go reads their queries). relay_test.go:
 // runs the relay, checks that it exports those metrics, and runs it on redis.conf.
 package deploy_test
 

@@ -259,7 +259,7 @@ func sampleValue(text, prefix string, labels ...string) float64 {
 func TestRunningRelay(t *testing.T) {
 	bin := buildRelay(t)
 
-	// The relay exports every metric DESIGN.md names, with its labels, and so every
+	// The relay exports every metric docs/api.md names, with its labels, and so every
 	// metric the dashboard and the alerts use. The embedded queue (redis.url "") keeps
 	// this independent of a Redis installation.
 	t.Run("metrics", func(t *testing.T) {
@@ -307,10 +307,10 @@ func TestRunningRelay(t *testing.T) {
 				continue // not in the contract: TestDashboardAndAlerts reports it
 			}
 			if !slices.Equal(f.labels, s.labels) {
-				t.Errorf("%s has labels %v; DESIGN.md says %v", name, f.labels, s.labels)
+				t.Errorf("%s has labels %v; docs/api.md says %v", name, f.labels, s.labels)
 			}
 			if s.histogram && f.typ != "histogram" {
-				t.Errorf("%s is a %s; DESIGN.md says histogram", name, f.typ)
+				t.Errorf("%s is a %s; docs/api.md says histogram", name, f.typ)
 			}
 		}
 		if len(missing) > 0 {

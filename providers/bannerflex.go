@@ -9,7 +9,7 @@ import (
 	"github.com/eventrelay/relay/delivery"
 )
 
-// BannerFlex: banner events (PROVIDERS.md, "BannerFlex").
+// BannerFlex: banner events (docs/providers.md, "BannerFlex").
 
 var bannerflexEvents = []string{"impression", "click", "custom"}
 

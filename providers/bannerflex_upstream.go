@@ -7,7 +7,7 @@ import (
 )
 
 // BannerFlex outbound: POST {base_url}/api/public/banner-events, no authentication
-// (PROVIDERS.md, "BannerFlex"). 200 {"ok":true} (any 2xx) is success; 400 and 404 (banner
+// (docs/providers.md, "BannerFlex"). 200 {"ok":true} (any 2xx) is success; 400 and 404 (banner
 // or metric unknown) are permanent; 408, 429 and 5xx are retryable: the default reading of
 // Classify.
 

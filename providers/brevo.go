@@ -11,7 +11,7 @@ import (
 	"github.com/eventrelay/relay/strictjson"
 )
 
-// Brevo: v3 events and the legacy trackEvent tracker (PROVIDERS.md, "Brevo").
+// Brevo: v3 events and the legacy trackEvent tracker (docs/providers.md, "Brevo").
 
 const (
 	// brevoMaxName caps event names (documented for v3; the legacy event follows it).
@@ -172,7 +172,7 @@ func brevoIdentifiers(f *fields) {
 
 // brevoProperties checks an optional object of contact attributes. Keys in reserved are
 // refused in any case (Brevo attribute names ignore case). scalar: values must be strings,
-// numbers or booleans (v3 contact_properties; PROVIDERS.md says int, but Brevo number
+// numbers or booleans (v3 contact_properties; docs/providers.md says int, but Brevo number
 // attributes hold decimals too). With a signed identity, attributes that carry an identity
 // are refused: they would attach another identity to the token's contact.
 func brevoProperties(f *fields, name string, signed, scalar bool, reserved ...string) {

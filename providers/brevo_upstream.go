@@ -10,7 +10,7 @@ import (
 	"github.com/eventrelay/relay/delivery"
 )
 
-// Brevo outbound (PROVIDERS.md, "Brevo"):
+// Brevo outbound (docs/providers.md, "Brevo"):
 //   - brevo/events: POST {base_url}/v3/events with header api-key, 204 (any 2xx) success;
 //     with batch: true, POST {base_url}/v3/events/batch with {"events":[...]}, up to 100;
 //   - brevo/track-event: POST {tracker_url}/api/v2/trackEvent with header ma-key, 204
@@ -25,7 +25,7 @@ const (
 	brevoTrackRoute  = "brevo/track-event"
 	// brevoBatchKey groups v3 events into one /v3/events/batch request.
 	brevoBatchKey = "v3"
-	// brevoMaxBatch caps the weight of a batch, and so its events (PROVIDERS.md: keep
+	// brevoMaxBatch caps the weight of a batch, and so its events (docs/providers.md: keep
 	// batches at 100 events or fewer).
 	brevoMaxBatch = 100
 	// brevoWeightBytes is the body size one unit of weight stands for. Brevo's guide caps a

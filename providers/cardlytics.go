@@ -18,7 +18,7 @@ import (
 	"github.com/eventrelay/relay/strictjson"
 )
 
-// Cardlytics: publisher client events, API v2 (PROVIDERS.md, "Cardlytics").
+// Cardlytics: publisher client events, API v2 (docs/providers.md, "Cardlytics").
 
 const (
 	// cardlyticsMaxEvents caps clientEvents per request; the maximum is undocumented.

@@ -13,7 +13,7 @@ import (
 	"github.com/eventrelay/relay/strictjson"
 )
 
-// Cardlytics session tokens (PROVIDERS.md, "Cardlytics"): one per customer, started with
+// Cardlytics session tokens (docs/providers.md, "Cardlytics"): one per customer, started with
 // POST /v2/session/startSession, cached until shortly before expiry, renewed on 401.
 
 const (

@@ -19,7 +19,7 @@ import (
 	"github.com/eventrelay/relay/strictjson"
 )
 
-// Cardlytics outbound side (PROVIDERS.md, "Cardlytics"): mutual TLS, a session token per
+// Cardlytics outbound side (docs/providers.md, "Cardlytics"): mutual TLS, a session token per
 // customer (cardlytics_session.go), then POST /v2/events/clientEvent with the
 // clientEvents of one customer's messages merged into one request.
 

@@ -153,7 +153,7 @@ type cfCase struct {
 	rateHeader string
 }
 
-// cfPermanent is the expected class of each status PROVIDERS.md documents: true for
+// cfPermanent is the expected class of each status docs/providers.md documents: true for
 // Permanent, false for retryable (401: the relay's credential, a config fault).
 var cfPermanent = map[int]bool{400: true, 401: false, 402: true, 403: true, 404: true, 408: false,
 	429: false, 500: false, 502: false, 503: false}

@@ -7,7 +7,7 @@ import (
 	"github.com/eventrelay/relay/delivery"
 )
 
-// ENS Ads: impression and click share one body (PROVIDERS.md, "ENS Ads").
+// ENS Ads: impression and click share one body (docs/providers.md, "ENS Ads").
 
 var ensDevices = []string{"mobile", "desktop", "tablet"}
 

@@ -9,7 +9,7 @@ import (
 )
 
 // ENS Ads outbound: POST {base_url}/api/v1/campaigns/impression or /click with
-// Authorization: Bearer <api_key> (PROVIDERS.md, "ENS Ads"). 200 (any 2xx) is success;
+// Authorization: Bearer <api_key> (docs/providers.md, "ENS Ads"). 200 (any 2xx) is success;
 // 400 and 404 (campaign no longer active) are permanent; 401 is the relay's key (a config
 // fault); 408, 429 and 5xx are retryable: the default reading of Classify.
 

@@ -6,7 +6,7 @@ type docExample struct {
 	name, route, body string
 }
 
-// docExamples returns the examples of /work/shared/reference/*.txt, plus the few the
+// docExamples returns the examples of the provider pages in testdata/pages, plus the few the
 // provider pages beside them lack (marked). Placeholders are replaced by real values:
 // '[email protected]' (an e-mail address the page lost to obfuscation) by an address, and
 // BannerFlex's 'your-banner-uuid' and 'your-metric-uuid-from-dashboard' by UUIDs. The
@@ -56,7 +56,7 @@ func docExamples() []docExample {
   },
   "user_id": "user_12345"
 }`},
-		// Not a page example (none beside PROVIDERS.md): every documented field once.
+		// Not a page example (none beside docs/providers.md): every documented field once.
 		{"linkrunner payment", "linkrunner/capture-payment", `{"user_id":"user_12345","payment_id":"pay_001",` +
 			`"amount":249.99,"type":"FIRST_PAYMENT","status":"PAYMENT_COMPLETED","event_data":{"currency":"USD"}}`},
 		// ens-ads-click.txt (impression shares the body)
@@ -67,7 +67,7 @@ func docExamples() []docExample {
     "device": "mobile"
   }`},
 		{"ens impression", "ens/impression", `{"campaignId": 1, "placement": "header_banner", "location": "US", "device": "mobile"}`},
-		// Not beside PROVIDERS.md: the create-event example of
+		// Not beside docs/providers.md: the create-event example of
 		// developers.brevo.com/docs/event-endpoints.
 		{"brevo v3 event", "brevo/events", `{
  "event_name": "video_played",

@@ -8,7 +8,7 @@ import (
 	"github.com/eventrelay/relay/strictjson"
 )
 
-// Linkrunner: capture-event and capture-payment (PROVIDERS.md, "Linkrunner").
+// Linkrunner: capture-event and capture-payment (docs/providers.md, "Linkrunner").
 
 // linkrunnerMaxLen caps event names and ids. Linkrunner documents no limit; 255 matches the
 // other providers' name limits and anything longer is a bug or abuse, not an event.

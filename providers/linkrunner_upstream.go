@@ -8,7 +8,7 @@ import (
 )
 
 // Linkrunner outbound: POST {base_url}/api/v1/capture-event or /api/v1/capture-payment
-// with header linkrunner-key (PROVIDERS.md, "Linkrunner"). 201 (any 2xx) is success; 400
+// with header linkrunner-key (docs/providers.md, "Linkrunner"). 201 (any 2xx) is success; 400
 // is permanent; 401 is the relay's key (a config fault); 408, 429 and 5xx are retryable:
 // the default reading of Classify.
 

@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the delivery metrics named in DESIGN.md, shared by every Forwarder.
+// Metrics are the delivery metrics documented in docs/api.md (Metrics), shared by every Forwarder.
 type Metrics struct {
 	deliveries *prometheus.CounterVec
 	duration   *prometheus.HistogramVec

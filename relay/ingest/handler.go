@@ -353,7 +353,7 @@ func (s *Server) country(ctx *fasthttp.RequestCtx) string {
 
 func isAlnumUpper(c byte) bool { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') }
 
-// identity decides who the event is about, per DESIGN.md's identity rules.
+// identity decides who the event is about, per the identity rules of docs/api.md.
 func (s *Server) identity(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op) (providers.Identity, *apiError) {
 	if op.Identity == providers.ClaimNone {
 		return providers.Identity{}, nil

@@ -11,7 +11,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Documented examples (../shared/reference), placeholders replaced by real values.
+// Documented examples (the provider pages in providers/testdata/pages), placeholders
+// replaced by real values.
 const (
 	lrEvent   = `{"event_name":"product_viewed","event_data":{"product_id":"ABC123","category":"electronics","amount":249.99,"currency":"USD","is_featured":true},"user_id":"user_12345"}`
 	lrPayment = `{"user_id":"user_12345","payment_id":"pay_0001","amount":149.99,"type":"FIRST_PAYMENT","status":"PAYMENT_COMPLETED"}`

@@ -8,7 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// metrics are the ingest counters named in DESIGN.md.
+// metrics are the ingest counters documented in docs/api.md (Metrics).
 type metrics struct {
 	requests *prometheus.CounterVec
 	enqueued *prometheus.CounterVec
