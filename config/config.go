@@ -143,6 +143,18 @@ type Delivery struct {
 	Backoff Backoff `yaml:"backoff"`
 	// Breaker is the per-provider circuit breaker.
 	Breaker Breaker `yaml:"breaker"`
+	// DeadLetters bounds the provider's dead-letter stream.
+	DeadLetters DeadLetters `yaml:"dead_letters"`
+}
+
+// DeadLetters is the retention of a dead-letter stream: letters older than MaxAge, and
+// the oldest beyond MaxCount, are dropped (counted in relay_dead_letters_dropped_total
+// and logged), so the stream's memory stays bounded however many events fail.
+type DeadLetters struct {
+	// MaxAge drops letters dead longer than this. Default 168h (7 days).
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxCount keeps at most this many letters, dropping the oldest. Default 100000.
+	MaxCount int64 `yaml:"max_count"`
 }
 
 // Backoff is exponential with full jitter.

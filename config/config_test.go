@@ -172,8 +172,9 @@ providers:
 		return config.Delivery{
 			BaseURL: baseURL, Workers: 4, RateLimit: rate, Timeout: 10 * time.Second, VisibilityTimeout: 30 * time.Second,
 			MaxAttempts: 12, MaxAge: 24 * time.Hour,
-			Backoff: config.Backoff{Base: time.Second, Max: 10 * time.Minute},
-			Breaker: config.Breaker{Failures: 5, OpenFor: 30 * time.Second},
+			Backoff:     config.Backoff{Base: time.Second, Max: 10 * time.Minute},
+			Breaker:     config.Breaker{Failures: 5, OpenFor: 30 * time.Second},
+			DeadLetters: config.DeadLetters{MaxAge: 7 * 24 * time.Hour, MaxCount: 100000},
 		}
 	}
 	// Enabled routes: all but brevo/track-event (no ma_key).

@@ -68,6 +68,8 @@ func (d *Delivery) setDefaults(baseURL string, rate float64) {
 	OrDefault(&d.Backoff.Max, 10*time.Minute)
 	OrDefault(&d.Breaker.Failures, 5)
 	OrDefault(&d.Breaker.OpenFor, 30*time.Second)
+	OrDefault(&d.DeadLetters.MaxAge, 7*24*time.Hour)
+	OrDefault(&d.DeadLetters.MaxCount, 100_000)
 }
 
 // OrDefault sets *v to def when *v is the zero value: provider sections use it in their

@@ -306,6 +306,10 @@ func validateDelivery(v *Validator, path string, d *Delivery) {
 	}
 	v.atLeast(path+".breaker.failures", d.Breaker.Failures, 1)
 	v.positive(path+".breaker.open_for", d.Breaker.OpenFor)
+	v.positive(path+".dead_letters.max_age", d.DeadLetters.MaxAge)
+	if d.DeadLetters.MaxCount < 1 {
+		v.Add(path+".dead_letters.max_count", "must be >= 1")
+	}
 }
 
 // originProblem says why s is not an exact browser origin, or returns "". Browsers send

@@ -185,8 +185,15 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	keys := queue.Keys{Prefix: cfg.Redis.Prefix}
 	enabled := make([]string, 0, len(breakers))
+	retain := map[string]config.DeadLetters{}
 	for _, p := range cfg.Providers.Enabled() {
 		enabled = append(enabled, p.Name)
+		retain[p.Name] = p.Delivery.DeadLetters
+	}
+	retention, err := forward.NewRetention(forward.RetentionOptions{Client: conn.Client, Keys: keys,
+		Providers: retain, Log: log.Named("retention"), Registerer: reg})
+	if err != nil {
+		return err
 	}
 	if err := reg.Register(admin.NewCollector(admin.CollectorOptions{Client: conn.Client, Keys: keys,
 		Providers: enabled, Log: log.Named("admin")})); err != nil {
@@ -223,6 +230,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, f := range forwarders {
 		g.Go(func() error { return f.Run(later) })
 	}
+	g.Go(func() error { return retention.Run(later) })
 	g.Go(func() error { return adm.Run(later, adminLn) })
 	err = g.Wait()
 	log.Info("stopped", zap.Error(err))
