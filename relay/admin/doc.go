@@ -3,6 +3,10 @@
 // /admin/api/ and the delivery page at /admin/. It also holds the scrape-time queue
 // metrics (Collector).
 //
+// This package is HTTP only: every Redis read and write, and the stored format of entries,
+// retry members and dead letters, are package queue's (queue.Depths, ListDead, GetDead,
+// ReplayDead, PurgeDead, ...).
+//
 // # Probes and metrics (no token)
 //
 //	GET /healthz   200 {"ok":true} while the process is up

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -86,34 +85,6 @@ func TestTokenCheck(t *testing.T) {
 	r.Header.Set("Authorization", "Bearer ")
 	if newTokenCheck("").matches(r) {
 		t.Error("an empty admin.token matched an empty bearer")
-	}
-}
-
-func TestMaskEmails(t *testing.T) {
-	for in, want := range map[string]string{
-		`jane@example.com`: `j***@example.com`,
-		`{"email":"jane.doe+tag@mail.example.co.uk"}`: `{"email":"j***@mail.example.co.uk"}`,
-		`{"a":"x@y.io","b":"bob@b.io"}`:               `{"a":"x***@y.io","b":"b***@b.io"}`,
-		`{"n":"line\njane@x.io"}`:                     `{"n":"line\nj***@x.io"}`,
-		`{"n":"\u00e9lodie@x.io"}`:                    `{"n":"\u00e9l***@x.io"}`,
-		`{"n":"back\\slash@x.io"}`:                    `{"n":"back\\s***@x.io"}`,
-		`{"n":"\"quoted@x.io"}`:                       `{"n":"\"q***@x.io"}`,
-		`no address @ here`:                           `no address @ here`,
-		`user@localhost`:                              `user@localhost`,
-		`@example.com`:                                `@example.com`,
-		`{"campaignId":1}`:                            `{"campaignId":1}`,
-		``:                                            ``,
-	} {
-		got := maskEmails(in)
-		if got != want {
-			t.Errorf("maskEmails(%s) = %s, want %s", in, got, want)
-		}
-		if json.Valid([]byte(in)) && !json.Valid([]byte(got)) {
-			t.Errorf("maskEmails(%s) broke the JSON: %s", in, got)
-		}
-		if strings.Contains(in, "jane@") && strings.Contains(got, "jane@") {
-			t.Errorf("maskEmails(%s) kept the address", in)
-		}
 	}
 }
 

@@ -14,7 +14,8 @@
 //     for the job's slot and this process's own limiter, ask the circuit breaker, call the
 //     adapter, decide each entry's outcome.
 //   - recorder.go: writes outcomes in pipelines, every delivery of a pipeline acked and
-//     deleted by one script call; retries and dead letters one script call each.
+//     deleted by one script call (queue.AckDelivered); retries and dead letters one
+//     script call each (queue.RecordOutcome).
 //   - mover.go puts due retries back into the stream; reclaimer.go is the fetcher's
 //     XAUTOCLAIM of entries left pending by dead or stalled consumers.
 //
@@ -26,18 +27,17 @@
 // Delivered: the entry is acked and deleted. Retryable: it is acked, deleted and added to
 // the retry sorted set (score = due time in ms from Redis TIME) with its attempt count
 // raised. Permanent, or out of attempts or age: it is acked, deleted and appended to the
-// dead-letter stream with reason, last status, attempts and a short error. Each outcome is
+// dead-letter stream with reason, last status, attempts and a short error (e-mail
+// addresses in it are masked in logs, kept in Redis for operators). Each outcome is
 // written by a Lua script that only acts while the entry is still pending under the
 // consumer that read or claimed it, so a slow or stalled relay whose entry was reclaimed
 // records nothing: the new owner's outcome counts, even while its own attempt is in
 // progress.
 //
-// # Entry fields beyond the ingest ones (named in package queue: FieldAttempts, ...)
+// # Stored format
 //
-//	attempts  upstream attempts made so far (absent: 0)
-//	error     last attempt's error (retry set members and dead letters)
-//	status    last HTTP status, 0 when there was no reply
-//
-// Dead letters also carry reason (permanent, max_attempts, max_age, trimmed, malformed),
-// dead_at (unix ms) and stream_id (the entry's id in the events stream).
+// Package queue owns everything stored in Redis: entry fields and their decoding
+// (queue.DecodeEntry), retry members, dead letters and their reasons, every Lua script
+// and the key names. This package only decides outcomes and calls queue's functions
+// (ReadNew, Claim, TakeSlots, RecordOutcome, AckDelivered, MoveDue).
 package forward

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
 
@@ -156,14 +155,14 @@ func jobsPerSender(timeout, visibility time.Duration) int {
 // local limiter alone spaces requests: all n are granted.
 func (f *Forwarder) reserve(ctx context.Context, n int, window time.Duration) (granted int, first, nextFree time.Time) {
 	now := time.Now()
-	res, err := slotsScript.Run(ctx, f.o.Client, []string{f.o.Keys.Rate(f.provider)}, f.interval, n, window.Microseconds()).Int64Slice()
-	if err != nil || len(res) != 3 {
+	granted, toFirst, toNext, err := queue.TakeSlots(ctx, f.o.Client, f.o.Keys, f.provider, f.interval, n, window)
+	if err != nil {
 		if ctx.Err() == nil {
 			f.log.Warn("could not reserve rate-limit slots; this relay's own limiter still applies", zap.Error(err))
 		}
 		return n, now, now
 	}
-	return int(res[0]), now.Add(time.Duration(res[1]) * time.Microsecond), now.Add(time.Duration(res[2]) * time.Microsecond)
+	return granted, now.Add(toFirst), now.Add(toNext)
 }
 
 // slotWindow is how far ahead the slots taken before a read may start, where the rate
@@ -180,13 +179,13 @@ func (f *Forwarder) live(entries []*entry) []*entry {
 	out := entries[:0]
 	for _, e := range entries {
 		switch {
-		case e.bad != nil:
-			f.log.Error("undeliverable entry: dead-lettered", zap.String("stream_id", e.streamID),
-				zap.String("reason", e.reason), zap.Error(e.bad))
-			f.record(e, outcome{kind: kindDead, reason: e.reason, attempts: e.attempts, err: e.bad})
-		case now.Sub(e.msg.ReceivedAt) > f.o.Delivery.MaxAge:
-			f.record(e, outcome{kind: kindDead, reason: reasonMaxAge, attempts: e.attempts,
-				status: statusOf(e), err: errors.New("older than max_age before an attempt could be made")})
+		case e.Bad != nil:
+			f.log.Error("undeliverable entry: dead-lettered", zap.String("stream_id", e.StreamID),
+				zap.String("reason", e.Reason), zap.Error(e.Bad))
+			f.record(e, outcome{kind: kindDead, reason: e.Reason, attempts: e.Attempts, err: e.Bad})
+		case now.Sub(e.Message.ReceivedAt) > f.o.Delivery.MaxAge:
+			f.record(e, outcome{kind: kindDead, reason: queue.DeadMaxAge, attempts: e.Attempts,
+				status: e.Status, err: errors.New("older than max_age before an attempt could be made")})
 		default:
 			out = append(out, e)
 		}
@@ -208,25 +207,13 @@ func (f *Forwarder) take(ctx context.Context, r *reclaimer, consumer string, req
 	case len(claimed) > 0:
 		return claimed, nil
 	}
-	count = min(count, maxRead)
-	res, err := f.o.Client.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: queue.Group, Consumer: consumer, Streams: []string{f.events, ">"},
-		Count: int64(count), Block: f.o.Block,
-	}).Result()
+	read, err := queue.ReadNew(ctx, f.o.Client, f.o.Keys, f.provider, consumer, min(count, maxRead), f.o.Block)
 	switch {
-	case errors.Is(err, redis.Nil):
-		return nil, nil
-	case redis.HasErrorPrefix(err, "NOGROUP"):
+	case queue.IsNoGroup(err):
 		f.log.Error("consumer group missing (Redis restarted without persistence?): recreating it")
 		return nil, f.ensureGroup(ctx)
 	case err != nil:
 		return nil, err
 	}
-	var out []*entry
-	for _, s := range res {
-		for _, m := range s.Messages {
-			out = append(out, newEntry(f.provider, consumer, m.ID, m.Values))
-		}
-	}
-	return out, nil
+	return held(consumer, read), nil
 }

@@ -52,7 +52,7 @@ type Forwarder struct {
 	provider string
 	log      *zap.Logger
 	// limiter keeps this process within rate_limit even when Redis cannot be asked; the
-	// slots reserved in Redis (slotsScript) keep the whole deployment within it.
+	// slots reserved in Redis (queue.TakeSlots) keep the whole deployment within it.
 	limiter *rate.Limiter
 	// interval is 1/rate_limit in µs: the spacing of reserved slots.
 	interval float64
@@ -66,9 +66,6 @@ type Forwarder struct {
 	perSender int // jobsPerSender
 	jobs      chan job
 	records   chan record
-	events    string
-	retry     string
-	dead      string
 	// attempts is the parent of attempt contexts: it is cancelled Grace after shutdown.
 	attempts context.Context
 }
@@ -109,7 +106,6 @@ func New(o Options) (*Forwarder, error) {
 		interval:  1e6 / d.RateLimit,
 		perSender: jobsPerSender(d.Timeout, o.Visibility),
 		records:   make(chan record, recordQueue),
-		events:    o.Keys.Events(p), retry: o.Keys.Retry(p), dead: o.Keys.Dead(p),
 	}
 	f.room = semaphore.NewWeighted(int64(f.perSender * d.Workers))
 	f.jobs = make(chan job, f.perSender*d.Workers)
@@ -178,12 +174,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	return err
 }
 
-// ensureGroup creates the consumer group at the stream's start. After a Redis restart
-// that lost the group, starting at 0 re-reads what is still in the stream: only
-// undelivered entries are there, since delivered ones are deleted.
+// ensureGroup creates the consumer group (see queue.CreateGroup).
 func (f *Forwarder) ensureGroup(ctx context.Context) error {
-	err := f.o.Client.XGroupCreateMkStream(ctx, f.events, queue.Group, "0").Err()
-	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+	if err := queue.CreateGroup(ctx, f.o.Client, f.o.Keys, f.provider); err != nil {
 		return fmt.Errorf("forward %s: create consumer group: %w", f.provider, err)
 	}
 	return nil

@@ -1,18 +1,19 @@
 package forward_test
 
 import (
-	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/eventrelay/relay/config"
 )
 
 // Guarantee 6, in-flight half: however much is queued (and read ahead: the visibility
 // timeout leaves room for it here), no more than `workers` requests are ever in flight to
 // one provider, and the senders do run in parallel up to that.
 func TestInFlightStaysUnderWorkers(t *testing.T) {
-	e := newEnv(t, map[string]string{
-		"bannerflex": `workers: 3, rate_limit: 1000, timeout: 1s, visibility_timeout: 8s, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
+	e := newEnv(t, map[string]config.Delivery{
+		"bannerflex": {Workers: 3, RateLimit: 1000, Timeout: time.Second, VisibilityTimeout: 8 * time.Second, MaxAttempts: 5, MaxAge: time.Hour, Backoff: config.Backoff{Base: 50 * ms, Max: 100 * ms}, Breaker: config.Breaker{Failures: 5, OpenFor: time.Second}},
 	})
 	e.up["bannerflex"].setScript(func(int) reply { return reply{status: 200, body: `{"ok":true}`, delay: 150 * time.Millisecond} })
 	for range 24 {
@@ -31,8 +32,8 @@ func TestInFlightStaysUnderWorkers(t *testing.T) {
 // of three relays never put more than rate_limit requests into any second.
 func TestRateLimitHoldsInEveryWindow(t *testing.T) {
 	const rate = 20
-	e := newEnvRelays(t, map[string]string{
-		"ens": `workers: 4, rate_limit: 20, timeout: 1s, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
+	e := newEnvRelays(t, map[string]config.Delivery{
+		"ens": {Workers: 4, RateLimit: 20, Timeout: time.Second, MaxAttempts: 5, MaxAge: time.Hour, Backoff: config.Backoff{Base: 50 * ms, Max: 100 * ms}, Breaker: config.Breaker{Failures: 5, OpenFor: time.Second}},
 	}, 3)
 	for range 60 {
 		e.send("ens/impression", ensBody)
@@ -51,12 +52,16 @@ func TestRateLimitHoldsInEveryWindow(t *testing.T) {
 	}
 }
 
-// A read of a batching provider can hold more batch keys than there are senders (Brevo
-// with batch: true sends each legacy trackEvent alone): the extra batches go back to the
+// A read of a batching provider can hold more batch keys than there are senders (as Brevo
+// with batch: true sends each legacy trackEvent alone; here the fake adapter batches by
+// body, and every body differs): the extra batches go back to the
 // stream, and every event is still sent exactly once, without stalling the provider.
 func TestMoreBatchKeysThanSendersDoNotStall(t *testing.T) {
-	e := newEnv(t, map[string]string{
-		"brevo": `batch: true, workers: 2, rate_limit: 1000, timeout: 500ms, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
+	e := newEnvWith(t, envOptions{
+		delivery: map[string]config.Delivery{
+			"brevo": {Workers: 2, RateLimit: 1000, Timeout: 500 * ms, MaxAttempts: 5, MaxAge: time.Hour, Backoff: config.Backoff{Base: 50 * ms, Max: 100 * ms}, Breaker: config.Breaker{Failures: 5, OpenFor: time.Second}},
+		},
+		batch: map[string]int{"brevo": 100},
 	})
 	e.up["brevo"].setScript(func(int) reply { return reply{status: 204, delay: 20 * time.Millisecond} })
 	for i := range 60 {
@@ -80,10 +85,11 @@ func TestMoreBatchKeysThanSendersDoNotStall(t *testing.T) {
 // Where the rate limit binds, slots are reserved after a read, so a relay's entries could
 // wait for slots other relays took meanwhile, past the visibility timeout, and be taken
 // over and sent twice. Four relays at 2 requests/s with a short visibility timeout: each
-// payment (payment_id = the relay's event id) reaches the upstream exactly once.
+// event (its id in the request, as Linkrunner's payment_id) reaches the upstream exactly
+// once.
 func TestLowRateManyRelaysSendEachOnce(t *testing.T) {
-	e := newEnvRelays(t, map[string]string{
-		"linkrunner": `workers: 2, rate_limit: 2, timeout: 300ms, visibility_timeout: 1200ms, max_attempts: 5, max_age: 1h, backoff: {base: 50ms, max: 100ms}, breaker: {failures: 5, open_for: 1s}`,
+	e := newEnvRelays(t, map[string]config.Delivery{
+		"linkrunner": {Workers: 2, RateLimit: 2, Timeout: 300 * ms, VisibilityTimeout: 1200 * ms, MaxAttempts: 5, MaxAge: time.Hour, Backoff: config.Backoff{Base: 50 * ms, Max: 100 * ms}, Breaker: config.Breaker{Failures: 5, OpenFor: time.Second}},
 	}, 4)
 	ids := map[string]bool{}
 	for range 12 {
@@ -92,13 +98,11 @@ func TestLowRateManyRelaysSendEachOnce(t *testing.T) {
 	e.eventually(20*time.Second, "drained", func() bool { return e.idle("linkrunner") })
 	sent := map[string]int{}
 	for _, h := range e.up["linkrunner"].got() {
-		var p struct {
-			PaymentID string `json:"payment_id"`
+		id := h.header.Get(eventIDHeader)
+		if !ids[id] || h.body != `{"user_id":"user_12345","amount":1.5}` {
+			t.Fatalf("unexpected request %s for %q", h.body, id)
 		}
-		if err := json.Unmarshal([]byte(h.body), &p); err != nil || !ids[p.PaymentID] {
-			t.Fatalf("unexpected request %s", h.body)
-		}
-		sent[p.PaymentID]++
+		sent[id]++
 	}
 	for id := range ids {
 		if sent[id] != 1 {

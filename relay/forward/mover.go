@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // moveBatch caps the retries one move script call moves, keeping each call short.
@@ -22,7 +24,7 @@ func (f *Forwarder) mover(ctx context.Context) {
 		case <-t.C:
 		}
 		for ctx.Err() == nil {
-			n, err := moveScript.Run(ctx, f.o.Client, []string{f.retry, f.events}, moveBatch).Int()
+			n, err := queue.MoveDue(ctx, f.o.Client, f.o.Keys, f.provider, moveBatch)
 			if err != nil {
 				if ctx.Err() == nil {
 					f.log.Warn("moving due retries failed", zap.Error(err))

@@ -3,7 +3,6 @@ package forward
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,7 +22,7 @@ func (f *Forwarder) batches(entries []*entry) [][]*entry {
 	open := map[string]int{} // key -> index in out of its open batch
 	weight := map[int]int{}
 	for _, e := range entries {
-		key, w := f.o.Adapter.BatchKey(&e.msg)
+		key, w := f.o.Adapter.BatchKey(&e.Message)
 		if i, ok := open[key]; ok && key != "" && weight[i]+w <= maxW {
 			out[i] = append(out[i], e)
 			weight[i] += w
@@ -42,7 +41,7 @@ func (f *Forwarder) attempt(batch []*entry) []error {
 	defer cancel()
 	msgs := make([]*delivery.Message, len(batch))
 	for i, e := range batch {
-		msgs[i] = &e.msg
+		msgs[i] = &e.Message
 	}
 	start := time.Now()
 	results := f.o.Adapter.Deliver(ctx, msgs)
@@ -78,13 +77,13 @@ func breakerVerdict(results []error) error {
 	return nil
 }
 
-// Outcome kinds, as the record script takes them.
+// Outcome kinds: a delivery, or one of queue.RecordOutcome's.
 const (
 	kindOK    = "ok"
-	kindRetry = "retry"
-	kindDead  = "dead"
+	kindRetry = string(queue.KindRetry)
+	kindDead  = string(queue.KindDead)
 	// kindLost dead-letters an entry that is no longer pending (its data was deleted).
-	kindLost = "lost"
+	kindLost = string(queue.KindLost)
 )
 
 type outcome struct {
@@ -103,24 +102,24 @@ func (f *Forwarder) settle(e *entry, err error) {
 	d := f.o.Delivery
 	switch {
 	case err == nil:
-		f.record(e, outcome{kind: kindOK, attempts: e.attempts + 1})
+		f.record(e, outcome{kind: kindOK, attempts: e.Attempts + 1})
 		return
 	case errors.Is(err, context.Canceled) && f.attempts.Err() != nil:
 		// Abandoned at shutdown: left pending, reclaimed later, no attempt counted.
 		return
 	}
-	o := outcome{attempts: e.attempts + 1, status: delivery.StatusOf(err), err: err}
+	o := outcome{attempts: e.Attempts + 1, status: delivery.StatusOf(err), err: err}
 	delay, ok := delivery.RetryDelay(err)
 	if !ok {
 		delay = backoff(d.Backoff.Base, d.Backoff.Max, o.attempts)
 	}
 	switch {
 	case delivery.IsPermanent(err):
-		o.kind, o.reason = kindDead, reasonPermanent
+		o.kind, o.reason = kindDead, queue.DeadPermanent
 	case o.attempts >= d.MaxAttempts:
-		o.kind, o.reason = kindDead, reasonMaxAttempts
-	case time.Now().Add(delay).Sub(e.msg.ReceivedAt) > d.MaxAge:
-		o.kind, o.reason = kindDead, reasonMaxAge
+		o.kind, o.reason = kindDead, queue.DeadMaxAttempts
+	case time.Now().Add(delay).Sub(e.Message.ReceivedAt) > d.MaxAge:
+		o.kind, o.reason = kindDead, queue.DeadMaxAge
 	default:
 		o.kind, o.delay = kindRetry, delay
 	}
@@ -141,18 +140,12 @@ var (
 func (f *Forwarder) deferAll(batch []*entry, delay time.Duration, why error) {
 	for _, e := range batch {
 		err := why
-		if last, _ := e.values[queue.FieldError].(string); last != "" {
-			err = errors.New(last)
+		if e.Error != "" {
+			err = errors.New(e.Error)
 		}
-		f.record(e, outcome{kind: kindRetry, attempts: e.attempts, status: statusOf(e),
+		f.record(e, outcome{kind: kindRetry, attempts: e.Attempts, status: e.Status,
 			delay: delay, err: err, uncounted: true})
 	}
-}
-
-func statusOf(e *entry) int {
-	s, _ := e.values[queue.FieldStatus].(string)
-	n, _ := strconv.Atoi(s)
-	return n
 }
 
 // outcomeNames maps outcome kinds to their metric label and stats field.

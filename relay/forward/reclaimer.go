@@ -2,7 +2,6 @@ package forward
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,13 +30,7 @@ func (f *Forwarder) claim(ctx context.Context, r *reclaimer, consumer string, n 
 	if r.cursor == "" {
 		r.cursor = "0-0"
 	}
-	// Raw command: go-redis drops XAUTOCLAIM's third element, the deleted ids.
-	res, err := f.o.Client.Do(ctx, "XAUTOCLAIM", f.events, queue.Group, consumer,
-		f.o.Visibility.Milliseconds(), r.cursor, "COUNT", max(1, n)).Slice()
-	if err != nil {
-		return nil, err
-	}
-	next, claimed, deleted, err := parseAutoClaim(res)
+	next, claimed, deleted, err := queue.Claim(ctx, f.o.Client, f.o.Keys, f.provider, consumer, f.o.Visibility, r.cursor, n)
 	if err != nil {
 		return nil, err
 	}
@@ -48,47 +41,12 @@ func (f *Forwarder) claim(ctx context.Context, r *reclaimer, consumer string, n 
 	for _, id := range deleted {
 		f.log.Error("pending entry was deleted before delivery (stream trimmed?): dead-lettered",
 			zap.String("stream_id", id))
-		e := &entry{streamID: id, bad: queue.ErrMalformedEntry, reason: reasonTrimmed}
-		f.record(e, outcome{kind: kindLost, reason: reasonTrimmed, err: e.bad})
+		e := &entry{Entry: *queue.LostEntry(id)}
+		f.record(e, outcome{kind: kindLost, reason: e.Reason, err: e.Bad})
 	}
-	out := make([]*entry, 0, len(claimed))
-	for _, c := range claimed {
-		e := newEntry(f.provider, consumer, c.streamID, c.values)
-		f.log.Info("reclaimed a pending entry", zap.String("stream_id", e.streamID), zap.String("event_id", e.msg.ID))
-		out = append(out, e)
+	out := held(consumer, claimed)
+	for _, e := range out {
+		f.log.Info("reclaimed a pending entry", zap.String("stream_id", e.StreamID), zap.String("event_id", e.Message.ID))
 	}
 	return out, nil
-}
-
-// parseAutoClaim reads [next, [[id, [field, value, ...]], ...], [deleted ids]].
-func parseAutoClaim(res []any) (next string, claimed []*entry, deleted []string, err error) {
-	if len(res) < 2 {
-		return "", nil, nil, fmt.Errorf("XAUTOCLAIM: unexpected reply of %d elements", len(res))
-	}
-	next, _ = res[0].(string)
-	msgs, _ := res[1].([]any)
-	for _, raw := range msgs {
-		pair, ok := raw.([]any)
-		if !ok || len(pair) != 2 {
-			continue
-		}
-		id, _ := pair[0].(string)
-		values := map[string]any{}
-		if fv, ok := pair[1].([]any); ok {
-			for i := 0; i+1 < len(fv); i += 2 {
-				k, _ := fv[i].(string)
-				values[k] = fv[i+1]
-			}
-		}
-		claimed = append(claimed, &entry{streamID: id, values: values})
-	}
-	if len(res) >= 3 {
-		ids, _ := res[2].([]any)
-		for _, v := range ids {
-			if s, ok := v.(string); ok {
-				deleted = append(deleted, s)
-			}
-		}
-	}
-	return next, claimed, deleted, nil
 }

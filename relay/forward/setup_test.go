@@ -2,10 +2,10 @@ package forward_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +20,6 @@ import (
 	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/internal/redistest"
-	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/forward"
 	"github.com/eventrelay/relay/relay/queue"
 )
@@ -104,10 +103,80 @@ const (
 	ensKey = "ens-secret-canary-fwd-0001"
 	lrKey  = "lr-secret-canary-fwd-0002"
 	bvKey  = "brevo-secret-canary-fwd-0003"
-	maKey  = "brevo-ma-secret-canary-fwd-0004"
+	bfKey  = "bannerflex-secret-canary-fwd-0004"
 )
 
-var fwdSecrets = []string{ensKey, lrKey, bvKey, maKey}
+var fwdSecrets = []string{ensKey, lrKey, bvKey, bfKey}
+
+// secretHeader carries a fake provider's key, as a real adapter attaches its credential.
+const secretHeader = "X-Api-Key"
+
+// eventIDHeader carries the ids of a request's events (comma-separated), as real adapters
+// pass the event id on (Linkrunner's payment_id, for one).
+const eventIDHeader = "X-Event-Id"
+
+// fakeAdapter is a provider adapter over real HTTP: one POST per batch to <url>/<route>
+// with its key and the event ids in headers, the body of one event or a JSON array of a
+// batch's bodies; the reply classified as the real adapters do (providers.Classify).
+type fakeAdapter struct {
+	provider, url, secret string
+	// batch is MaxBatchWeight: above 1, events with the same body share a request.
+	batch int
+}
+
+func (a *fakeAdapter) Provider() string    { return a.provider }
+func (a *fakeAdapter) MaxBatchWeight() int { return max(a.batch, 1) }
+
+func (a *fakeAdapter) BatchKey(m *delivery.Message) (string, int) {
+	if a.batch > 1 {
+		return string(m.Body), 1
+	}
+	return "", 1
+}
+
+func (a *fakeAdapter) Deliver(ctx context.Context, batch []*delivery.Message) []error {
+	bodies, ids := make([]string, len(batch)), make([]string, len(batch))
+	for i, m := range batch {
+		bodies[i], ids[i] = string(m.Body), m.ID
+	}
+	body := bodies[0]
+	if len(batch) > 1 {
+		body = "[" + strings.Join(bodies, ",") + "]"
+	}
+	err := a.post(ctx, batch[0].Route, body, strings.Join(ids, ","))
+	out := make([]error, len(batch))
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}
+
+func (a *fakeAdapter) post(ctx context.Context, route, body, ids string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url+"/"+route, strings.NewReader(body))
+	if err != nil {
+		return delivery.Permanent(err)
+	}
+	req.Header.Set(secretHeader, a.secret)
+	req.Header.Set(eventIDHeader, ids)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<10))
+	herr := &delivery.HTTPError{Status: res.StatusCode, Message: strings.ReplaceAll(string(b), a.secret, "[redacted]")}
+	switch s := res.StatusCode; {
+	case s >= 200 && s < 300:
+		return nil
+	case s == 408 || s == 429 || s >= 500:
+		if secs, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil {
+			return delivery.RetryAfter(time.Duration(secs)*time.Second, herr)
+		}
+		return herr
+	default:
+		return delivery.Permanent(herr)
+	}
+}
 
 // env is a real Redis, fake upstreams per provider and the forwarders over them.
 type env struct {
@@ -116,7 +185,6 @@ type env struct {
 	rdb     redis.UniversalClient
 	keys    queue.Keys
 	enq     *queue.Enqueuer
-	cfg     *config.Config
 	up      map[string]*upstream
 	fwd     map[string]*forward.Forwarder
 	logs    *observer.ObservedLogs
@@ -125,58 +193,57 @@ type env struct {
 	stopped chan struct{}
 }
 
-// settings tweak the test config's delivery settings (YAML lines under each provider).
-const fastDelivery = `workers: 2, rate_limit: 200, timeout: 500ms, max_attempts: 6, max_age: 1h, backoff: {base: 50ms, max: 200ms}, breaker: {failures: 3, open_for: 1s}`
+// ms shortens the tests' delivery settings.
+const ms = time.Millisecond
 
-func newEnv(t *testing.T, delivery map[string]string) *env {
-	t.Helper()
-	return newEnvRelays(t, delivery, 1)
+// fastDelivery are the tests' delivery settings unless a test names its own.
+func fastDelivery() config.Delivery {
+	return config.Delivery{Workers: 2, RateLimit: 200, Timeout: 500 * time.Millisecond, MaxAttempts: 6, MaxAge: time.Hour,
+		Backoff: config.Backoff{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+		Breaker: config.Breaker{Failures: 3, OpenFor: time.Second}}
 }
 
-// newEnvRelays runs `relays` forwarders per provider, as that many relay processes would
-// (each with its own consumer name and in-process limiter); e.fwd holds the first.
-func newEnvRelays(t *testing.T, delivery map[string]string, relays int) *env {
+// envOptions shape a test env.
+type envOptions struct {
+	// delivery are per provider; the rest get fastDelivery. A zero VisibilityTimeout is
+	// 2 s, short for the reclaim tests.
+	delivery map[string]config.Delivery
+	// relays is the forwarders per provider, as that many relay processes would run
+	// (each with its own consumer name and in-process limiter); e.fwd holds the first.
+	relays int
+	// batch is MaxBatchWeight per provider whose adapter batches.
+	batch map[string]int
+}
+
+func newEnv(t *testing.T, delivery map[string]config.Delivery) *env {
+	t.Helper()
+	return newEnvWith(t, envOptions{delivery: delivery})
+}
+
+func newEnvRelays(t *testing.T, delivery map[string]config.Delivery, relays int) *env {
+	t.Helper()
+	return newEnvWith(t, envOptions{delivery: delivery, relays: relays})
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
 	rs := redistest.Start(t, redistest.Options{})
 	e := &env{t: t, redis: rs, up: map[string]*upstream{}, keys: queue.Keys{Prefix: "t"}}
-	for _, p := range []string{"linkrunner", "ens", "brevo", "bannerflex"} {
+	secrets := map[string]string{"linkrunner": lrKey, "ens": ensKey, "brevo": bvKey, "bannerflex": bfKey}
+	for p := range secrets {
 		e.up[p] = newUpstream(t, nil)
 	}
-	d := func(p string) string {
-		if s, ok := delivery[p]; ok {
-			return s
-		}
-		return fastDelivery
-	}
-	yaml := fmt.Sprintf(`
-admin: {listen: "127.0.0.1:0", token: "admin-token-0123456789"}
-redis: {url: %q, prefix: t}
-providers:
-  linkrunner: {base_url: %q, server_key: %s, %s}
-  ens: {base_url: %q, api_key: %s, %s}
-  brevo: {base_url: %q, tracker_url: %q, api_key: %s, ma_key: %s, %s}
-  bannerflex: {base_url: %q, %s}
-`, rs.URL(), e.up["linkrunner"].srv.URL, lrKey, d("linkrunner"), e.up["ens"].srv.URL, ensKey, d("ens"),
-		e.up["brevo"].srv.URL, e.up["brevo"].srv.URL, bvKey, maKey, d("brevo"), e.up["bannerflex"].srv.URL, d("bannerflex"))
-	cfg, err := config.Parse([]byte(yaml), nil, providers.Specs())
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	e.cfg = cfg
 	core, logs := observer.New(zap.DebugLevel)
 	e.logs = logs
 	log := zap.New(core)
 	ctx, cancel := context.WithCancel(context.Background())
-	conn, err := queue.Open(ctx, cfg.Redis, log)
+	conn, err := queue.Open(ctx, config.Redis{URL: rs.URL(), Prefix: "t", EnqueueTimeout: time.Second,
+		HighWaterMark: -1, Writers: 2, MaxBatch: 64, PoolSize: 16}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.rdb = conn.Client
 	e.enq = queue.NewEnqueuer(conn.Client, e.keys, queue.EnqueuerOptions{Writers: 2, MaxBatch: 64, Timeout: time.Second, HighWaterMark: -1}, log)
-	adapters, err := providers.NewAdapters(cfg.Providers, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	e.reg = prometheus.NewRegistry()
 	metrics, err := forward.NewMetrics(e.reg)
 	if err != nil {
@@ -186,12 +253,21 @@ providers:
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = e.enq.Run(ctx) }()
-	for name, a := range adapters {
-		for i := range relays {
+	for name, secret := range secrets {
+		d, ok := o.delivery[name]
+		if !ok {
+			d = fastDelivery()
+		}
+		visibility := d.VisibilityTimeout
+		if visibility == 0 {
+			visibility = 2 * time.Second
+		}
+		a := &fakeAdapter{provider: name, url: e.up[name].srv.URL, secret: secret, batch: o.batch[name]}
+		for i := range max(o.relays, 1) {
 			f, err := forward.New(forward.Options{
-				Adapter: a, Delivery: deliveryOf(cfg, name), Client: conn.Client, Keys: e.keys,
+				Adapter: a, Delivery: d, Client: conn.Client, Keys: e.keys,
 				Consumer: "test-" + uuid.NewString()[:8], Log: log.Named(name), Metrics: metrics,
-				Block: 100 * time.Millisecond, Visibility: visibility(d(name), deliveryOf(cfg, name)), MoveEvery: 20 * time.Millisecond,
+				Block: 100 * time.Millisecond, Visibility: visibility, MoveEvery: 20 * time.Millisecond,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -220,18 +296,6 @@ func (e *env) shutdown() {
 	case <-time.After(10 * time.Second):
 		e.t.Error("forwarders did not stop within 10 s")
 	}
-}
-
-// visibility is 2 s, short for the reclaim tests, unless the test's settings name one.
-func visibility(settings string, d config.Delivery) time.Duration {
-	if strings.Contains(settings, "visibility_timeout") {
-		return d.VisibilityTimeout
-	}
-	return 2 * time.Second
-}
-
-func deliveryOf(cfg *config.Config, p string) config.Delivery {
-	return *cfg.Providers.Section(p).Settings()
 }
 
 // send enqueues one event for route with body and returns its id.

@@ -1,4 +1,4 @@
-package forward
+package queue
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventrelay/relay/internal/redistest"
-	"github.com/eventrelay/relay/relay/queue"
 )
 
 // ackScript acks only what is still pending under the owner, both from its one range
@@ -18,14 +17,15 @@ func TestAckScriptOwnerGate(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	const stream, stats = "t:{p}:events", "t:{p}:stats:"
+	keys := Keys{Prefix: "t"}
+	stream := keys.Events("p")
 	var ids []string
 	for range 6 {
 		ids = append(ids, rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []string{"k", "v"}}).Val())
 	}
-	rdb.XGroupCreate(ctx, stream, queue.Group, "0")
+	rdb.XGroupCreate(ctx, stream, Group, "0")
 	read := func(consumer string, n int64) {
-		if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: queue.Group, Consumer: consumer,
+		if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: Group, Consumer: consumer,
 			Streams: []string{stream, ">"}, Count: n, Block: -1}).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -34,11 +34,25 @@ func TestAckScriptOwnerGate(t *testing.T) {
 	read("theirs", 1) // id 2
 	read("mine", 3)   // ids 3, 4, 5
 	for _, limit := range []int{ackRangeLimit, 1} {
-		args := []any{queue.Group, "mine", ids[0], ids[4], limit, ids[4], ids[2], ids[0]}
+		// The range is [ids 0, 4] with the default limit, [ids 1, 5] with limit 1.
+		acked := []string{ids[4], ids[2], ids[0]}
 		if limit == 1 {
-			args = []any{queue.Group, "mine", ids[1], ids[5], limit, ids[5], ids[2], ids[1]}
+			acked = []string{ids[5], ids[2], ids[1]}
 		}
-		got, err := ackScript.Run(ctx, rdb, []string{stream, stats}, args...).Int64Slice()
+		pipe := rdb.Pipeline()
+		cmd := ackDelivered(ctx, pipe, keys, "p", "mine", acked, limit)
+		if _, err := pipe.Exec(ctx); err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			t.Fatal(err)
+		}
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			if err := LoadScripts(ctx, rdb); err != nil {
+				t.Fatal(err)
+			}
+			pipe = rdb.Pipeline()
+			cmd = ackDelivered(ctx, pipe, keys, "p", "mine", acked, limit)
+			_, _ = pipe.Exec(ctx)
+		}
+		got, err := Applied(cmd)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,20 +73,25 @@ func TestLostDeadLetterWrittenOnce(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	f := &Forwarder{provider: "p", events: "t:{p}:events", retry: "t:{p}:retry", dead: "t:{p}:dead",
-		o: Options{Keys: queue.Keys{Prefix: "t"}}}
-	e := &entry{streamID: "1-0", bad: queue.ErrMalformedEntry, reason: reasonTrimmed}
-	args, err := f.recordArgs(record{e: e, o: outcome{kind: kindLost, reason: reasonTrimmed, err: e.bad}})
-	if err != nil {
+	keys := Keys{Prefix: "t"}
+	if err := LoadScripts(ctx, rdb); err != nil {
 		t.Fatal(err)
 	}
+	e := LostEntry("1-0")
+	o := Outcome{Kind: KindLost, Reason: e.Reason, Error: e.Bad.Error(), Counted: true}
 	for try, want := range []int64{1, 0} {
-		got, err := recordScript.Run(ctx, rdb, f.recordKeys(e.streamID), args...).Int64()
-		if err != nil || got != want {
-			t.Fatalf("write %d: %d, %v; want %d", try+1, got, err, want)
+		pipe := rdb.Pipeline()
+		cmd, err := RecordOutcome(ctx, pipe, keys, "p", e, "", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = pipe.Exec(ctx)
+		got, err := Applied(cmd)
+		if err != nil || len(got) != 1 || got[0] != want {
+			t.Fatalf("write %d: %v, %v; want %d", try+1, got, err, want)
 		}
 	}
-	if n := rdb.XLen(ctx, f.dead).Val(); n != 1 {
+	if n := rdb.XLen(ctx, keys.Dead("p")).Val(); n != 1 {
 		t.Fatalf("%d dead letters, want 1", n)
 	}
 }

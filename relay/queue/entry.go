@@ -22,13 +22,13 @@ const (
 	FieldSource   = "src"      // who sent it: the site or client name
 )
 
-// Fields the forwarders add: to entries going back into the stream after a failed
-// attempt, and to dead letters (relay/forward's package doc describes them).
+// Fields the forwarders add: to retry members after a failed attempt, and to dead
+// letters (see retry.go and dead.go).
 const (
 	FieldAttempts = "attempts"  // upstream attempts made so far (absent: 0)
 	FieldError    = "error"     // last attempt's error, secrets redacted
 	FieldStatus   = "status"    // last HTTP status, 0 when there was no reply
-	FieldReason   = "reason"    // dead letters: permanent, max_attempts, max_age, trimmed, malformed
+	FieldReason   = "reason"    // dead letters: DeadPermanent, DeadMaxAttempts, ...
 	FieldDeadAt   = "dead_at"   // dead letters: unix ms
 	FieldStreamID = "stream_id" // dead letters: the entry's id in the events stream
 )
@@ -55,48 +55,128 @@ func DecodeMessage(provider string, values map[string]any) (delivery.Message, er
 	if len(values) == 0 {
 		return delivery.Message{}, fmt.Errorf("%w: no fields (entry trimmed while pending?)", ErrMalformedEntry)
 	}
-	var (
-		m    = delivery.Message{Provider: provider}
-		body string
-		at   string
-		err  error
-	)
-	get := func(name string, dst *string, required bool) {
-		v, ok := values[name]
-		if !ok {
-			if required && err == nil {
-				err = fmt.Errorf("%w: missing field %q", ErrMalformedEntry, name)
-			}
-			return
+	for _, name := range entryFields[:requiredFields] {
+		if _, ok := values[name]; !ok {
+			return delivery.Message{}, fmt.Errorf("%w: missing field %q", ErrMalformedEntry, name)
 		}
-		s, ok := v.(string)
-		if !ok && err == nil {
-			err = fmt.Errorf("%w: field %q is %T, not a string", ErrMalformedEntry, name, v)
-		}
-		*dst = s
 	}
-	get(FieldID, &m.ID, true)
-	get(FieldRoute, &m.Route, true)
-	get(FieldBody, &body, true)
-	get(FieldAt, &at, true)
-	get(FieldIP, &m.ClientIP, false)
-	get(FieldUA, &m.UserAgent, false)
-	get(FieldCountry, &m.Country, false)
-	get(FieldCustomer, &m.CustomerID, false)
-	get(FieldSource, &m.Source, false)
+	m, err := readMessage(provider, values)
 	if err != nil {
 		return delivery.Message{}, err
 	}
 	if m.ID == "" {
 		return delivery.Message{}, fmt.Errorf("%w: empty %q", ErrMalformedEntry, FieldID)
 	}
-	ms, perr := strconv.ParseInt(at, 10, 64)
-	if perr != nil {
-		return delivery.Message{}, fmt.Errorf("%w: field %q is %q, not unix milliseconds", ErrMalformedEntry, FieldAt, at)
-	}
-	m.ReceivedAt = time.UnixMilli(ms)
-	m.Body = []byte(body)
 	return m, nil
+}
+
+// requiredFields is how many of entryFields, from the first, every event has.
+const requiredFields = 4
+
+// readMessage reads what there is of a Message from stored fields, absent ones empty:
+// dead letters may hold only part of an event (or none, when it was trimmed). A value
+// that is not a string, or an at that is not unix milliseconds, is an error wrapping
+// ErrMalformedEntry; the Message then still holds the fields that could be read.
+func readMessage(provider string, values map[string]any) (delivery.Message, error) {
+	m := delivery.Message{Provider: provider}
+	var (
+		body, at string
+		err      error
+	)
+	for i, dst := range [numFields]*string{&m.ID, &m.Route, &body, &at, &m.ClientIP, &m.UserAgent,
+		&m.Country, &m.CustomerID, &m.Source} {
+		v, ok := values[entryFields[i]]
+		if !ok {
+			continue
+		}
+		s, ok := v.(string)
+		if !ok && err == nil {
+			err = fmt.Errorf("%w: field %q is %T, not a string", ErrMalformedEntry, entryFields[i], v)
+		}
+		*dst = s
+	}
+	if _, ok := values[FieldBody]; ok {
+		m.Body = []byte(body)
+	}
+	if _, ok := values[FieldAt]; ok {
+		ms, perr := strconv.ParseInt(at, 10, 64)
+		if perr != nil && err == nil {
+			err = fmt.Errorf("%w: field %q is %q, not unix milliseconds", ErrMalformedEntry, FieldAt, at)
+		}
+		if perr == nil {
+			m.ReceivedAt = time.UnixMilli(ms)
+		}
+	}
+	return m, err
+}
+
+// Entry is an entry of a provider's events stream as a forwarder holds it: the event,
+// what earlier attempts left on it, and its stored fields, which a retry or dead letter
+// carries on unchanged.
+type Entry struct {
+	// StreamID is the entry's id in the events stream.
+	StreamID string
+	// Message is the event; zero when Bad is set.
+	Message delivery.Message
+	// Attempts is how many upstream attempts were made so far.
+	Attempts int
+	// Status and Error are the last attempt's HTTP status (0: no reply) and error (""
+	// before the first attempt).
+	Status int
+	Error  string
+	// Bad is why the entry cannot be delivered at all (it wraps ErrMalformedEntry), and
+	// Reason the dead-letter reason for that: DeadTrimmed or DeadMalformed.
+	Bad    error
+	Reason string
+	// stored are the entry's ingest fields as read, for retry members and dead letters.
+	stored map[string]any
+}
+
+// DecodeEntry decodes the entry streamID of provider's events stream from its fields
+// (redis.XMessage.Values). It never fails: an entry that cannot be delivered has Bad set,
+// with Reason DeadTrimmed when it has no fields left (deleted while pending), else
+// DeadMalformed.
+func DecodeEntry(provider, streamID string, values map[string]any) *Entry {
+	e := &Entry{StreamID: streamID, stored: values}
+	if len(values) == 0 {
+		e.Bad, e.Reason = ErrMalformedEntry, DeadTrimmed
+		return e
+	}
+	m, err := DecodeMessage(provider, values)
+	if err != nil {
+		e.Bad, e.Reason = err, DeadMalformed
+		return e
+	}
+	e.Message = m
+	e.Attempts = intField(values, FieldAttempts)
+	e.Status = intField(values, FieldStatus)
+	e.Error, _ = values[FieldError].(string)
+	return e
+}
+
+// LostEntry is the entry streamID found deleted before delivery (its data is gone): it
+// can only be dead-lettered, as DeadTrimmed, with KindLost.
+func LostEntry(streamID string) *Entry {
+	return &Entry{StreamID: streamID, Bad: ErrMalformedEntry, Reason: DeadTrimmed}
+}
+
+// intField is a decimal field's value, 0 when absent or not a number.
+func intField(values map[string]any, name string) int {
+	s, _ := values[name].(string)
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// ingestPairs are e's stored ingest fields, as field/value pairs in the order of
+// entryFields, absent ones left out: what a retry member and a dead letter carry.
+func (e *Entry) ingestPairs(extra ...string) []string {
+	out := make([]string, 0, 2*numFields+len(extra))
+	for _, f := range entryFields {
+		if v, ok := e.stored[f].(string); ok {
+			out = append(out, f, v)
+		}
+	}
+	return append(out, extra...)
 }
 
 // argBytes is a field value handed to go-redis by pointer: boxing a pointer into an `any`
