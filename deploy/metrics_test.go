@@ -1,16 +1,17 @@
-// The dashboard and the alert rules, checked against DESIGN.md's metric contract.
+// The metric contract is the "Prometheus metrics" section of the repository's own
+// docs/api.md. This file checks the dashboard and the alert rules against it, and that a
+// running relay exports exactly the relay_ metrics it documents (relay_test.go checks the
+// other direction: every documented metric is exported).
 
 package deploy_test
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -22,87 +23,116 @@ import (
 
 // --- the metric contract -----------------------------------------------------------------
 
-// metricSpec is one metric of DESIGN.md's contract.
+// metricSpec is one metric documented in docs/api.md.
 type metricSpec struct {
 	name      string
 	labels    []string // sorted
 	histogram bool
 }
 
-// designMetrics mirrors DESIGN.md, "Admin and operations (contract)", which is the truth:
-// the tests read the document when it is there (shared/ beside the repository, as in CI)
-// and TestDesignMetricList keeps this copy equal to it for when it is not.
-var designMetrics = []metricSpec{
-	{"relay_ingest_requests_total", []string{"code", "route"}, false},
-	{"relay_events_enqueued_total", []string{"provider"}, false},
-	{"relay_deliveries_total", []string{"outcome", "provider"}, false},
-	{"relay_delivery_duration_seconds", []string{"provider"}, true},
-	{"relay_queue_depth", []string{"provider", "state"}, false},
-	{"relay_oldest_undelivered_seconds", []string{"provider"}, false},
-	{"relay_breaker_state", []string{"provider"}, false},
-}
-
-// designLabelValues are the label values DESIGN.md enumerates.
-var designLabelValues = map[string][]string{
-	"outcome": {"dead", "delivered", "retried"},
-	"state":   {"dead", "pending", "ready", "retry"},
-}
-
-// queueCollectorMetrics come from the scrape-time queue collector, which was being
-// written alongside these files: their absence gets its own explanation.
+// queueCollectorMetrics come from the scrape-time queue collector
+// (relay/admin/collector.go): their absence gets its own explanation.
 var queueCollectorMetrics = []string{"relay_queue_depth", "relay_oldest_undelivered_seconds"}
 
-var designPath = filepath.Join("..", "..", "shared", "DESIGN.md")
+// metricsDoc is the document whose metrics section is the contract, and metricsHeading
+// the heading of that section.
+var metricsDoc = filepath.Join("..", "docs", "api.md")
 
-// designFromDoc reads the metric list out of DESIGN.md's "Metrics:" paragraph; ok is
-// false when the document is not there.
-func designFromDoc(t *testing.T) (specs []metricSpec, values map[string][]string, ok bool) {
-	t.Helper()
-	b, err := os.ReadFile(designPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, false
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
-	i := strings.Index(doc, "\nMetrics:")
-	if i < 0 {
-		t.Fatalf("%s: no paragraph starting \"Metrics:\"; update designFromDoc", designPath)
-	}
-	para := doc[i+1:]
-	if j := strings.Index(para, "\n\n"); j >= 0 {
-		para = para[:j]
-	}
-	para = strings.Join(strings.Fields(para), " ") // undo the line wrapping
-	for _, m := range regexp.MustCompile("`(relay_[a-z0-9_]+)\\{([a-z_,]+)\\}`( \\(histogram\\))?").FindAllStringSubmatch(para, -1) {
-		labels := strings.Split(m[2], ",")
-		slices.Sort(labels)
-		specs = append(specs, metricSpec{m[1], labels, m[3] != ""})
-	}
-	values = map[string][]string{}
-	for _, m := range regexp.MustCompile("\\((\\w+): ((?:`[\\w-]+`(?:, )?)+)\\)").FindAllStringSubmatch(para, -1) {
-		var vs []string
-		for _, v := range regexp.MustCompile("`([\\w-]+)`").FindAllStringSubmatch(m[2], -1) {
-			vs = append(vs, v[1])
+const metricsHeading = "## Prometheus metrics"
+
+// enumeratedLabels are the labels whose values the code defines as a closed set
+// (relay/forward/metrics.go, relay/admin/collector.go): the document must list their
+// values, so that a matcher such as outcome="failed", which would match nothing, forever,
+// silently, is caught.
+var enumeratedLabels = []string{"outcome", "state"}
+
+// tickedCell matches a table cell holding one `code span`.
+var tickedCell = regexp.MustCompile("^`([^`]+)`$")
+
+// tickedList reads a table cell that is a comma-separated list of code spans
+// ("`route`, `code`"); ok is false when it is anything else.
+func tickedList(cell string) ([]string, bool) {
+	var out []string
+	for part := range strings.SplitSeq(cell, ",") {
+		m := tickedCell.FindStringSubmatch(strings.TrimSpace(part))
+		if m == nil {
+			return nil, false
 		}
-		slices.Sort(vs)
-		values[m[1]] = vs
+		out = append(out, m[1])
 	}
-	if len(specs) == 0 {
-		t.Fatalf("%s: found no metric in the \"Metrics:\" paragraph; update designFromDoc", designPath)
-	}
-	return specs, values, true
+	return out, len(out) > 0
 }
 
-// contract is DESIGN.md's metric list by name, and its enumerated label values.
+// documentedMetrics reads the metrics section of docs/api.md: the rows of its metric
+// table, "| `name` | counter, gauge or histogram | `label`, ... | meaning |", and of its
+// table of label values, "| `label` | `value`, ... |". Any other row starting with a code
+// span is an error, so a table whose format changed cannot be skipped unnoticed.
+func documentedMetrics(t *testing.T) (specs []metricSpec, values map[string][]string) {
+	t.Helper()
+	b, err := os.ReadFile(metricsDoc)
+	if err != nil {
+		t.Fatalf("the metric contract: %v", err)
+	}
+	doc := strings.ReplaceAll(string(b), "\r\n", "\n")
+	i := strings.Index(doc, "\n"+metricsHeading+"\n")
+	if i < 0 {
+		t.Fatalf("%s: no section %q; update documentedMetrics if it moved", metricsDoc, metricsHeading)
+	}
+	section := doc[i+1+len(metricsHeading):]
+	if j := strings.Index(section, "\n## "); j >= 0 {
+		section = section[:j]
+	}
+	values = map[string][]string{}
+	seen := map[string]bool{}
+	for line := range strings.Lines(section) {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cells := strings.Split(strings.TrimSuffix(strings.TrimPrefix(line, "|"), "|"), "|")
+		for k := range cells {
+			cells[k] = strings.TrimSpace(cells[k])
+		}
+		first := tickedCell.FindStringSubmatch(cells[0])
+		if first == nil {
+			t.Errorf("%s: cannot read the row %q", metricsDoc, line)
+			continue
+		}
+		name := first[1]
+		if seen[name] {
+			t.Errorf("%s: %s is listed twice", metricsDoc, name)
+		}
+		seen[name] = true
+		if strings.HasPrefix(name, "relay_") {
+			labels, ok := tickedList(cells[min(2, len(cells)-1)])
+			typ := cells[min(1, len(cells)-1)]
+			if len(cells) != 4 || !ok || !slices.Contains([]string{"counter", "gauge", "histogram"}, typ) {
+				t.Errorf("%s: cannot read the metric row %q: want | `name` | counter, gauge or histogram | `label`, ... | meaning |",
+					metricsDoc, line)
+				continue
+			}
+			slices.Sort(labels)
+			specs = append(specs, metricSpec{name, labels, typ == "histogram"})
+			continue
+		}
+		vs, ok := tickedList(cells[min(1, len(cells)-1)])
+		if len(cells) != 2 || !ok {
+			t.Errorf("%s: cannot read the label row %q: want | `label` | `value`, ... |", metricsDoc, line)
+			continue
+		}
+		slices.Sort(vs)
+		values[name] = vs
+	}
+	if len(specs) == 0 {
+		t.Fatalf("%s: found no metric in section %q; update documentedMetrics", metricsDoc, metricsHeading)
+	}
+	return specs, values
+}
+
+// contract is docs/api.md's metric list by name, and its enumerated label values.
 func contract(t *testing.T) (map[string]metricSpec, map[string][]string) {
 	t.Helper()
-	specs, values, ok := designFromDoc(t)
-	if !ok {
-		t.Logf("%s is not there: using this test's copy of its metric list", designPath)
-		specs, values = designMetrics, designLabelValues
-	}
+	specs, values := documentedMetrics(t)
 	m := map[string]metricSpec{}
 	for _, s := range specs {
 		m[s.name] = s
@@ -110,16 +140,74 @@ func contract(t *testing.T) (map[string]metricSpec, map[string][]string) {
 	return m, values
 }
 
-func TestDesignMetricList(t *testing.T) {
-	specs, values, ok := designFromDoc(t)
-	if !ok {
-		t.Skipf("%s is not there", designPath)
+// TestDocumentedMetrics checks the contract itself: every metric has labels, every
+// label with listed values belongs to a documented metric, and the closed sets of values
+// the code defines are listed.
+func TestDocumentedMetrics(t *testing.T) {
+	specs, values := contract(t)
+	labels := map[string]bool{}
+	for _, s := range specs {
+		for _, l := range s.labels {
+			labels[l] = true
+		}
 	}
-	if !reflect.DeepEqual(specs, designMetrics) {
-		t.Errorf("DESIGN.md's metrics changed; update designMetrics in this file:\nDESIGN.md: %v\nthis file: %v", specs, designMetrics)
+	for label := range values {
+		if !labels[label] {
+			t.Errorf("%s lists values of label %q, which no documented metric has", metricsDoc, label)
+		}
 	}
-	if !reflect.DeepEqual(values, designLabelValues) {
-		t.Errorf("DESIGN.md's label values changed; update designLabelValues:\nDESIGN.md: %v\nthis file: %v", values, designLabelValues)
+	for _, label := range enumeratedLabels {
+		if len(values[label]) == 0 {
+			t.Errorf("%s does not list the values of label %q", metricsDoc, label)
+		}
+	}
+}
+
+// TestExportedMetricsAreDocumented runs the relay and checks the other direction of
+// TestRunningRelay: every relay_ metric it exports is documented, with the same labels and
+// type, and every value it exports for an enumerated label is one of the documented ones.
+func TestExportedMetricsAreDocumented(t *testing.T) {
+	specs, values := contract(t)
+	p := startRelay(t, buildRelay(t), testConfig(""))
+	p.postEvent(t)
+	// A counter or histogram with labels appears only once it has a value: wait for the
+	// first delivery attempt and its recorded outcome.
+	text := p.waitMetrics(t, "delivery attempt", func(text string) bool {
+		return strings.Contains(text, "relay_delivery_duration_seconds_count{") && strings.Contains(text, "relay_deliveries_total{")
+	})
+	fams, err := parseMetrics(text)
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(fams)) {
+		if !strings.HasPrefix(name, "relay_") {
+			continue // the Go and process collectors
+		}
+		f := fams[name]
+		s, ok := specs[name]
+		switch {
+		case !ok:
+			t.Errorf("the relay exports %s{%s} (a %s), which %s does not document", name, strings.Join(f.labels, ","), f.typ, metricsDoc)
+		case !slices.Equal(f.labels, s.labels):
+			t.Errorf("%s has labels %v; %s says %v", name, f.labels, metricsDoc, s.labels)
+		case (f.typ == "histogram") != s.histogram:
+			t.Errorf("%s is a %s; %s says otherwise", name, f.typ, metricsDoc)
+		}
+	}
+	for line := range strings.Lines(text) {
+		end := strings.IndexByte(line, '{')
+		if !strings.HasPrefix(line, "relay_") || end < 0 {
+			continue
+		}
+		labels, _, err := promMatchers(line, end)
+		if err != nil {
+			t.Fatalf("/metrics: %q: %v", line, err)
+		}
+		for _, l := range labels {
+			if allowed := values[l.label]; len(allowed) > 0 && !slices.Contains(allowed, l.value) {
+				t.Errorf("the relay exports %s=%q in %q; %s lists %v", l.label, l.value, strings.TrimSpace(line), metricsDoc, allowed)
+			}
+		}
 	}
 }
 
@@ -297,7 +385,7 @@ func resolveMetric(name string, specs map[string]metricSpec) (spec metricSpec, s
 }
 
 // checkExprs checks that every metric, label and label value the expressions use is in
-// DESIGN.md's contract, and returns which metrics are used where.
+// docs/api.md's contract, and returns which metrics are used where.
 func checkExprs(t *testing.T, exprs []promExpr, refs []labelValuesRef) map[string][]string {
 	t.Helper()
 	specs, values := contract(t)
@@ -321,7 +409,7 @@ func checkExprs(t *testing.T, exprs []promExpr, refs []labelValuesRef) map[strin
 		for _, s := range q.selectors {
 			spec, suffix, ok := resolveMetric(s.name, specs)
 			if !ok {
-				t.Errorf("%s: %s is not a metric DESIGN.md names", e.where, s.name)
+				t.Errorf("%s: %s is not a metric docs/api.md documents", e.where, s.name)
 				continue
 			}
 			use(spec.name, e.where)
@@ -351,7 +439,7 @@ func checkExprs(t *testing.T, exprs []promExpr, refs []labelValuesRef) map[strin
 		spec, ok := specs[r.metric]
 		switch {
 		case !ok:
-			t.Errorf("%s: %s is not a metric DESIGN.md names", r.where, r.metric)
+			t.Errorf("%s: %s is not a metric docs/api.md documents", r.where, r.metric)
 		case !slices.Contains(spec.labels, r.label):
 			t.Errorf("%s: %s has no label %q", r.where, r.metric, r.label)
 		default:
@@ -361,7 +449,7 @@ func checkExprs(t *testing.T, exprs []promExpr, refs []labelValuesRef) map[strin
 	return used
 }
 
-// checkLabelValue checks a matcher's value against the values DESIGN.md enumerates for
+// checkLabelValue checks a matcher's value against the values docs/api.md lists for
 // its label (outcome, state): outcome="failed" would match nothing, forever, silently.
 func checkLabelValue(t *testing.T, where string, m promMatcher, allowed []string) {
 	t.Helper()
@@ -386,7 +474,7 @@ func checkLabelValue(t *testing.T, where string, m promMatcher, allowed []string
 }
 
 // TestDashboardAndAlerts checks statically that the dashboard and the alert rules use
-// only the metrics, labels and label values of DESIGN.md; TestRunningRelay checks that
+// only the metrics, labels and label values of docs/api.md; TestRunningRelay checks that
 // the relay exports them.
 func TestDashboardAndAlerts(t *testing.T) {
 	dash, refs := dashboardExprs(t)
