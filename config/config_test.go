@@ -310,7 +310,7 @@ sites:
   - {name: "f-${VALUE}", key: pk_flow_0123}
   - {key: pk_flow_middle_0123, name: m-${VALUE}-m}
   - {name: 'fs-${VALUE}', key: pk_flow_single_0123}
-clients: [{name: c${VALUE}, token: backend-token-0123456789}]
+clients: [{name: ${VALUE}, token: backend-token-0123456789}]
 providers:
   bannerflex: {}
 `), getenv, providers.Specs())
@@ -323,7 +323,7 @@ providers:
 			names = append(names, s.Name)
 		}
 		names = append(names, cfg.Clients[0].Name)
-		want := []string{value, "q-" + value, "f-" + value, "m-" + value + "-m", "fs-" + value, "c" + value}
+		want := []string{value, "q-" + value, "f-" + value, "m-" + value + "-m", "fs-" + value, value}
 		if !reflect.DeepEqual(names, want) || cfg.Admin.Token != "admin-token-0123456789" {
 			t.Errorf("%q: names %q, admin token %q", value, names, cfg.Admin.Token)
 		}

@@ -40,7 +40,6 @@ func (c *Config) Validate() error {
 	}
 	c.validateSites(&v)
 	c.validateClients(&v)
-	c.validateCallerNames(&v)
 	c.validateProviders(&v)
 	return v.errs.errOrNil()
 }
@@ -239,23 +238,6 @@ func (c *Config) validateClients(v *Validator) {
 			}
 		}
 		c.validateRoutes(v, p+".routes", cl.Routes)
-	}
-}
-
-// validateCallerNames keeps site and client names apart: a caller's name scopes its
-// Idempotency-Keys (and names it in logs and dead letters), so a site and a client may
-// not share one.
-func (c *Config) validateCallerNames(v *Validator) {
-	sites := make(map[string]int)
-	for i, s := range c.Sites {
-		if _, dup := sites[s.Name]; !dup {
-			sites[s.Name] = i
-		}
-	}
-	for i, cl := range c.Clients {
-		if j, dup := sites[cl.Name]; dup && cl.Name != "" {
-			v.Add(fmt.Sprintf("clients[%d].name", i), "%q is already used by sites[%d] (site and client names must differ)", cl.Name, j)
-		}
 	}
 }
 
