@@ -64,6 +64,7 @@ func (b *bench) table(took time.Duration) string {
 	fmt.Fprintf(&w, "| f | … client p99 at saturation (unequal load: each at its own throughput; the target is f') | relay %s | nginx %s | %.1f× lower | | |\n",
 		ms(b.relayVsNginx.P99), ms(b.nginx.P99), rp)
 	fmt.Fprintln(&w, b.pacedNginxRow())
+	b.cpuRows(&w)
 
 	fmt.Fprintln(&w, "\nCPU use during each window (cores, of 2; from /proc/<pid>/stat):")
 	fmt.Fprintf(&w, "- (a) %s\n- (b) %s\n- (b' paced) %s\n- (e ingest) %s\n- (c ceiling) %s\n- (c delivery) %s\n- (e delivery) %s\n"+
@@ -130,4 +131,54 @@ func lateNote(r pacedResult) string {
 		s += fmt.Sprintf(", %d unsent", r.Unsent)
 	}
 	return s
+}
+
+// usPer is the CPU µs per event of process k, which used cores[k] cores while rate
+// events/s were handled; false when either figure is missing.
+func usPer(cores cpuUse, k string, rate float64) (float64, bool) {
+	c, ok := cores[k]
+	if !ok || rate <= 0 || c < 0 {
+		return 0, false
+	}
+	return c / rate * 1e6, true
+}
+
+// cpuRows are the CPU µs per request of the no-op server (a), and per ingested (b) and
+// delivered (c) event of the relay and Redis: cores used in the window / requests or
+// events per second in the same window. The reference is the no-op server's CPU per
+// request in (a), a fasthttp server doing no work on the same requests.
+func (b *bench) cpuRows(w *strings.Builder) {
+	noop, noopOK := usPer(b.noopCPU, "noop", b.noop.RPS())
+	ref := "no-op server (a) not run"
+	if noopOK {
+		ref = fmt.Sprintf("no-op server (a): %.1f µs/req", noop)
+		gen, _ := usPer(b.noopCPU, "loadgen", b.noop.RPS())
+		fmt.Fprintf(w, "| a cpu | no-op server CPU per request (a) | %.1f µs/req (Go generator %.1f µs/req) | | | | |\n", noop, gen)
+	} else {
+		fmt.Fprintln(w, "| a cpu | no-op server CPU per request (a) | not run | | | | |")
+	}
+	row := func(id, name string, cores cpuUse, k string, rate float64, extra string) {
+		v, ok := usPer(cores, k, rate)
+		if !ok {
+			fmt.Fprintf(w, "| %s | %s | not run | %s | | | |\n", id, name, ref)
+			return
+		}
+		ratio := ""
+		if noopOK {
+			ratio = fmt.Sprintf("%.2f×", v/noop)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.1f µs/event%s | %s | %s | | |\n", id, name, v, extra, ref, ratio)
+	}
+	gen := ""
+	if v, ok := usPer(b.ingestCPU, "loadgen", b.ingest.RPS()); ok {
+		gen = fmt.Sprintf(" (Go generator %.1f µs/req)", v)
+	}
+	row("b cpu", "relay CPU per ingested event (b, closed loop, empty queue)", b.ingestCPU, "relay", b.ingest.RPS(), gen)
+	row("b cpu", "Redis CPU per ingested event (b)", b.ingestCPU, "redis", b.ingest.RPS(), "")
+	fake := ""
+	if v, ok := usPer(b.deliver.Cores, "fake", b.deliver.Rate()); ok {
+		fake = fmt.Sprintf(" (fake upstream %.1f µs/event)", v)
+	}
+	row("c cpu", "relay CPU per delivered event (c, 5 %–95 % of the drain)", b.deliver.Cores, "relay", b.deliver.Rate(), fake)
+	row("c cpu", "Redis CPU per delivered event (c)", b.deliver.Cores, "redis", b.deliver.Rate(), "")
 }
