@@ -66,6 +66,7 @@ type settings struct {
 	Workers      int // delivery workers per provider in (c) and (e)
 	SlowWorkers  int // delivery workers per provider in (f), before the 50 ms upstream
 	UpstreamWait time.Duration
+	MemEvents    int // (m): events ingested per Redis memory measurement
 	Out          string
 	RelayBin     string
 	KeepDir      bool
@@ -83,9 +84,11 @@ func runMain(args []string) {
 	fs.IntVar(&s.Workers, "workers", 128, "delivery workers per provider in the delivery tests (c, e)")
 	fs.IntVar(&s.SlowWorkers, "slow-workers", 64, "delivery workers per provider in the nginx comparison (f)")
 	fs.DurationVar(&s.UpstreamWait, "upstream-delay", 50*time.Millisecond, "the slow upstream's answer time in the nginx comparison")
+	fs.IntVar(&s.MemEvents, "mem-events", 0, "events ingested per Redis memory measurement (m) (default 100000, quick 20000)")
 	fs.StringVar(&s.Out, "out", "bench/results.md", "write the results table here too")
 	fs.StringVar(&s.RelayBin, "relay", "", "relay binary to use (default: go build ./cmd/relay)")
-	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f; default all): b includes the paced b' (which needs a), f the paced f'")
+	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f,m; default all): b includes the paced b' (which needs a), f the paced f', "+
+		"m the Redis memory rows")
 	fs.BoolVar(&s.KeepDir, "keep", false, "keep the temp dir (logs, configs)")
 	_ = fs.Parse(args)
 	def := func(v *time.Duration, full, quick time.Duration) {
@@ -109,6 +112,7 @@ func runMain(args []string) {
 	def(&s.DrainCap, 45*time.Second, 12*time.Second)
 	defi(&s.Backlog, 200000, 30000)
 	defi(&s.BigBacklog, 1000000, 150000)
+	defi(&s.MemEvents, 100000, 20000)
 
 	dir, err := os.MkdirTemp("", "loadbench-")
 	if err != nil {

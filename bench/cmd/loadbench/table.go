@@ -65,6 +65,7 @@ func (b *bench) table(took time.Duration) string {
 		ms(b.relayVsNginx.P99), ms(b.nginx.P99), rp)
 	fmt.Fprintln(&w, b.pacedNginxRow())
 	b.cpuRows(&w)
+	b.memRows(&w)
 
 	fmt.Fprintln(&w, "\nCPU use during each window (cores, of 2; from /proc/<pid>/stat):")
 	fmt.Fprintf(&w, "- (a) %s\n- (b) %s\n- (b' paced) %s\n- (e ingest) %s\n- (c ceiling) %s\n- (c delivery) %s\n- (e delivery) %s\n"+
@@ -90,6 +91,13 @@ func (b *bench) table(took time.Duration) string {
 	fmt.Fprintf(&w, "- c delivery: %d events in %s (complete: %v); e delivery: %d events in %s (complete: %v)\n",
 		b.deliver.Delivered, b.deliver.Elapsed.Round(time.Millisecond), b.deliver.Complete,
 		b.deliverBig.Delivered, b.deliverBig.Elapsed.Round(time.Millisecond), b.deliverBig.Complete)
+	for _, x := range []struct {
+		n string
+		r memResult
+	}{{"m queued, unkeyed", b.memQueued}, {"m queued, keyed", b.memQueuedKeyed},
+		{"m after delivery, unkeyed", b.memLeft}, {"m after delivery, keyed", b.memLeftKeyed}} {
+		fmt.Fprintf(&w, "- %s: %s\n", x.n, x.r)
+	}
 	return w.String()
 }
 
@@ -181,4 +189,49 @@ func (b *bench) cpuRows(w *strings.Builder) {
 	}
 	row("c cpu", "relay CPU per delivered event (c, 5 %–95 % of the drain)", b.deliver.Cores, "relay", b.deliver.Rate(), fake)
 	row("c cpu", "Redis CPU per delivered event (c)", b.deliver.Cores, "redis", b.deliver.Rate(), "")
+}
+
+// memRows are (m): Redis bytes per queued event and left per delivered event, unkeyed
+// and keyed.
+func (b *bench) memRows(w *strings.Builder) {
+	n := b.s.MemEvents
+	cell := func(m memResult, left bool) string {
+		if !m.ok() {
+			return "not run" + cmp.Or(": "+m.Skipped, "")
+		}
+		s := fmt.Sprintf("**%.0f B/event** (used_memory %+d B over %d events; less client/AOF buffers %.0f B/event); events streams %.0f B/event (MEMORY USAGE SAMPLES 0)",
+			m.PerEvent(), m.After.Used-m.Before.Used, m.N, m.DataPerEvent(), m.StreamsPerEvent())
+		if left {
+			s += fmt.Sprintf("; keys left %+d (%s)", m.KeysDelta(), m.KindsDelta())
+			if !m.Complete {
+				s += fmt.Sprintf("; **not drained**: %d entries still queued or pending", m.Left)
+			}
+		} else {
+			s += fmt.Sprintf("; keys %+d (%s)", m.KeysDelta(), m.KindsDelta())
+		}
+		if m.Errors > 0 {
+			s += fmt.Sprintf("; %d requests not accepted", m.Errors)
+		}
+		return s
+	}
+	ratio := func(x, ref memResult) string {
+		if !x.ok() || !ref.ok() || ref.PerEvent() == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.2f×", x.PerEvent()/ref.PerEvent())
+	}
+	refCell := func(name string, ref memResult) string {
+		if !ref.ok() {
+			return ""
+		}
+		return fmt.Sprintf("%s: %.0f B/event", name, ref.PerEvent())
+	}
+	fmt.Fprintf(w, "| m | Redis bytes per queued event, unkeyed (no Idempotency-Key), delivery stopped as in (b): %d events through the relay | %s | | | | |\n",
+		n, cell(b.memQueued, false))
+	fmt.Fprintf(w, "| m | Redis bytes per queued event, keyed (unique Idempotency-Key per request), delivery stopped | %s | %s | %s | | |\n",
+		cell(b.memQueuedKeyed, false), refCell("unkeyed", b.memQueued), ratio(b.memQueuedKeyed, b.memQueued))
+	fmt.Fprintf(w, "| m | Redis bytes left per event after delivery, unkeyed: %d events ingested and delivered to the fast fakes as in (c), streams and pending lists empty | %s | %s | %s | | |\n",
+		n, cell(b.memLeft, true), refCell("queued, unkeyed", b.memQueued), ratio(b.memLeft, b.memQueued))
+	fmt.Fprintf(w, "| m | Redis bytes left per event after delivery, keyed | %s | %s | %s | | |\n",
+		cell(b.memLeftKeyed, true), refCell("queued, keyed", b.memQueuedKeyed), ratio(b.memLeftKeyed, b.memQueuedKeyed))
 }
