@@ -45,6 +45,8 @@ type bench struct {
 	// (m) Redis memory per event: queued (delivery stopped) and left after delivery,
 	// unkeyed and keyed (unique Idempotency-Key).
 	memQueued, memQueuedKeyed, memLeft, memLeftKeyed memResult
+	// (w) wrk against the no-op server and the relay's ingest.
+	wrkNoop, wrkRelay wrkResult
 }
 
 // cpuPaced is a paced run with the cores used during its window; Skipped says why it did
@@ -130,6 +132,10 @@ func (b *bench) run() {
 		// (b') the same setup on an empty queue again, paced at 0.7× the no-op ceiling.
 		b.flush()
 		b.ingestPaced = b.ingestPacedRun()
+	}
+	if b.has("w") {
+		// (w) the no-op server and ingest again, driven by wrk (a C generator).
+		b.phaseW()
 	}
 	if b.has("e") {
 		// (e) ingest with a large backlog already queued.

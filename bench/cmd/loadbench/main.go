@@ -67,6 +67,7 @@ type settings struct {
 	SlowWorkers  int // delivery workers per provider in (f), before the 50 ms upstream
 	UpstreamWait time.Duration
 	MemEvents    int // (m): events ingested per Redis memory measurement
+	WrkThreads   int // (w): wrk threads
 	Out          string
 	RelayBin     string
 	KeepDir      bool
@@ -85,10 +86,11 @@ func runMain(args []string) {
 	fs.IntVar(&s.SlowWorkers, "slow-workers", 64, "delivery workers per provider in the nginx comparison (f)")
 	fs.DurationVar(&s.UpstreamWait, "upstream-delay", 50*time.Millisecond, "the slow upstream's answer time in the nginx comparison")
 	fs.IntVar(&s.MemEvents, "mem-events", 0, "events ingested per Redis memory measurement (m) (default 100000, quick 20000)")
+	fs.IntVar(&s.WrkThreads, "wrk-threads", 1, "wrk threads in the wrk rows (w); connections are -conns")
 	fs.StringVar(&s.Out, "out", "bench/results.md", "write the results table here too")
 	fs.StringVar(&s.RelayBin, "relay", "", "relay binary to use (default: go build ./cmd/relay)")
-	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f,m; default all): b includes the paced b' (which needs a), f the paced f', "+
-		"m the Redis memory rows")
+	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f,m,w; default all): b includes the paced b' (which needs a), f the paced f', "+
+		"m the Redis memory rows, w the wrk rows")
 	fs.BoolVar(&s.KeepDir, "keep", false, "keep the temp dir (logs, configs)")
 	_ = fs.Parse(args)
 	def := func(v *time.Duration, full, quick time.Duration) {

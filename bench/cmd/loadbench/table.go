@@ -66,12 +66,14 @@ func (b *bench) table(took time.Duration) string {
 	fmt.Fprintln(&w, b.pacedNginxRow())
 	b.cpuRows(&w)
 	b.memRows(&w)
+	b.wrkRows(&w)
 
 	fmt.Fprintln(&w, "\nCPU use during each window (cores, of 2; from /proc/<pid>/stat):")
 	fmt.Fprintf(&w, "- (a) %s\n- (b) %s\n- (b' paced) %s\n- (e ingest) %s\n- (c ceiling) %s\n- (c delivery) %s\n- (e delivery) %s\n"+
 		"- (f' nginx paced; nginx itself not sampled) %s\n- (f' relay paced) %s\n",
 		b.noopCPU, b.ingestCPU, b.ingestPaced.Cores, b.ingestBigCPU, b.upCeilCPU, b.deliver.Cores, b.deliverBig.Cores,
 		b.nginxPaced.Cores, b.relayPaced.Cores)
+	fmt.Fprintf(&w, "- (w no-op, wrk) %s\n- (w relay, wrk) %s\n", b.wrkNoop.CPUString(), b.wrkRelay.CPUString())
 	fmt.Fprintln(&w, "\nRaw generator results:")
 	for _, x := range []struct {
 		n string
@@ -91,6 +93,7 @@ func (b *bench) table(took time.Duration) string {
 	fmt.Fprintf(&w, "- c delivery: %d events in %s (complete: %v); e delivery: %d events in %s (complete: %v)\n",
 		b.deliver.Delivered, b.deliver.Elapsed.Round(time.Millisecond), b.deliver.Complete,
 		b.deliverBig.Delivered, b.deliverBig.Elapsed.Round(time.Millisecond), b.deliverBig.Complete)
+	fmt.Fprintf(&w, "- w no-op (wrk): %s\n- w relay (wrk): %s\n", b.wrkNoop, b.wrkRelay)
 	for _, x := range []struct {
 		n string
 		r memResult
@@ -234,4 +237,26 @@ func (b *bench) memRows(w *strings.Builder) {
 		n, cell(b.memLeft, true), refCell("queued, unkeyed", b.memQueued), ratio(b.memLeft, b.memQueued))
 	fmt.Fprintf(w, "| m | Redis bytes left per event after delivery, keyed | %s | %s | %s | | |\n",
 		cell(b.memLeftKeyed, true), refCell("queued, keyed", b.memQueuedKeyed), ratio(b.memLeftKeyed, b.memQueuedKeyed))
+}
+
+// wrkRows are (w): the no-op server and the relay's ingest driven by wrk.
+func (b *bench) wrkRows(w *strings.Builder) {
+	s := b.s
+	n, r := b.wrkNoop, b.wrkRelay
+	gen := fmt.Sprintf("wrk -t%d -c%d --latency, same mix (wrk.lua), %s; closed loop: p99 is at saturation and omits the waits of requests not sent while the server was slow (coordinated omission)",
+		s.WrkThreads, s.Conns, s.Dur)
+	if n.Requests == 0 || r.Requests == 0 {
+		reason := cmp.Or(n.Skipped, r.Skipped, "phase w not selected")
+		fmt.Fprintf(w, "| w | no-op ceiling and relay ingest, %s | not run (%s) | | | (≥ 0.7×) | |\n", gen, reason)
+		return
+	}
+	fmt.Fprintf(w, "| w | no-op ceiling, %s | %.0f req/s, p50 %s, p99 %s, %d errors | | | | |\n",
+		gen, n.RPS(), ms(n.P50), ms(n.P99), n.Errors)
+	ratio := r.RPS() / n.RPS()
+	fmt.Fprintf(w, "| w | relay ingest (as b: empty queue, delivery stopped), wrk as above | %.0f req/s, p50 %s, p99 %s, %d errors/non-2xx | no-op (wrk) %.0f req/s | %.2f× | (≥ 0.7×, as b) | %s |\n",
+		r.RPS(), ms(r.P50), ms(r.P99), r.Errors, n.RPS(), ratio, mark(ratio >= 0.7 && r.Errors == 0))
+	fmt.Fprintf(w, "| w cpu | no-op server CPU per request under wrk | %.1f µs/req (wrk %.1f µs/req) | | | | |\n",
+		n.PerRequest("noop"), n.PerRequest("wrk"))
+	fmt.Fprintf(w, "| w cpu | relay / Redis / wrk CPU per ingested event under wrk | relay %.1f µs, Redis %.1f µs, wrk %.1f µs | no-op server (wrk): %.1f µs/req | relay %.2f× | | |\n",
+		r.PerRequest("relay"), r.PerRequest("redis"), r.PerRequest("wrk"), n.PerRequest("noop"), r.PerRequest("relay")/n.PerRequest("noop"))
 }
