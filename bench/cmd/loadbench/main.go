@@ -7,7 +7,8 @@
 // port), fast fake upstreams, a no-op fasthttp server and nginx as child processes,
 // drives them with a fasthttp load generator (N connections, a fixed body mix; closed
 // loop, one request in flight each, or paced at a fixed rate with latency measured from
-// each request's scheduled send time) and stops every process it started by its PID.
+// each request's scheduled send time) and with wrk (the same mix, wrk.lua), reads Redis's
+// memory per event, and stops every process it started by its PID.
 package main
 
 import (

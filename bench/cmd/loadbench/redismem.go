@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -94,7 +95,7 @@ func (m memResult) KindsDelta() string {
 
 func (m memResult) String() string {
 	if !m.ok() {
-		return "not run: " + m.Skipped
+		return "not run (" + cmp.Or(m.Skipped, "phase m not selected") + ")"
 	}
 	s := fmt.Sprintf("%d events (%d not accepted) in %s: used_memory %+d B = %.0f B/event, less client/AOF buffers (%+d B) %.0f B/event, "+
 		"events streams %.0f B/event; DBSIZE %+d (%s)",

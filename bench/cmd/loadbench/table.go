@@ -30,8 +30,10 @@ func (b *bench) table(took time.Duration) string {
 		"per connection, so p99 there is saturation queueing), except the paced rows b' and f' (open loop: fixed send times at "+
 		"a target rate, latency from the scheduled send time). "+
 		"Mix: %s. Redis: redis-server, AOF everysec, noeviction. Every figure below comes from this one run; "+
-		"compare ratios, not absolute numbers (2 shared cores: generator, relay, Redis and fakes share them).\n\n",
-		s.Conns, s.Warmup, s.Dur, mixDescription(ingestMix))
+		"compare ratios, not absolute numbers (2 shared cores: generator, relay, Redis and fakes share them). "+
+		"Rows w: the same mix and connections from wrk (-t%d, closed loop). Rows m: Redis memory over %d events each. "+
+		"Rows \"cpu\": CPU µs per request or event from /proc over the same windows.\n\n",
+		s.Conns, s.Warmup, s.Dur, mixDescription(ingestMix), s.WrkThreads, s.MemEvents)
 
 	fmt.Fprintln(&w, "| # | measure | figure | reference (same run) | ratio | target | status |")
 	fmt.Fprintln(&w, "|---|---|---|---|---|---|---|")
@@ -200,7 +202,7 @@ func (b *bench) memRows(w *strings.Builder) {
 	n := b.s.MemEvents
 	cell := func(m memResult, left bool) string {
 		if !m.ok() {
-			return "not run" + cmp.Or(": "+m.Skipped, "")
+			return "not run (" + cmp.Or(m.Skipped, "phase m not selected") + ")"
 		}
 		s := fmt.Sprintf("**%.0f B/event** (used_memory %+d B over %d events; less client/AOF buffers %.0f B/event); events streams %.0f B/event (MEMORY USAGE SAMPLES 0)",
 			m.PerEvent(), m.After.Used-m.Before.Used, m.N, m.DataPerEvent(), m.StreamsPerEvent())
