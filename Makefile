@@ -23,11 +23,13 @@ chaos:
 	CHAOS_LONG=$${CHAOS_LONG:-1} go test -count=1 ./chaos/ -run . -v -timeout 60m
 
 # Load benchmark against its ceilings in one run (bench/README.md): prints the table and
-# writes bench/results.md. QUICK=1 for a short run (under 2.5 minutes). Installs nginx and
-# redis-server with apt-get when missing (the comparison and the queue need them).
+# writes bench/results.md. QUICK=1 for a short run (under 3 minutes). Installs nginx,
+# redis-server and wrk with apt-get when missing (the comparison, the queue and the wrk
+# rows need them).
 .PHONY: bench
 bench:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	go build -o bin/loadbench ./bench/cmd/loadbench
 	QUICK=$${QUICK:-0} ./bin/loadbench run -out $${OUT:-bench/results.md}

@@ -42,6 +42,11 @@ type bench struct {
 	rssIngest, rssIngestBig, rssDeliver, rssDeliverBig float64
 	rssNginxRelay                                      float64
 	prefillRate                                        float64
+	// (m) Redis memory per event: queued (delivery stopped) and left after delivery,
+	// unkeyed and keyed (unique Idempotency-Key).
+	memQueued, memQueuedKeyed, memLeft, memLeftKeyed memResult
+	// (w) wrk against the no-op server and the relay's ingest.
+	wrkNoop, wrkRelay wrkResult
 }
 
 // cpuPaced is a paced run with the cores used during its window; Skipped says why it did
@@ -128,6 +133,10 @@ func (b *bench) run() {
 		b.flush()
 		b.ingestPaced = b.ingestPacedRun()
 	}
+	if b.has("w") {
+		// (w) the no-op server and ingest again, driven by wrk (a C generator).
+		b.phaseW()
+	}
 	if b.has("e") {
 		// (e) ingest with a large backlog already queued.
 		b.flush()
@@ -149,6 +158,10 @@ func (b *bench) run() {
 		b.flush()
 		b.prefill(s.Backlog + s.BigBacklog)
 		b.deliverBig, b.rssDeliverBig = b.drainRun(fmt.Sprintf("(e) delivery, %d queued", s.Backlog+s.BigBacklog), s.Backlog, s.BigBacklog)
+	}
+	if b.has("m") {
+		// (m) Redis memory per queued event and left per delivered event.
+		b.memPhase()
 	}
 	b.flush()
 	if b.has("f") {

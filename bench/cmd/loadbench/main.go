@@ -7,7 +7,8 @@
 // port), fast fake upstreams, a no-op fasthttp server and nginx as child processes,
 // drives them with a fasthttp load generator (N connections, a fixed body mix; closed
 // loop, one request in flight each, or paced at a fixed rate with latency measured from
-// each request's scheduled send time) and stops every process it started by its PID.
+// each request's scheduled send time) and with wrk (the same mix, wrk.lua), reads Redis's
+// memory per event, and stops every process it started by its PID.
 package main
 
 import (
@@ -66,6 +67,8 @@ type settings struct {
 	Workers      int // delivery workers per provider in (c) and (e)
 	SlowWorkers  int // delivery workers per provider in (f), before the 50 ms upstream
 	UpstreamWait time.Duration
+	MemEvents    int // (m): events ingested per Redis memory measurement
+	WrkThreads   int // (w): wrk threads
 	Out          string
 	RelayBin     string
 	KeepDir      bool
@@ -83,9 +86,12 @@ func runMain(args []string) {
 	fs.IntVar(&s.Workers, "workers", 128, "delivery workers per provider in the delivery tests (c, e)")
 	fs.IntVar(&s.SlowWorkers, "slow-workers", 64, "delivery workers per provider in the nginx comparison (f)")
 	fs.DurationVar(&s.UpstreamWait, "upstream-delay", 50*time.Millisecond, "the slow upstream's answer time in the nginx comparison")
+	fs.IntVar(&s.MemEvents, "mem-events", 0, "events ingested per Redis memory measurement (m) (default 100000, quick 20000)")
+	fs.IntVar(&s.WrkThreads, "wrk-threads", 1, "wrk threads in the wrk rows (w); connections are -conns")
 	fs.StringVar(&s.Out, "out", "bench/results.md", "write the results table here too")
 	fs.StringVar(&s.RelayBin, "relay", "", "relay binary to use (default: go build ./cmd/relay)")
-	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f; default all): b includes the paced b' (which needs a), f the paced f'")
+	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f,m,w; default all): b includes the paced b' (which needs a), f the paced f', "+
+		"m the Redis memory rows, w the wrk rows")
 	fs.BoolVar(&s.KeepDir, "keep", false, "keep the temp dir (logs, configs)")
 	_ = fs.Parse(args)
 	def := func(v *time.Duration, full, quick time.Duration) {
@@ -109,6 +115,7 @@ func runMain(args []string) {
 	def(&s.DrainCap, 45*time.Second, 12*time.Second)
 	defi(&s.Backlog, 200000, 30000)
 	defi(&s.BigBacklog, 1000000, 150000)
+	defi(&s.MemEvents, 100000, 20000)
 
 	dir, err := os.MkdirTemp("", "loadbench-")
 	if err != nil {
