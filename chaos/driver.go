@@ -21,6 +21,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
+
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // ---------------------------------------------------------------------------------------
@@ -298,9 +300,8 @@ func (in *Inspector) DeadIDs(ctx context.Context, provider string) (map[string]s
 			return nil, err
 		}
 		for _, m := range msgs {
-			id, _ := m.Values["id"].(string)
-			reason, _ := m.Values["reason"].(string)
-			out[id] = reason
+			d := queue.DecodeDeadLetter(provider, m) // either stored format
+			out[d.Message.ID] = d.Reason
 		}
 		if len(msgs) < 1000 {
 			return out, nil
@@ -371,7 +372,7 @@ func (in *Inspector) PendingIDs(ctx context.Context, pid int, providers ...strin
 			for _, e := range ps {
 				id := ""
 				if msgs, err := in.c.XRange(ctx, stream, e.ID, e.ID).Result(); err == nil && len(msgs) == 1 {
-					id, _ = msgs[0].Values["id"].(string)
+					id = queue.DecodeEntry(p, e.ID, msgs[0].Values).Message.ID
 				}
 				out[p+"/"+e.ID] = id
 			}

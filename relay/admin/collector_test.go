@@ -12,8 +12,10 @@ import (
 	"github.com/eventrelay/relay/relay/admin"
 )
 
-func TestCollectorExportsQueueDepth(t *testing.T) {
-	fx := newFixture(t, fxOptions{})
+func TestCollectorExportsQueueDepth(t *testing.T) { formats(t, testCollectorExportsQueueDepth) }
+
+func testCollectorExportsQueueDepth(t *testing.T, o fxOptions) {
+	fx := newFixture(t, o)
 	now := fx.redisNow()
 	fillENS(fx, now)
 	c := admin.NewCollector(admin.CollectorOptions{Client: fx.rdb, Keys: fx.keys, Providers: []string{"ens", "brevo"},

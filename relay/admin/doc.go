@@ -97,10 +97,10 @@
 //
 //	{"replayed":3,"missing":0,"skipped":0,"last_id":"1718000000000-0","until":"1718000000005-0","done":true}
 //
-// Each entry is replayed by one atomic Lua call: if the dead letter still exists, its
-// ingest fields (id, route, body, at, ip, ua, country, customer, src) are appended to the
-// events stream, so the attempt count starts again from zero, and the dead letter is
-// deleted. A dead letter already gone counts as missing, so replaying twice never
+// Each entry is replayed by one atomic Lua call: if the dead letter still exists, the
+// event as it was ingested (its envelope; for a dead letter of earlier relays its ingest
+// fields id, route, body, at, ip, ua, country, customer, src) is appended to the events
+// stream, so the attempt count starts again from zero, and the dead letter is deleted. A dead letter already gone counts as missing, so replaying twice never
 // duplicates an event. A dead letter without id, route, body or at (reason trimmed) cannot
 // be delivered: it is skipped and stays. last_id is the last dead letter looked at (pass
 // it as `after` for the next chunk), until the bound used (pass it back), done whether

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/internal/redistest"
 	"github.com/eventrelay/relay/relay/admin"
 	"github.com/eventrelay/relay/relay/queue"
@@ -51,6 +52,9 @@ type fixture struct {
 	base  string
 	audit *observer.ObservedLogs
 	reg   *prometheus.Registry
+	// compact: the fixtures below write entries, retry members and dead letters in the
+	// compact format; else in the nine-field format of earlier relays.
+	compact bool
 }
 
 // fxOptions tune newFixture.
@@ -58,6 +62,14 @@ type fxOptions struct {
 	providers []string
 	breakers  map[string]admin.BreakerStater
 	token     *string
+	compact   bool
+}
+
+// formats runs test with fixtures in both stored formats: the compact one this relay
+// writes, and the nine-field one of earlier relays (a rolling upgrade).
+func formats(t *testing.T, test func(t *testing.T, o fxOptions)) {
+	t.Run("legacy", func(t *testing.T) { test(t, fxOptions{}) })
+	t.Run("compact", func(t *testing.T) { test(t, fxOptions{compact: true}) })
 }
 
 // newFixture starts Redis and the admin server (with the queue Collector registered).
@@ -81,7 +93,8 @@ func newFixture(t *testing.T, o fxOptions) *fixture {
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { _ = rdb.Close() })
 	core, logs := observer.New(zapcore.InfoLevel)
-	fx := &fixture{t: t, rs: rs, rdb: rdb, keys: queue.Keys{Prefix: "fx"}, audit: logs, reg: prometheus.NewPedanticRegistry()}
+	fx := &fixture{t: t, rs: rs, rdb: rdb, keys: queue.Keys{Prefix: "fx"}, audit: logs, reg: prometheus.NewPedanticRegistry(),
+		compact: o.compact}
 	fx.reg.MustRegister(admin.NewCollector(admin.CollectorOptions{Client: rdb, Keys: fx.keys, Providers: o.providers,
 		Timeout: time.Second, Log: zap.NewNop()}))
 	fx.srv = admin.New(admin.Options{Gatherer: fx.reg, Queue: fxPinger{rdb}, Log: zap.NewNop(), Audit: zap.New(core).Named("audit"),
@@ -185,10 +198,24 @@ func anys(s []string) []any {
 	return out
 }
 
+// message is e as the queue holds it.
+func (e event) message(provider string) *delivery.Message {
+	return &delivery.Message{ID: e.id, Provider: provider, Route: e.route, Body: []byte(e.body), ReceivedAt: e.at,
+		ClientIP: "203.0.113.7", UserAgent: "Mozilla/5.0 test", Country: "DE", Source: "shop"}
+}
+
+// fields are e's fields in fx's format.
+func (fx *fixture) fields(provider string, e event) []string {
+	if fx.compact {
+		return []string{queue.FieldEnvelope, queue.EncodeEntry(e.message(provider))}
+	}
+	return e.pairs()
+}
+
 // addEvent appends e to provider's events stream.
 func (fx *fixture) addEvent(provider string, e event) string {
 	fx.t.Helper()
-	id, err := fx.rdb.XAdd(fx.ctx(), &redis.XAddArgs{Stream: fx.keys.Events(provider), Values: anys(e.pairs())}).Result()
+	id, err := fx.rdb.XAdd(fx.ctx(), &redis.XAddArgs{Stream: fx.keys.Events(provider), Values: anys(fx.fields(provider, e))}).Result()
 	if err != nil {
 		fx.t.Fatal(err)
 	}
@@ -201,6 +228,9 @@ func (fx *fixture) addRetry(provider string, e event, due time.Time, attempts in
 	member, err := json.Marshal(append(e.pairs(), "attempts", strconv.Itoa(attempts), "status", "503", "error", "HTTP 503"))
 	if err != nil {
 		fx.t.Fatal(err)
+	}
+	if fx.compact {
+		member = []byte(queue.EncodeRetryMember(e.message(provider), attempts, 503, "HTTP 503"))
 	}
 	if err := fx.rdb.ZAdd(fx.ctx(), fx.keys.Retry(provider), redis.Z{Score: float64(due.UnixMilli()), Member: string(member)}).Err(); err != nil {
 		fx.t.Fatal(err)
@@ -221,7 +251,7 @@ func (fx *fixture) addDead(provider string, e event, d deadInfo) string {
 	fx.t.Helper()
 	var pairs []string
 	if !d.withoutIngestData {
-		pairs = e.pairs()
+		pairs = fx.fields(provider, e)
 	}
 	pairs = append(pairs, "attempts", strconv.Itoa(d.attempts), "status", strconv.Itoa(d.status), "error", d.errText,
 		"reason", d.reason, "dead_at", strconv.FormatInt(d.deadAt.UnixMilli(), 10), "stream_id", d.eventsStreamID)

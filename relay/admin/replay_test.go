@@ -30,7 +30,11 @@ func fieldNames(t *testing.T, fx *fixture, key, id string) []string {
 }
 
 func TestReplayByIDsAndAllNeverDuplicates(t *testing.T) {
-	fx := newFixture(t, fxOptions{})
+	formats(t, testReplayByIDsAndAllNeverDuplicates)
+}
+
+func testReplayByIDsAndAllNeverDuplicates(t *testing.T, o fxOptions) {
+	fx := newFixture(t, o)
 	at := time.UnixMilli(1718000000000)
 	e1 := event{id: "evt-1", route: "ens/click", body: `{"campaignId":1,"placement":"top"}`, at: at}
 	e2 := event{id: "evt-2", route: "ens/impression", body: `{"campaignId":2}`, at: at.Add(time.Second)}
@@ -48,9 +52,10 @@ func TestReplayByIDsAndAllNeverDuplicates(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("events after replaying d1: %v", got)
 	}
-	// Back in the events stream with exactly the ingest fields, in ingest order: the
-	// original event id and body, no attempts (they start again), no dead-letter fields.
-	want := e1.pairs()
+	// Back in the events stream with exactly the ingest fields, in ingest order (in the
+	// compact format: the envelope as ingested): the original event id and body, no
+	// attempts (they start again), no dead-letter fields.
+	want := fx.fields("ens", e1)
 	var wantNames []string
 	for i := 0; i < len(want); i += 2 {
 		wantNames = append(wantNames, want[i])
@@ -58,9 +63,12 @@ func TestReplayByIDsAndAllNeverDuplicates(t *testing.T) {
 	if names := fieldNames(t, fx, events, got[0].ID); !reflect.DeepEqual(names, wantNames) {
 		t.Errorf("replayed fields %v, want %v", names, wantNames)
 	}
-	m, err := queue.DecodeMessage("ens", got[0].Values)
-	if err != nil || m.ID != "evt-1" || string(m.Body) != e1.body || !m.ReceivedAt.Equal(at) || m.Source != "shop" {
-		t.Errorf("replayed message %+v (%v)", m, err)
+	if fx.compact && got[0].Values[queue.FieldEnvelope] != want[1] {
+		t.Errorf("replayed envelope %q, want %q", got[0].Values[queue.FieldEnvelope], want[1])
+	}
+	re := queue.DecodeEntry("ens", got[0].ID, got[0].Values)
+	if m := re.Message; re.Bad != nil || m.ID != "evt-1" || string(m.Body) != e1.body || !m.ReceivedAt.Equal(at) || m.Source != "shop" || re.Attempts != 0 {
+		t.Errorf("replayed message %+v (%v)", re, re.Bad)
 	}
 	if _, ok := got[0].Values["attempts"]; ok {
 		t.Error("the replayed entry kept its attempts")
@@ -90,7 +98,10 @@ func TestReplayByIDsAndAllNeverDuplicates(t *testing.T) {
 		t.Errorf("replay all again: %+v", r)
 	}
 	got = fx.stream(events)
-	if len(got) != 2 || got[1].Values["id"] != "evt-2" || got[1].Values["body"] != e2.body {
+	if len(got) != 2 {
+		t.Fatalf("events after replays: %v", got)
+	}
+	if m := queue.DecodeEntry("ens", got[1].ID, got[1].Values).Message; m.ID != "evt-2" || string(m.Body) != e2.body {
 		t.Errorf("events after replays: %v", got)
 	}
 	_ = d2
@@ -115,8 +126,10 @@ func TestReplayByIDsAndAllNeverDuplicates(t *testing.T) {
 	}
 }
 
-func TestReplayInChunks(t *testing.T) {
-	fx := newFixture(t, fxOptions{})
+func TestReplayInChunks(t *testing.T) { formats(t, testReplayInChunks) }
+
+func testReplayInChunks(t *testing.T, o fxOptions) {
+	fx := newFixture(t, o)
 	var ids []string
 	for i := range 7 {
 		ids = append(ids, fx.addDead("ens", event{id: fmt.Sprintf("e%d", i), route: "ens/click", body: `{}`, at: time.Now()},

@@ -48,8 +48,10 @@ func (fx *fixture) setStats(provider string, minute int64, delivered, retried, d
 	}
 }
 
-func TestProvidersStatusNumbers(t *testing.T) {
-	fx := newFixture(t, fxOptions{
+func TestProvidersStatusNumbers(t *testing.T) { formats(t, testProvidersStatusNumbers) }
+
+func testProvidersStatusNumbers(t *testing.T, o fxOptions) {
+	fx := newFixture(t, fxOptions{compact: o.compact,
 		providers: []string{"ens", "brevo", "bannerflex"},
 		breakers:  map[string]admin.BreakerStater{"ens": fxBreaker(gobreaker.StateOpen), "bannerflex": fxBreaker(gobreaker.StateHalfOpen)},
 	})
@@ -103,7 +105,11 @@ func TestProvidersStatusNumbers(t *testing.T) {
 }
 
 func TestProvidersStatusOldestFromStreamHead(t *testing.T) {
-	fx := newFixture(t, fxOptions{})
+	formats(t, testProvidersStatusOldestFromStreamHead)
+}
+
+func testProvidersStatusOldestFromStreamHead(t *testing.T, o fxOptions) {
+	fx := newFixture(t, o)
 	now := fx.redisNow()
 	fx.addEvent("ens", event{id: "old", route: "ens/click", body: `{}`, at: now.Add(-90 * time.Second)})
 	fx.addEvent("ens", event{id: "new", route: "ens/click", body: `{}`, at: now})

@@ -30,6 +30,8 @@ type hit struct {
 	path   string
 	header http.Header
 	body   string
+	// status is what the upstream answered.
+	status int
 }
 
 // reply is what a fake upstream answers.
@@ -67,6 +69,9 @@ func newUpstream(t *testing.T, script func(n int) reply) *upstream {
 		if s != nil {
 			rep = s(n)
 		}
+		u.mu.Lock()
+		u.hits[n].status = rep.status
+		u.mu.Unlock()
 		if rep.delay > 0 {
 			time.Sleep(rep.delay)
 		}
@@ -323,13 +328,18 @@ func (e *env) eventually(d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func (e *env) dead(p string) []redis.XMessage {
+// dead returns provider p's dead letters, oldest first.
+func (e *env) dead(p string) []queue.DeadLetter {
 	e.t.Helper()
 	msgs, err := e.rdb.XRange(context.Background(), e.keys.Dead(p), "-", "+").Result()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return msgs
+	out := make([]queue.DeadLetter, len(msgs))
+	for i, m := range msgs {
+		out[i] = queue.DecodeDeadLetter(p, m)
+	}
+	return out
 }
 
 // idle reports that provider p has nothing left: no entries, none pending, no retries.

@@ -38,7 +38,7 @@ func TestTrimmedAndMalformedEntriesAreDeadLettered(t *testing.T) {
 	e.eventually(10*time.Second, "two dead letters", func() bool { return len(e.dead("bannerflex")) == 2 })
 	reasons := map[string]string{}
 	for _, d := range e.dead("bannerflex") {
-		reasons[d.Values["stream_id"].(string)] = d.Values["reason"].(string)
+		reasons[d.EventsStreamID] = d.Reason
 	}
 	if reasons[trimmedID.Val()] != "trimmed" || reasons[malformed] != "malformed" {
 		t.Fatalf("dead letters %v, want %s trimmed and %s malformed", reasons, trimmedID.Val(), malformed)

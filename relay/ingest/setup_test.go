@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -197,7 +198,8 @@ func (r *testRelay) do(t *testing.T, q req) resp {
 	return resp{status: res.StatusCode, header: res.Header, body: string(b)}
 }
 
-// entries returns the fields of every entry in provider's stream.
+// entries returns every entry in provider's stream, decoded (queue.DecodeEntry), as a map
+// of the entry fields of the nine-field format (queue.Field*).
 func (r *testRelay) entries(t *testing.T, provider string) []map[string]any {
 	t.Helper()
 	msgs, err := r.rdb.XRange(context.Background(), "t:{"+provider+"}:events", "-", "+").Result()
@@ -205,8 +207,16 @@ func (r *testRelay) entries(t *testing.T, provider string) []map[string]any {
 		t.Fatal(err)
 	}
 	out := make([]map[string]any, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.Values
+	for i, x := range msgs {
+		e := queue.DecodeEntry(provider, x.ID, x.Values)
+		if e.Bad != nil {
+			t.Fatalf("entry %s: %v", x.ID, e.Bad)
+		}
+		m := e.Message
+		out[i] = map[string]any{queue.FieldID: m.ID, queue.FieldRoute: m.Route, queue.FieldBody: string(m.Body),
+			queue.FieldAt: strconv.FormatInt(m.ReceivedAt.UnixMilli(), 10), queue.FieldIP: m.ClientIP,
+			queue.FieldUA: m.UserAgent, queue.FieldCountry: m.Country, queue.FieldCustomer: m.CustomerID,
+			queue.FieldSource: m.Source}
 	}
 	return out
 }

@@ -10,9 +10,11 @@ import (
 	"github.com/eventrelay/relay/delivery"
 )
 
-// A dead letter is an entry of a provider's dead-letter stream: the event's ingest fields
-// as stored (none for a trimmed entry), then attempts, status, error, reason, dead_at
-// (unix ms) and stream_id (the entry's id in the events stream).
+// A dead letter is an entry of a provider's dead-letter stream: the event as its envelope
+// without trailer (FieldEnvelope; for an entry that could not be decoded, the fields it
+// had as they were, none for a trimmed one), then attempts, status, error, reason,
+// dead_at (unix ms) and stream_id (the entry's id in the events stream). Dead letters of
+// earlier relays hold the nine ingest fields instead of the envelope.
 
 // Dead-letter reasons (FieldReason).
 const (
@@ -54,10 +56,18 @@ type DeadLetter struct {
 	DeadAt time.Time
 }
 
-// decodeDeadLetter decodes a dead letter; it reads what there is, never failing.
-func decodeDeadLetter(provider string, m redis.XMessage) DeadLetter {
+// DecodeDeadLetter decodes an entry of provider's dead-letter stream, in either format;
+// it reads what there is, never failing.
+func DecodeDeadLetter(provider string, m redis.XMessage) DeadLetter {
 	v := m.Values
-	msg, _ := readMessage(provider, v) // a field of the wrong shape: show the rest
+	var msg delivery.Message
+	if s, ok := v[FieldEnvelope].(string); ok {
+		if env, err := decodeEnvelope(provider, s); err == nil {
+			msg = env.msg
+		}
+	} else {
+		msg, _ = readMessage(provider, v) // a field of the wrong shape: show the rest
+	}
 	d := DeadLetter{
 		StreamID: m.ID, Message: msg,
 		Reason: stringField(v, FieldReason),
@@ -92,7 +102,7 @@ func ListDead(ctx context.Context, c redis.Cmdable, keys Keys, provider string, 
 	}
 	dead = make([]DeadLetter, 0, len(list.Val()))
 	for _, m := range list.Val() {
-		dead = append(dead, decodeDeadLetter(provider, m))
+		dead = append(dead, DecodeDeadLetter(provider, m))
 	}
 	return n.Val(), dead, nil
 }
@@ -103,7 +113,7 @@ func GetDead(ctx context.Context, c redis.Cmdable, keys Keys, provider, streamID
 	if err != nil || len(msgs) == 0 {
 		return DeadLetter{}, false, err
 	}
-	return decodeDeadLetter(provider, msgs[0]), true, nil
+	return DecodeDeadLetter(provider, msgs[0]), true, nil
 }
 
 // NewestDeadID is the id of provider's newest dead letter, "" when there is none.
@@ -162,8 +172,8 @@ const (
 )
 
 // ReplayDead replays provider's dead letters ids, each atomically (replayScript), in one
-// pipeline: the event's ingest fields go back to the events stream, so its attempts start
-// again from zero, and the dead letter is deleted.
+// pipeline: the event goes back to the events stream as it was ingested, so its attempts
+// start again from zero, and the dead letter is deleted.
 func ReplayDead(ctx context.Context, c redis.Cmdable, keys Keys, provider string, ids []string) (Replayed, error) {
 	var out Replayed
 	// Load once so the pipelined EVALSHAs find the script (NOSCRIPT is handled below too,
@@ -201,8 +211,7 @@ func ReplayDead(ctx context.Context, c redis.Cmdable, keys Keys, provider string
 }
 
 // replayFields are entryFields as replayScript's arguments: the fields a replay carries
-// back, the first requiredFields of them required. Attempts, status, error and the
-// dead-letter fields stay behind.
+// back from a dead letter of earlier relays, the first requiredFields of them required.
 var replayFields = [numFields]any{
 	FieldID, FieldRoute, FieldBody, FieldAt, FieldIP, FieldUA, FieldCountry, FieldCustomer, FieldSource,
 }

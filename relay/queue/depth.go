@@ -119,6 +119,9 @@ func (pc *providerCmds) depth(provider string, now time.Time, withStats bool) De
 
 // entryAt is an events stream entry's received_at (unix ms), false when it has none.
 func entryAt(provider string, values map[string]any) (int64, bool) {
+	if s, ok := values[FieldEnvelope].(string); ok {
+		return envelopeAt(s)
+	}
 	if _, ok := values[FieldAt]; !ok {
 		return 0, false
 	}

@@ -9,7 +9,8 @@ import (
 	"github.com/eventrelay/relay/delivery"
 )
 
-// Field names of a stream entry (see the package doc for the format).
+// Field names of an entry in the nine-field format of earlier relays, still read (see
+// the package doc); a dead letter of an entry that could not be decoded keeps them.
 const (
 	FieldID       = "id"       // event id, also in the Seen key
 	FieldRoute    = "route"    // ingest route without /v1/, e.g. "ens/click"
@@ -22,8 +23,8 @@ const (
 	FieldSource   = "src"      // who sent it: the site or client name
 )
 
-// Fields the forwarders add: to retry members after a failed attempt, and to dead
-// letters (see retry.go and dead.go).
+// Fields of dead letters (see dead.go), and of nine-field entries moved back from a retry
+// member of earlier relays.
 const (
 	FieldAttempts = "attempts"  // upstream attempts made so far (absent: 0)
 	FieldError    = "error"     // last attempt's error, secrets redacted
@@ -33,11 +34,11 @@ const (
 	FieldStreamID = "stream_id" // dead letters: the entry's id in the events stream
 )
 
-// numFields is how many field/value pairs every entry has.
+// numFields is how many field/value pairs a nine-field entry has.
 const numFields = 9
 
-// entryFields are the names of an entry's fields in their order: entry.vals[i] is the
-// value of entryFields[i]. The enqueue script is generated from this list.
+// entryFields are the names of a nine-field entry's fields in the order earlier relays
+// wrote them, which is also the order of the values in an envelope.
 var entryFields = [numFields]string{
 	FieldID, FieldRoute, FieldBody, FieldAt, FieldIP, FieldUA, FieldCountry, FieldCustomer, FieldSource,
 }
@@ -47,8 +48,8 @@ var entryFields = [numFields]string{
 // pending: its data is lost. Dead-letter it and alert; do not retry it.
 var ErrMalformedEntry = errors.New("queue: malformed stream entry")
 
-// DecodeMessage rebuilds a Message from the fields of an entry of provider's stream
-// (redis.XMessage.Values). id, route, body and at are required; the others default to
+// DecodeMessage rebuilds a Message from the fields of a nine-field entry of provider's
+// stream (redis.XMessage.Values); DecodeEntry reads both formats. id, route, body and at are required; the others default to
 // empty. A missing required field, including the empty field list of a trimmed entry,
 // is an error wrapping ErrMalformedEntry.
 func DecodeMessage(provider string, values map[string]any) (delivery.Message, error) {
@@ -128,18 +129,34 @@ type Entry struct {
 	// Reason the dead-letter reason for that: DeadTrimmed or DeadMalformed.
 	Bad    error
 	Reason string
-	// stored are the entry's ingest fields as read, for retry members and dead letters.
+	// ingest is the event as an envelope without trailer, for retry members and dead
+	// letters; "" when Bad.
+	ingest string
+	// stored are the entry's fields as read: a Bad entry's dead letter carries what
+	// there is of them.
 	stored map[string]any
 }
 
 // DecodeEntry decodes the entry streamID of provider's events stream from its fields
-// (redis.XMessage.Values). It never fails: an entry that cannot be delivered has Bad set,
-// with Reason DeadTrimmed when it has no fields left (deleted while pending), else
+// (redis.XMessage.Values), in the compact format (FieldEnvelope) or in the nine-field
+// format of earlier relays. It never fails: an entry that cannot be delivered has Bad
+// set, with Reason DeadTrimmed when it has no fields left (deleted while pending), else
 // DeadMalformed.
 func DecodeEntry(provider, streamID string, values map[string]any) *Entry {
 	e := &Entry{StreamID: streamID, stored: values}
 	if len(values) == 0 {
 		e.Bad, e.Reason = ErrMalformedEntry, DeadTrimmed
+		return e
+	}
+	if v, ok := values[FieldEnvelope]; ok {
+		s, _ := v.(string)
+		env, err := decodeEnvelope(provider, s)
+		if err != nil {
+			e.Bad, e.Reason = err, DeadMalformed
+			return e
+		}
+		e.Message, e.ingest = env.msg, env.ingest
+		e.Attempts, e.Status, e.Error = env.attempts, env.status, env.errText
 		return e
 	}
 	m, err := DecodeMessage(provider, values)
@@ -148,6 +165,7 @@ func DecodeEntry(provider, streamID string, values map[string]any) *Entry {
 		return e
 	}
 	e.Message = m
+	e.ingest = EncodeEntry(&m)
 	e.Attempts = intField(values, FieldAttempts)
 	e.Status = intField(values, FieldStatus)
 	e.Error, _ = values[FieldError].(string)
@@ -167,10 +185,17 @@ func intField(values map[string]any, name string) int {
 	return n
 }
 
-// ingestPairs are e's stored ingest fields, as field/value pairs in the order of
-// entryFields, absent ones left out: what a retry member and a dead letter carry.
+// ingestPairs are what e's dead letter carries of the event, as field/value pairs: its
+// envelope, or for an entry that could not be decoded, its stored fields as they are
+// (an envelope, or what there is of the nine fields of earlier relays).
 func (e *Entry) ingestPairs(extra ...string) []string {
 	out := make([]string, 0, 2*numFields+len(extra))
+	if e.ingest != "" {
+		return append(append(out, FieldEnvelope, e.ingest), extra...)
+	}
+	if v, ok := e.stored[FieldEnvelope].(string); ok {
+		return append(append(out, FieldEnvelope, v), extra...)
+	}
 	for _, f := range entryFields {
 		if v, ok := e.stored[f].(string); ok {
 			out = append(out, f, v)
@@ -186,56 +211,34 @@ type argBytes []byte
 // MarshalBinary lets go-redis write the value (it accepts encoding.BinaryMarshaler).
 func (b *argBytes) MarshalBinary() ([]byte, error) { return *b, nil }
 
-// entry is a Message copied into one buffer of its own, as XADD field values. The copy
-// is what makes Enqueue safe for callers whose bytes are recycled (fasthttp): the writer
+// entry is a Message copied into one buffer of its own, as its envelope. The copy is
+// what makes Enqueue safe for callers whose bytes are recycled (fasthttp): the writer
 // only ever reads the entry, never the caller's Message.
 type entry struct {
 	buf  []byte
-	vals [numFields]argBytes
+	env  argBytes // the envelope (the XADD's one value), a view of buf
 	seen argBytes // the event's Seen key, also in buf
 }
 
-// set copies m into e, and its Seen key (seenPrefix, Keys.Seen without the id, then
-// m.ID), reusing e's buffer when it is large enough. Values are in the order of
-// entryFields.
+// set copies m into e as its envelope, and its Seen key (seenPrefix, Keys.Seen without
+// the id, then m.ID), reusing e's buffer when it is large enough.
 func (e *entry) set(m *delivery.Message, seenPrefix string) {
-	n := len(m.ID) + len(m.Route) + len(m.Body) + 20 + len(m.ClientIP) + len(m.UserAgent) +
-		len(m.Country) + len(m.CustomerID) + len(m.Source) + len(seenPrefix) + len(m.ID)
+	n := maxEnvelopeLen(m) + len(seenPrefix) + len(m.ID)
 	if cap(e.buf) < n {
 		e.buf = make([]byte, 0, n)
 	}
-	// The capacity is exact, so no append below reallocates and every value stays a view
+	// The capacity is enough, so no append below reallocates and both values stay views
 	// of the one buffer.
-	e.buf = e.buf[:0]
-	add(e, 0, m.ID)
-	add(e, 1, m.Route)
-	add(e, 2, m.Body)
+	e.buf = appendEnvelope(e.buf[:0], m)
+	e.env = argBytes(e.buf[:len(e.buf):len(e.buf)])
 	start := len(e.buf)
-	e.buf = strconv.AppendInt(e.buf, m.ReceivedAt.UnixMilli(), 10)
-	e.vals[3] = argBytes(e.buf[start:len(e.buf):len(e.buf)])
-	add(e, 4, m.ClientIP)
-	add(e, 5, m.UserAgent)
-	add(e, 6, m.Country)
-	add(e, 7, m.CustomerID)
-	add(e, 8, m.Source)
-	start = len(e.buf)
 	e.buf = append(e.buf, seenPrefix...)
 	e.buf = append(e.buf, m.ID...)
 	e.seen = argBytes(e.buf[start:len(e.buf):len(e.buf)])
 }
 
-// add copies v to the end of e's buffer as value i.
-func add[T ~string | ~[]byte](e *entry, i int, v T) {
-	start := len(e.buf)
-	e.buf = append(e.buf, v...)
-	e.vals[i] = argBytes(e.buf[start:len(e.buf):len(e.buf)])
-}
-
-// appendValues appends the entry's values, in the order of entryFields, as pointers into
-// e (boxed without allocating). The field names are not sent: the enqueue script has them.
+// appendValues appends the entry's value, its envelope, as a pointer into e (boxed
+// without allocating). The field name is not sent: the enqueue script has it.
 func (e *entry) appendValues(args []any) []any {
-	for i := range e.vals {
-		args = append(args, &e.vals[i])
-	}
-	return args
+	return append(args, &e.env)
 }

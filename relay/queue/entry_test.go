@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,12 +38,20 @@ func entryValues(m *delivery.Message) map[string]any {
 	var e entry
 	e.set(m, Keys{Prefix: testPrefix}.Seen(m.Provider, ""))
 	args := e.appendValues(nil)
-	v := make(map[string]any, len(args))
-	for i, a := range args {
-		b, _ := a.(*argBytes).MarshalBinary()
-		v[entryFields[i]] = string(b)
+	if len(args) != 1 {
+		panic("an entry has one value, its envelope")
 	}
-	return v
+	b, _ := args[0].(*argBytes).MarshalBinary()
+	return map[string]any{FieldEnvelope: string(b)}
+}
+
+// legacyValues renders m in the nine-field format of earlier relays, exactly as their
+// enqueue script wrote it: the fixture of every test that old entries still work.
+func legacyValues(m *delivery.Message) map[string]any {
+	return map[string]any{
+		"id": m.ID, "route": m.Route, "body": string(m.Body), "at": strconv.FormatInt(m.ReceivedAt.UnixMilli(), 10),
+		"ip": m.ClientIP, "ua": m.UserAgent, "country": m.Country, "customer": m.CustomerID, "src": m.Source,
+	}
 }
 
 // TestEntrySeenKey: the Seen key the enqueue path writes into the entry's buffer is
@@ -55,15 +64,17 @@ func TestEntrySeenKey(t *testing.T) {
 		if got, want := string(e.seen), k.Seen(m.Provider, m.ID); got != want {
 			t.Fatalf("seen key %q, want %q", got, want)
 		}
-		if got := string(e.vals[0]); got != m.ID {
-			t.Fatalf("id %q, want %q", got, m.ID)
+		env, err := decodeEnvelope(m.Provider, string(e.env))
+		if err != nil || !equalMessage(env.msg, *m) {
+			t.Fatalf("envelope %+v (%v), want %+v", env.msg, err, *m)
 		}
 	}
 }
 
+// The legacy nine-field format: what earlier relays wrote, and entries they left queued.
 func TestDecodeMessageRoundTrip(t *testing.T) {
 	m := testMessage("ens", 7)
-	v := entryValues(m)
+	v := legacyValues(m)
 	if len(v) != numFields {
 		t.Fatalf("%d fields, want %d: %v", len(v), numFields, v)
 	}
@@ -73,6 +84,9 @@ func TestDecodeMessageRoundTrip(t *testing.T) {
 	}
 	if !equalMessage(got, *m) {
 		t.Fatalf("got %+v\nwant %+v", got, *m)
+	}
+	if e := DecodeEntry("ens", "1-0", v); e.Bad != nil || !equalMessage(e.Message, *m) || e.Attempts != 0 {
+		t.Fatalf("DecodeEntry: %+v", e)
 	}
 	// Optional fields may be absent (entries written by other tools, replays).
 	for _, f := range []string{FieldIP, FieldUA, FieldCountry, FieldCustomer, FieldSource} {
@@ -84,7 +98,7 @@ func TestDecodeMessageRoundTrip(t *testing.T) {
 }
 
 func TestDecodeMessageMalformed(t *testing.T) {
-	good := entryValues(testMessage("ens", 1))
+	good := legacyValues(testMessage("ens", 1))
 	cases := map[string]map[string]any{
 		"trimmed (no fields)": {},
 		"nil":                 nil,
@@ -127,8 +141,8 @@ func TestTrimmedEntryIsMalformed(t *testing.T) {
 	}
 	if ms := read(">"); len(ms) != 1 {
 		t.Fatalf("read %d entries", len(ms))
-	} else if _, err := DecodeMessage("ens", ms[0].Values); err != nil {
-		t.Fatalf("fresh entry: %v", err)
+	} else if e := DecodeEntry("ens", ms[0].ID, ms[0].Values); e.Bad != nil {
+		t.Fatalf("fresh entry: %v", e.Bad)
 	}
 	if err := c.XTrimMaxLen(ctx, key, 0).Err(); err != nil {
 		t.Fatal(err)
@@ -140,10 +154,16 @@ func TestTrimmedEntryIsMalformed(t *testing.T) {
 	if _, err := DecodeMessage("ens", ms[0].Values); !errors.Is(err, ErrMalformedEntry) {
 		t.Fatalf("trimmed entry: err = %v, want ErrMalformedEntry", err)
 	}
+	if e := DecodeEntry("ens", ms[0].ID, ms[0].Values); !errors.Is(e.Bad, ErrMalformedEntry) || e.Reason != DeadTrimmed {
+		t.Fatalf("trimmed entry: %v %q, want ErrMalformedEntry, %q", e.Bad, e.Reason, DeadTrimmed)
+	}
 }
 
 func TestEntryNeverHoldsASecretField(t *testing.T) {
 	v := entryValues(testMessage("ens", 1))
+	for k := range legacyValues(testMessage("ens", 1)) {
+		v[k] = ""
+	}
 	for k := range v {
 		if strings.Contains(k, "key") || strings.Contains(k, "secret") || strings.Contains(k, "token") {
 			t.Errorf("entry field %q", k)

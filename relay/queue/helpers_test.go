@@ -93,11 +93,11 @@ func entries(t testing.TB, client redis.UniversalClient, provider string) []deli
 	}
 	out := make([]delivery.Message, 0, len(xs))
 	for _, x := range xs {
-		m, err := DecodeMessage(provider, x.Values)
-		if err != nil {
-			t.Fatalf("entry %s: %v", x.ID, err)
+		e := DecodeEntry(provider, x.ID, x.Values)
+		if e.Bad != nil {
+			t.Fatalf("entry %s: %v", x.ID, e.Bad)
 		}
-		out = append(out, m)
+		out = append(out, e.Message)
 	}
 	return out
 }

@@ -63,11 +63,10 @@ func RecordOutcome(ctx context.Context, pipe redis.Pipeliner, keys Keys, provide
 	args := []any{Group, e.StreamID, string(o.Kind), o.Delay.Milliseconds(), counter, owner}
 	switch o.Kind {
 	case KindRetry:
-		member, err := retryMember(e, o.Attempts, o.Status, o.Error)
-		if err != nil {
-			return nil, err
+		if e.ingest == "" {
+			return nil, fmt.Errorf("queue: entry %s cannot be retried: %w", e.StreamID, e.Bad)
 		}
-		args = append(args, member)
+		args = append(args, retryMember(e, o.Attempts, o.Status, o.Error))
 	case KindDead, KindLost:
 		for _, v := range deadLetterPairs(e, o, time.Now()) {
 			args = append(args, v)

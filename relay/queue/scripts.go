@@ -1,22 +1,16 @@
 package queue
 
-import (
-	"strconv"
-	"strings"
-
-	"github.com/redis/go-redis/v9"
-)
+import "github.com/redis/go-redis/v9"
 
 // Every Lua script of the stored format is here, each with its KEYS and ARGV. All keys
 // of one call carry the same {provider} hash tag: one cluster slot.
 
 // enqueueScript appends several events to one provider's stream, each atomically: its
-// Seen marker (SET NX EX 86400), then XADD. KEYS[1] is the events stream and KEYS[1+i]
-// event i's Seen marker, all under the provider's {P} tag (one cluster slot). ARGV holds
-// every event's values, numFields per event in the order of entryFields and of KEYS; the
-// field names are written into the script. It returns one reply per event: 1 added,
-// 0 duplicate (a marker from an earlier call, or from an earlier event of this call with
-// the same id), or that event's error.
+// Seen marker (SET NX EX 86400), then XADD of its envelope as the one field 'e'
+// (FieldEnvelope). KEYS[1] is the events stream and KEYS[1+i] event i's Seen marker, all
+// under the provider's {P} tag (one cluster slot). ARGV[i] is event i's envelope. It
+// returns one reply per event: 1 added, 0 duplicate (a marker from an earlier call, or
+// from an earlier event of this call with the same id), or that event's error.
 //
 // A failed XADD (pcall) fails only its own event, and since scripts are not rolled back
 // it removes the marker it just set: otherwise the client's resend would be answered as a
@@ -28,27 +22,15 @@ import (
 //
 // Why this shape (measured on redis-server 7.0 with AOF, see BenchmarkEnqueue): one call
 // per provider and pipeline instead of one per event saves the call, its reply and the
-// MULTI/EXEC wrapping its effects in the AOF; names in the script instead of ARGV save
-// Redis nine argument strings per event, parsed and turned into Lua strings; the TTL as a
-// string saves a number-to-string conversion per event.
-var enqueueScript = buildEnqueueScript()
-
-func buildEnqueueScript() string {
-	var xadd strings.Builder
-	for i, f := range entryFields {
-		if i > 0 {
-			xadd.WriteString(", ")
-		}
-		// Field names are constants made of letters: safe in a Lua string literal.
-		xadd.WriteString("'" + f + "', ARGV[at + " + strconv.Itoa(i) + "]")
-	}
-	return `local out = {}
-local at = 1
+// MULTI/EXEC wrapping its effects in the AOF; one envelope instead of nine fields saves
+// Redis eight argument strings per event, parsed, turned into Lua strings and stored; the
+// TTL as a string saves a number-to-string conversion per event.
+const enqueueScript = `local out = {}
 for i = 2, #KEYS do
   if not redis.call('SET', KEYS[i], '1', 'NX', 'EX', '86400') then
     out[i - 1] = 0
   else
-    local added = redis.pcall('XADD', KEYS[1], '*', ` + xadd.String() + `)
+    local added = redis.pcall('XADD', KEYS[1], '*', 'e', ARGV[i - 1])
     if type(added) == 'table' and added.err then
       redis.call('DEL', KEYS[i])
       out[i - 1] = added
@@ -56,11 +38,9 @@ for i = 2, #KEYS do
       out[i - 1] = 1
     end
   end
-  at = at + ` + strconv.Itoa(numFields) + `
 end
 return out
 `
-}
 
 // recordScript records one outcome other than a delivery (ackScript writes those) for
 // one entry, atomically with its XACK. KEYS: events, retry, dead, stats prefix, lost
@@ -104,14 +84,20 @@ return 1
 `)
 
 // moveScript moves up to ARGV[1] due members of the retry set back into the stream, by
-// Redis's clock so relays with skewed clocks agree. KEYS: retry, events. A member is a
-// JSON array of field/value pairs. Returns how many it moved.
+// Redis's clock so relays with skewed clocks agree. KEYS: retry, events. A member is an
+// envelope with its trailer, XADDed as the one field 'e' (FieldEnvelope), or, written by
+// earlier relays, a JSON array of field/value pairs ('[' first). Returns how many it
+// moved.
 var moveScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, m in ipairs(due) do
-  redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(m)))
+  if string.byte(m, 1) == 91 then
+    redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(m)))
+  else
+    redis.call('XADD', KEYS[2], '*', 'e', m)
+  end
   redis.call('ZREM', KEYS[1], m)
 end
 return #due
@@ -193,9 +179,12 @@ return n
 
 // replayScript replays one dead letter atomically. KEYS: dead, events (one {provider}
 // slot). ARGV: the dead letter's stream id, the number of required fields, then the
-// ingest field names. If the entry exists and has the required fields, its ingest fields
-// are XADDed to the events stream and it is XDELed: returns 1. Absent: 0. Lacking a
-// required field (a trimmed entry, undeliverable): -1, left in place.
+// names of the nine fields of earlier relays. If the entry exists and holds the event,
+// the event is XADDed to the events stream (its envelope as the one field 'e', or, in a
+// dead letter of earlier relays, those of the nine fields it has) and the dead letter is
+// XDELed: returns 1. Absent: 0. Without the event (no envelope and a required field
+// missing: a trimmed entry, undeliverable): -1, left in place. Attempts, status, error and
+// the dead-letter fields stay behind, so the event's attempts start again from zero.
 var replayScript = redis.NewScript(`
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then
@@ -207,15 +196,19 @@ for i = 1, #f, 2 do
   v[f[i]] = f[i + 1]
 end
 local args = {}
-for i = 3, #ARGV do
-  local name = ARGV[i]
-  if v[name] == nil then
-    if i - 2 <= tonumber(ARGV[2]) then
-      return -1
+if v['e'] then
+  args = {'e', v['e']}
+else
+  for i = 3, #ARGV do
+    local name = ARGV[i]
+    if v[name] == nil then
+      if i - 2 <= tonumber(ARGV[2]) then
+        return -1
+      end
+    else
+      args[#args + 1] = name
+      args[#args + 1] = v[name]
     end
-  else
-    args[#args + 1] = name
-    args[#args + 1] = v[name]
   end
 end
 redis.call('XADD', KEYS[2], '*', unpack(args))

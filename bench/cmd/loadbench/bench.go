@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/queue"
 	"github.com/eventrelay/relay/strictjson"
@@ -350,7 +351,7 @@ providers:
 }
 
 // prefill appends n entries in the mix's proportions straight to the streams with
-// pipelined XADDs in the queue's entry format (queue.Field*), the fastest way to build a
+// pipelined XADDs in the queue's entry format (queue.EncodeEntry), the fastest way to build a
 // large backlog. The relay's forwarders create their consumer group from id 0, so they
 // see all of it.
 func (b *bench) prefill(n int) {
@@ -369,7 +370,7 @@ func (b *bench) prefill(n int) {
 	for g := range par {
 		wg.Go(func() {
 			ctx := context.Background()
-			at := strconv.FormatInt(time.Now().UnixMilli(), 10)
+			at := time.Now()
 			for base := g * chunk; base < n; base += par * chunk {
 				pipe := b.rdb.Pipeline()
 				for i := base; i < min(base+chunk, n); i++ {
@@ -380,9 +381,9 @@ func (b *bench) prefill(n int) {
 						src = "site:bench"
 					}
 					pipe.XAdd(ctx, &redis.XAddArgs{Stream: keys.Events(s.Provider), Values: []any{
-						queue.FieldID, uuid.NewString(), queue.FieldRoute, s.Route, queue.FieldBody, bodies[k],
-						queue.FieldAt, at, queue.FieldIP, "127.0.0.1", queue.FieldUA, "loadbench",
-						queue.FieldCountry, "", queue.FieldCustomer, "", queue.FieldSource, src,
+						queue.FieldEnvelope, queue.EncodeEntry(&delivery.Message{ID: uuid.NewString(), Provider: s.Provider,
+							Route: s.Route, Body: bodies[k], ReceivedAt: at, ClientIP: "127.0.0.1",
+							UserAgent: "loadbench", Source: src}),
 					}})
 				}
 				if _, err := pipe.Exec(ctx); err != nil {
