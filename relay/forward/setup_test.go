@@ -310,7 +310,7 @@ func (e *env) send(route, body string) string {
 	provider, _, _ := strings.Cut(route, "/")
 	m := &delivery.Message{ID: id, Provider: provider, Route: route, Body: []byte(body), ReceivedAt: time.Now(),
 		ClientIP: "192.0.2.1", UserAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile", Country: "FR", Source: "client:test"}
-	if _, err := e.enq.Enqueue(context.Background(), m); err != nil {
+	if _, err := e.enq.Enqueue(context.Background(), m, queue.RelayID); err != nil {
 		e.t.Fatal(err)
 	}
 	return id

@@ -6,12 +6,19 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/eventrelay/relay/delivery"
+	"github.com/eventrelay/relay/relay/queue"
 	"github.com/eventrelay/relay/strictjson"
 )
 
+// pending is one validated event of a batch and who chose its id.
+type pending struct {
+	msg delivery.Message
+	src queue.IDSource
+}
+
 // batch validates every item of a /v1/batch body before any is queued (all-or-nothing):
 // {"events":[{"route":"ens/click","body":{...},"id":"optional-idempotency-id"}, ...]}.
-func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Value) ([]delivery.Message, *apiError) {
+func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Value) ([]pending, *apiError) {
 	bad := func(code, field, msg string) *apiError {
 		return &apiError{status: fasthttp.StatusBadRequest, code: code, field: field, message: msg}
 	}
@@ -34,7 +41,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 	case len(events.Items) > s.maxBatch:
 		return nil, bad(codeInvalidField, "events", "events holds more than "+strconv.Itoa(s.maxBatch)+" items")
 	}
-	msgs := make([]delivery.Message, 0, len(events.Items))
+	msgs := make([]pending, 0, len(events.Items))
 	seen := make(map[string]struct{}, len(events.Items))
 	for i := range events.Items {
 		item := &events.Items[i]
@@ -62,8 +69,8 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 		if body == nil {
 			return nil, bad("missing_field", at+".body", at+".body is required")
 		}
-		var m delivery.Message
-		if aerr := s.event(ctx, c, op, *body, at+".body", &m, nil); aerr != nil {
+		var m pending
+		if aerr := s.event(ctx, c, op, *body, at+".body", &m.msg, nil); aerr != nil {
 			return nil, aerr
 		}
 		if id := item.Get("id"); id != nil {
@@ -74,7 +81,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 				return nil, bad(codeInvalidField, at+".id", at+".id repeats an earlier item's id")
 			}
 			seen[id.Str] = struct{}{}
-			m.ID = id.Str
+			m.msg.ID, m.src = id.Str, queue.ClientID
 		}
 		msgs = append(msgs, m)
 	}

@@ -16,12 +16,13 @@ import (
 	"github.com/eventrelay/relay/delivery"
 	"github.com/eventrelay/relay/providers"
 	"github.com/eventrelay/relay/relay/ingest"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // countingQueue accepts every event in memory and counts them.
 type countingQueue struct{ n atomic.Int64 }
 
-func (q *countingQueue) Enqueue(context.Context, *delivery.Message) (bool, error) {
+func (q *countingQueue) Enqueue(context.Context, *delivery.Message, queue.IDSource) (bool, error) {
 	q.n.Add(1)
 	return false, nil
 }

@@ -158,14 +158,15 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 		return aerr
 	}
 	sc.body = m.Body[:0]
+	src := queue.RelayID
 	if key := ctx.Request.Header.Peek("Idempotency-Key"); len(key) > 0 {
 		if !validEventID(key) {
 			return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: "Idempotency-Key",
 				message: "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : -"}
 		}
-		m.ID = string(key)
+		m.ID, src = string(key), queue.ClientID
 	}
-	if aerr := s.enqueueOne(m); aerr != nil {
+	if aerr := s.enqueueOne(m, src); aerr != nil {
 		return aerr
 	}
 	ids := [1]string{m.ID} // does not escape
@@ -402,11 +403,11 @@ func validEventID(id []byte) bool {
 	return true
 }
 
-// enqueueOne appends m durably.
-func (s *Server) enqueueOne(m *delivery.Message) *apiError {
+// enqueueOne appends m durably; src says who chose its id.
+func (s *Server) enqueueOne(m *delivery.Message, src queue.IDSource) *apiError {
 	// The enqueuer answers within redis.enqueue_timeout by itself; a second deadline here
 	// would only cost an allocation per request.
-	if _, err := s.queue.Enqueue(s.base, m); err != nil {
+	if _, err := s.queue.Enqueue(s.base, m, src); err != nil {
 		return unavailable(err)
 	}
 	s.metrics.enqueuedTo(m.Provider)
@@ -415,13 +416,13 @@ func (s *Server) enqueueOne(m *delivery.Message) *apiError {
 
 // enqueueAll appends every message durably, concurrently so the group commit batches
 // them, and answers with their ids (the first id seen for a duplicate is the same id).
-func (s *Server) enqueueAll(msgs []delivery.Message) ([]string, *apiError) {
+func (s *Server) enqueueAll(msgs []pending) ([]string, *apiError) {
 	ctx := s.base
 	errs := make([]error, len(msgs))
 	done := make(chan struct{}, len(msgs))
 	for i := range msgs {
 		go func() {
-			_, errs[i] = s.queue.Enqueue(ctx, &msgs[i])
+			_, errs[i] = s.queue.Enqueue(ctx, &msgs[i].msg, msgs[i].src)
 			done <- struct{}{}
 		}()
 	}
@@ -433,8 +434,8 @@ func (s *Server) enqueueAll(msgs []delivery.Message) ([]string, *apiError) {
 		if errs[i] != nil {
 			return nil, unavailable(errs[i])
 		}
-		ids[i] = msgs[i].ID
-		s.metrics.enqueuedTo(msgs[i].Provider)
+		ids[i] = msgs[i].msg.ID
+		s.metrics.enqueuedTo(msgs[i].msg.Provider)
 	}
 	return ids, nil
 }

@@ -1,14 +1,18 @@
 package ingest_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Documented examples (the provider pages in providers/testdata/pages), placeholders
@@ -331,6 +335,43 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 	if n := len(r.entries(t, "ens")); n != 1 {
 		t.Fatalf("%d entries, want 1", n)
+	}
+}
+
+// TestIdempotencyKeyScopedToCaller: the same Idempotency-Key from a site and from a
+// backend is two events, each deduplicated against its own caller only; events without a
+// client id leave no marker.
+func TestIdempotencyKeyScopedToCaller(t *testing.T) {
+	r := startRelay(t)
+	site, backendH := shop(), bearer(backend)
+	site["Idempotency-Key"], backendH["Idempotency-Key"] = "shared-1", "shared-1"
+	for range 2 {
+		for _, h := range []map[string]string{site, backendH} {
+			if res := r.do(t, req{path: "/v1/ens/click", body: ensBody, header: h}); res.status != http.StatusAccepted {
+				t.Fatalf("%d %s", res.status, res.body)
+			}
+		}
+	}
+	got := r.entries(t, "ens")
+	if len(got) != 2 || got[0][queue.FieldSource] == got[1][queue.FieldSource] {
+		t.Fatalf("entries %v, want one per caller", got)
+	}
+	// Two unkeyed events: two entries, no marker for either.
+	for range 2 {
+		if res := r.do(t, req{path: "/v1/ens/click", body: ensBody, header: shop()}); res.status != http.StatusAccepted {
+			t.Fatalf("%d %s", res.status, res.body)
+		}
+	}
+	if n := len(r.entries(t, "ens")); n != 4 {
+		t.Fatalf("%d entries, want 4", n)
+	}
+	seen, err := r.rdb.Keys(context.Background(), "t:{ens}:seen:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(seen)
+	if want := []string{"t:{ens}:seen:client:backend:shared-1", "t:{ens}:seen:site:shop:shared-1"}; !slices.Equal(seen, want) {
+		t.Fatalf("markers %v, want %v", seen, want)
 	}
 }
 

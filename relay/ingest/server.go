@@ -24,7 +24,7 @@ import (
 // retain m after it returns, and must bound its own wait (redis.enqueue_timeout): ingest
 // adds no deadline of its own.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, m *delivery.Message) (duplicate bool, err error)
+	Enqueue(ctx context.Context, m *delivery.Message, src queue.IDSource) (duplicate bool, err error)
 }
 
 var _ Enqueuer = (*queue.Enqueuer)(nil)

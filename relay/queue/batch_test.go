@@ -34,7 +34,7 @@ func enqueueOneBatch(t *testing.T, client redis.UniversalClient, msgs []*deliver
 	var wg sync.WaitGroup
 	for i, m := range msgs {
 		wg.Go(func() {
-			dup, err := e.Enqueue(t.Context(), m)
+			dup, err := e.Enqueue(t.Context(), m, ClientID)
 			out[i] = outcome{m, dup, err}
 		})
 	}
@@ -66,7 +66,7 @@ func TestEnqueueBatchMixed(t *testing.T) {
 	_, conn := openRedis(t, redistest.Options{})
 	before := runEnqueuer(t, conn.Client, defaultEnqOpts())
 	old := testMessage("ens", 1)
-	if dup, err := before.Enqueue(t.Context(), old); err != nil || dup {
+	if dup, err := before.Enqueue(t.Context(), old, ClientID); err != nil || dup {
 		t.Fatalf("first enqueue: dup=%v %v", dup, err)
 	}
 	twice := testMessage("ens", 3)
@@ -132,7 +132,7 @@ func TestEnqueueBatchFailedStream(t *testing.T) {
 			if !errors.Is(o.err, ErrUnavailable) || !strings.Contains(o.err.Error(), "WRONGTYPE") {
 				t.Errorf("%s: err = %v, want ErrUnavailable (WRONGTYPE)", o.m.ID, o.err)
 			}
-			if n, _ := conn.Client.Exists(t.Context(), k.Seen("ens", o.m.ID)).Result(); n != 0 {
+			if n, _ := conn.Client.Exists(t.Context(), k.Seen("ens", o.m.Source, o.m.ID)).Result(); n != 0 {
 				t.Errorf("%s: marker left behind by a failed XADD", o.m.ID)
 			}
 		default:
@@ -148,7 +148,7 @@ func TestEnqueueBatchFailedStream(t *testing.T) {
 	conn.Client.Del(t.Context(), k.Events("ens"))
 	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
 	for _, m := range msgs {
-		dup, err := e.Enqueue(t.Context(), m)
+		dup, err := e.Enqueue(t.Context(), m, ClientID)
 		if err != nil || dup != (m.Provider == "brevo") {
 			t.Fatalf("resend %s: dup=%v %v", m.ID, dup, err)
 		}
@@ -172,7 +172,7 @@ func TestEnqueueBatchOOM(t *testing.T) {
 		if !errors.Is(o.err, ErrUnavailable) || !strings.Contains(o.err.Error(), "OOM") {
 			t.Errorf("%s: err = %v, want ErrUnavailable (OOM)", o.m.ID, o.err)
 		}
-		if n, _ := conn.Client.Exists(ctx, k.Seen(o.m.Provider, o.m.ID)).Result(); n != 0 {
+		if n, _ := conn.Client.Exists(ctx, k.Seen(o.m.Provider, o.m.Source, o.m.ID)).Result(); n != 0 {
 			t.Errorf("%s: marker left behind", o.m.ID)
 		}
 	}
@@ -181,7 +181,7 @@ func TestEnqueueBatchOOM(t *testing.T) {
 	}
 	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
 	for _, m := range msgs {
-		if dup, err := e.Enqueue(ctx, m); err != nil || dup {
+		if dup, err := e.Enqueue(ctx, m, ClientID); err != nil || dup {
 			t.Fatalf("resend %s: dup=%v %v", m.ID, dup, err)
 		}
 	}
@@ -192,7 +192,7 @@ func TestEnqueueBatchOOM(t *testing.T) {
 func TestGroupAnswerPerEvent(t *testing.T) {
 	g := &group{events: "t:{ens}:events"}
 	for range 4 {
-		g.reqs = append(g.reqs, &request{reply: make(chan result, 1)})
+		g.keyed = append(g.keyed, &request{reply: make(chan result, 1)})
 	}
 	g.cmd = redis.NewCmd(t.Context())
 	oom := errors.New("OOM command not allowed when used memory > 'maxmemory'")
@@ -200,8 +200,8 @@ func TestGroupAnswerPerEvent(t *testing.T) {
 	if err := g.answer(); err != oom {
 		t.Fatalf("answer = %v, want the event's error", err)
 	}
-	res := make([]result, len(g.reqs))
-	for i, r := range g.reqs {
+	res := make([]result, len(g.keyed))
+	for i, r := range g.keyed {
 		res[i] = <-r.reply
 	}
 	if res[0].err != nil || res[0].duplicate {
@@ -228,10 +228,35 @@ func TestGroupAnswerPerEvent(t *testing.T) {
 		if g.answer() == nil {
 			t.Errorf("%v: no error", val)
 		}
-		for i, r := range g.reqs {
+		for i, r := range g.keyed {
 			if res := <-r.reply; !errors.Is(res.err, ErrUnavailable) {
 				t.Errorf("%v: request %d: %+v", val, i, res)
 			}
 		}
+	}
+}
+
+// TestGroupAnswerPlain: each event without a marker has its own XADD, whose reply (an
+// id, or an error) answers it alone, beside a script call for keyed events.
+func TestGroupAnswerPlain(t *testing.T) {
+	g := &group{events: "t:{ens}:events"}
+	wrongType := errors.New("WRONGTYPE Operation against a key holding the wrong kind of value")
+	for _, reply := range []any{"1700000000000-0", wrongType} {
+		r := &request{reply: make(chan result, 1), cmd: redis.NewCmd(t.Context())}
+		if err, ok := reply.(error); ok {
+			r.cmd.SetErr(err)
+		} else {
+			r.cmd.SetVal(reply)
+		}
+		g.plain = append(g.plain, r)
+	}
+	if err := g.answer(); err != wrongType {
+		t.Fatalf("answer = %v, want the failed XADD's error", err)
+	}
+	if res := <-g.plain[0].reply; res.err != nil || res.duplicate {
+		t.Errorf("added: %+v", res)
+	}
+	if res := <-g.plain[1].reply; !errors.Is(res.err, ErrUnavailable) || !errors.Is(res.err, wrongType) {
+		t.Errorf("failed: %+v", res)
 	}
 }

@@ -19,14 +19,16 @@
 // Every key of provider P carries the hash tag {P} (see Keys): the events stream
 // <prefix>:{P}:events (consumer group "relay"), the retry sorted set <prefix>:{P}:retry,
 // the dead-letter stream <prefix>:{P}:dead and the 24 h dedupe markers
-// <prefix>:{P}:seen:<event_id>.
+// <prefix>:{P}:seen:<caller>:<client id> of events whose id their caller chose.
 //
 // # Stream entry format
 //
-// One event is one entry of <prefix>:{P}:events, written atomically with its Seen marker
-// (SET NX EX 86400, then XADD; a duplicate id adds nothing) by a Lua script. One script
-// call carries all of one provider's events of a group-commit pipeline and answers for
-// each event separately (added, duplicate or its own error; see enqueueScript).
+// One event is one entry of <prefix>:{P}:events. An event whose id the relay generated
+// is one plain XADD in a group-commit pipeline: nobody can resend it, so it needs no
+// marker. An event whose id its caller chose (IDSource ClientID) is written atomically
+// with its Seen marker (SET NX EX 86400, then XADD; a duplicate id adds nothing) by a Lua
+// script; one script call carries all of one provider's keyed events of a pipeline and
+// answers for each separately (added, duplicate or its own error; see enqueueScript).
 //
 // An entry has one field, "e" (FieldEnvelope): a versioned binary envelope of the event
 // (envelope.go has the layout). Version 1 is a version byte, a flags byte, received_at
@@ -65,5 +67,6 @@
 //
 // Enqueue returns nil only once Redis has the entry (or had it: duplicate). Any error
 // wraps ErrUnavailable and means "answer 503": the event may or may not be in Redis, and
-// a resend with the same id is safe thanks to the Seen marker.
+// a resend with the same id is safe thanks to the Seen marker (an event without a client
+// id cannot be resent as the same event: its caller never learnt its id).
 package queue

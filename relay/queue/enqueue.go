@@ -53,8 +53,9 @@ type EnqueuerOptions struct {
 type Stats struct {
 	// Pipelines is the number of pipelines sent (NOSCRIPT redos not counted).
 	Pipelines uint64
-	// Commands is the number of script calls in them: one per provider per pipeline, each
-	// carrying that provider's events of the pipeline (NOSCRIPT redos not counted).
+	// Commands is the number of commands in them: one XADD per event without a marker,
+	// and one script call per provider per pipeline carrying that provider's events with
+	// one (NOSCRIPT redos not counted).
 	Commands uint64
 	// Events is the number of events those calls carried (new, duplicate or failed).
 	Events uint64
@@ -64,8 +65,9 @@ type Stats struct {
 
 // Enqueuer appends events durably to their provider's stream, group-committing concurrent
 // enqueues: each writer takes one request, drains up to MaxBatch-1 more without waiting,
-// sends them as one pipeline holding one script call per provider, and answers each
-// request with its own event's result.
+// sends them as one pipeline (one XADD per event whose id the relay generated, one script
+// call per provider for the events that carry a caller's id and so need their marker
+// written atomically with them), and answers each request with its own event's result.
 type Enqueuer struct {
 	client redis.UniversalClient
 	keys   Keys
@@ -74,7 +76,7 @@ type Enqueuer struct {
 	sha    string
 
 	events map[string]string       // provider → events key; read-only after NewEnqueuer
-	seen   map[string]string       // provider → Seen key without the id; read-only too
+	seen   map[string]string       // provider → Seen key without caller and id; read-only too
 	over   map[string]*atomic.Bool // provider → over its high-water mark; keys read-only
 	// numKeys[i] is strconv.Itoa(i) for every key count a call can have (1..MaxBatch+1),
 	// passed by pointer: boxing a *string does not allocate, boxing a string does.
@@ -89,6 +91,19 @@ type Enqueuer struct {
 	failing                               atomic.Bool // for logging state changes only
 }
 
+// IDSource says who chose an event's id, which decides whether it gets a dedupe marker.
+type IDSource uint8
+
+const (
+	// RelayID: the relay generated the id. No client can resend it (it never saw the id
+	// before the 202), so the event gets no marker and costs one pipelined XADD.
+	RelayID IDSource = iota
+	// ClientID: the caller chose the id (Idempotency-Key, a batch item's id). The event is
+	// written atomically with a 24 h marker scoped to the caller (Keys.Seen): a resend
+	// within 24 h is a duplicate, the same id from another caller a different event.
+	ClientID
+)
+
 // request is one Enqueue in flight. The caller fills it, hands it to a writer through the
 // channel and owns it again only once it has received the reply (then it is pooled); a
 // caller that gives up abandons it to the writer and the garbage collector.
@@ -98,6 +113,10 @@ type request struct {
 	events   string
 	entry    entry
 	reply    chan result
+	// xadd and cmd are the XADD of an event without a marker (RelayID), its arguments
+	// reused from one use of the pooled request to the next.
+	xadd []any
+	cmd  *redis.Cmd
 }
 
 type result struct {
@@ -134,7 +153,7 @@ func NewEnqueuer(client redis.UniversalClient, keys Keys, opts EnqueuerOptions, 
 	}
 	for _, p := range opts.Providers {
 		e.events[p] = keys.Events(p)
-		e.seen[p] = keys.Seen(p, "")
+		e.seen[p] = keys.seenPrefix(p)
 		e.over[p] = new(atomic.Bool)
 	}
 	e.pool.New = func() any { return &request{reply: make(chan result, 1)} }
@@ -148,8 +167,8 @@ func (e *Enqueuer) Stats() Stats {
 }
 
 // Enqueue appends m to its provider's stream and returns once Redis has answered: nil
-// means the entry is in Redis (duplicate: an event with this id was already enqueued
-// within 24 h, and nothing was added). Otherwise the error wraps ErrUnavailable (or
+// means the entry is in Redis (duplicate: src is ClientID and this caller already
+// enqueued an event with this id within 24 h, and nothing was added). Otherwise the error wraps ErrUnavailable (or
 // ErrOverHighWater, which wraps it), and comes no later than ctx's deadline or the
 // enqueue timeout, whichever is first (give or take a writer's wake-up: the writers
 // enforce the timeout, see writer.write). After such an error the event may still have
@@ -157,7 +176,7 @@ func (e *Enqueuer) Stats() Stats {
 //
 // Enqueue copies m before handing it to a writer and does not retain m or its Body after
 // it returns, so callers may pass bytes that are recycled afterwards (fasthttp).
-func (e *Enqueuer) Enqueue(ctx context.Context, m *delivery.Message) (duplicate bool, err error) {
+func (e *Enqueuer) Enqueue(ctx context.Context, m *delivery.Message, src IDSource) (duplicate bool, err error) {
 	if m.ID == "" || m.Provider == "" || m.Route == "" {
 		return false, errors.New("queue: message without ID, Provider or Route (a relay bug)")
 	}
@@ -183,9 +202,9 @@ func (e *Enqueuer) Enqueue(ctx context.Context, m *delivery.Message) (duplicate 
 	}
 	seen, ok := e.seen[m.Provider]
 	if !ok {
-		seen = e.keys.Seen(m.Provider, "")
+		seen = e.keys.seenPrefix(m.Provider)
 	}
-	r.entry.set(m, seen)
+	r.entry.set(m, seen, src)
 
 	// No timer of its own: the writers answer every request by its deadline (see
 	// writer.write), which saves each request arming, stopping and selecting on a timer.

@@ -20,7 +20,7 @@ func TestEnqueueOneEntryPerMessage(t *testing.T) {
 	ens, brevo := testMessage("ens", 1), testMessage("brevo", 2)
 	ens.Country, ens.CustomerID = "", "" // empty optional fields round-trip as empty
 	for _, m := range []*delivery.Message{ens, brevo} {
-		if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
+		if dup, err := e.Enqueue(t.Context(), m, ClientID); err != nil || dup {
 			t.Fatalf("Enqueue %s: dup=%v %v", m.ID, dup, err)
 		}
 	}
@@ -31,7 +31,7 @@ func TestEnqueueOneEntryPerMessage(t *testing.T) {
 		}
 	}
 	// The Seen marker lives 24 h.
-	ttl, err := conn.Client.TTL(t.Context(), Keys{Prefix: testPrefix}.Seen("ens", ens.ID)).Result()
+	ttl, err := conn.Client.TTL(t.Context(), Keys{Prefix: testPrefix}.Seen("ens", ens.Source, ens.ID)).Result()
 	if err != nil || ttl < 23*time.Hour || ttl > 24*time.Hour {
 		t.Fatalf("seen TTL %v %v", ttl, err)
 	}
@@ -41,16 +41,122 @@ func TestEnqueueDuplicate(t *testing.T) {
 	_, conn := openRedis(t, redistest.Options{})
 	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
 	m := testMessage("ens", 1)
-	if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
+	if dup, err := e.Enqueue(t.Context(), m, ClientID); err != nil || dup {
 		t.Fatalf("first: dup=%v %v", dup, err)
 	}
 	m2 := *m
 	m2.Body = []byte(`{"other":true}`)
-	if dup, err := e.Enqueue(t.Context(), &m2); err != nil || !dup {
+	if dup, err := e.Enqueue(t.Context(), &m2, ClientID); err != nil || !dup {
 		t.Fatalf("second: dup=%v %v", dup, err)
 	}
 	if got := entries(t, conn.Client, "ens"); len(got) != 1 || !bytes.Equal(got[0].Body, m.Body) {
 		t.Fatalf("entries %+v", got)
+	}
+}
+
+// TestEnqueueRelayIDLeavesNoMarker: an event whose id the relay generated is written by
+// a plain XADD and leaves no key besides its entry (nobody can resend it).
+func TestEnqueueRelayIDLeavesNoMarker(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	var want []*delivery.Message
+	for i := range 5 {
+		m := testMessage("ens", i)
+		if dup, err := e.Enqueue(t.Context(), m, RelayID); err != nil || dup {
+			t.Fatalf("Enqueue %s: dup=%v %v", m.ID, dup, err)
+		}
+		want = append(want, m)
+	}
+	got := entries(t, conn.Client, "ens")
+	if len(got) != len(want) {
+		t.Fatalf("%d entries, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !equalMessage(got[i], *want[i]) {
+			t.Fatalf("entry %d: %+v, want %+v", i, got[i], *want[i])
+		}
+	}
+	keys, err := conn.Client.Keys(t.Context(), "*").Result()
+	if err != nil || len(keys) != 1 || keys[0] != (Keys{Prefix: testPrefix}).Events("ens") {
+		t.Fatalf("keys %v (%v), want only the events stream", keys, err)
+	}
+	if st := e.Stats(); st.Commands != 5 || st.Events != 5 {
+		t.Errorf("stats %+v: want one XADD per event", st)
+	}
+}
+
+// TestEnqueueClientIDScopedToCaller: the same client id from two callers is two events;
+// a resend from the same caller is a duplicate of its own first event only.
+func TestEnqueueClientIDScopedToCaller(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	shop := testMessage("ens", 1)
+	backend := testMessage("ens", 1)
+	backend.Source, backend.Body = "client:backend", []byte(`{"from":"backend"}`)
+	for _, m := range []*delivery.Message{shop, backend} {
+		if dup, err := e.Enqueue(t.Context(), m, ClientID); err != nil || dup {
+			t.Fatalf("first from %s: dup=%v %v", m.Source, dup, err)
+		}
+	}
+	for _, m := range []*delivery.Message{shop, backend} {
+		if dup, err := e.Enqueue(t.Context(), m, ClientID); err != nil || !dup {
+			t.Fatalf("resend from %s: dup=%v %v, want a duplicate", m.Source, dup, err)
+		}
+	}
+	got := entries(t, conn.Client, "ens")
+	if len(got) != 2 || got[0].Source != shop.Source || got[1].Source != backend.Source {
+		t.Fatalf("entries %+v, want one per caller", got)
+	}
+	k := Keys{Prefix: testPrefix}
+	for _, m := range []*delivery.Message{shop, backend} {
+		if n, _ := conn.Client.Exists(t.Context(), k.Seen("ens", m.Source, m.ID)).Result(); n != 1 {
+			t.Errorf("no marker %s", k.Seen("ens", m.Source, m.ID))
+		}
+	}
+}
+
+// TestEnqueueMixedPipeline: keyed and unkeyed events of several providers in one
+// pipeline each get their own answer, a failing stream failing only its own events.
+func TestEnqueueMixedPipeline(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	k := Keys{Prefix: testPrefix}
+	// brevo's stream is a string: every XADD to it fails with WRONGTYPE.
+	if err := conn.Client.Set(t.Context(), k.Events("brevo"), "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
+	type call struct {
+		m   *delivery.Message
+		src IDSource
+	}
+	var calls []call
+	for i := range 8 {
+		p := []string{"ens", "brevo"}[i%2]
+		calls = append(calls, call{testMessage(p, i), IDSource(i / 2 % 2)})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(calls))
+	for i, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.Enqueue(t.Context(), c.m, c.src)
+		}()
+	}
+	wg.Wait()
+	for i, c := range calls {
+		if failed := errs[i] != nil; failed != (c.m.Provider == "brevo") {
+			t.Errorf("%s (%v): err %v", c.m.ID, c.src, errs[i])
+		}
+		if c.m.Provider == "brevo" && c.src == ClientID {
+			// The marker of an event that was not written is removed: a resend is not a duplicate.
+			if n, _ := conn.Client.Exists(t.Context(), k.Seen("brevo", c.m.Source, c.m.ID)).Result(); n != 0 {
+				t.Errorf("marker left for failed %s", c.m.ID)
+			}
+		}
+	}
+	if got := countIDs(entries(t, conn.Client, "ens")); len(got) != 4 {
+		t.Errorf("ens entries %v, want 4", got)
 	}
 }
 
@@ -64,7 +170,7 @@ func TestEnqueueConcurrentGroupCommit(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				m := testMessage([]string{"ens", "brevo"}[g%2], g*each+i)
-				if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
+				if dup, err := e.Enqueue(t.Context(), m, ClientID); err != nil || dup {
 					errs <- fmt.Errorf("%s: dup=%v %w", m.ID, dup, err)
 					return
 				}
@@ -103,7 +209,7 @@ func TestEnqueueConcurrentGroupCommit(t *testing.T) {
 func enqueueUnavailable(t *testing.T, e *Enqueuer, m *delivery.Message) {
 	t.Helper()
 	start := time.Now()
-	_, err := e.Enqueue(t.Context(), m)
+	_, err := e.Enqueue(t.Context(), m, ClientID)
 	took := time.Since(start)
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
@@ -119,7 +225,7 @@ func enqueueEventually(t *testing.T, e *Enqueuer, m *delivery.Message) {
 	t.Helper()
 	var err error
 	for range 20 {
-		if _, err = e.Enqueue(t.Context(), m); err == nil {
+		if _, err = e.Enqueue(t.Context(), m, ClientID); err == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -131,7 +237,7 @@ func TestEnqueueRedisKilledAndRestarted(t *testing.T) {
 	srv, conn := openRedis(t, redistest.Options{})
 	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
 	for i := range 10 {
-		if _, err := e.Enqueue(t.Context(), testMessage("ens", i)); err != nil {
+		if _, err := e.Enqueue(t.Context(), testMessage("ens", i), ClientID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -142,7 +248,7 @@ func TestEnqueueRedisKilledAndRestarted(t *testing.T) {
 	srv.Restart()
 	enqueueEventually(t, e, testMessage("ens", 101))
 	for i := 102; i < 110; i++ {
-		if _, err := e.Enqueue(t.Context(), testMessage("ens", i)); err != nil {
+		if _, err := e.Enqueue(t.Context(), testMessage("ens", i), ClientID); err != nil {
 			t.Fatalf("after restart: %v", err)
 		}
 	}
@@ -163,7 +269,7 @@ func TestEnqueueRedisKilledAndRestarted(t *testing.T) {
 func TestEnqueueRedisPaused(t *testing.T) {
 	srv, conn := openRedis(t, redistest.Options{})
 	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
-	if _, err := e.Enqueue(t.Context(), testMessage("ens", 1)); err != nil {
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 1), ClientID); err != nil {
 		t.Fatal(err)
 	}
 	srv.Pause()
@@ -187,7 +293,7 @@ func TestEnqueueBoundedWithWritersStuck(t *testing.T) {
 	opts := defaultEnqOpts()
 	opts.Writers, opts.MaxBatch = 1, 2
 	e := runEnqueuer(t, conn.Client, opts)
-	if _, err := e.Enqueue(t.Context(), testMessage("ens", 0)); err != nil {
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 0), ClientID); err != nil {
 		t.Fatal(err)
 	}
 	srv.Pause()
@@ -205,14 +311,14 @@ func TestEnqueueBoundedWithWritersStuck(t *testing.T) {
 func TestEnqueueScriptFlushed(t *testing.T) {
 	_, conn := openRedis(t, redistest.Options{})
 	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
-	if _, err := e.Enqueue(t.Context(), testMessage("ens", 1)); err != nil {
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 1), ClientID); err != nil {
 		t.Fatal(err)
 	}
 	if err := conn.Client.ScriptFlush(t.Context()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	for i := 2; i <= 3; i++ {
-		if dup, err := e.Enqueue(t.Context(), testMessage("ens", i)); err != nil || dup {
+		if dup, err := e.Enqueue(t.Context(), testMessage("ens", i), ClientID); err != nil || dup {
 			t.Fatalf("after SCRIPT FLUSH: dup=%v %v", dup, err)
 		}
 	}
@@ -234,14 +340,14 @@ func TestEnqueueFailedXaddKeepsNoMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := testMessage("ens", 1)
-	if _, err := e.Enqueue(t.Context(), m); !errors.Is(err, ErrUnavailable) {
+	if _, err := e.Enqueue(t.Context(), m, ClientID); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable (WRONGTYPE)", err)
 	}
-	if n, _ := conn.Client.Exists(t.Context(), k.Seen("ens", m.ID)).Result(); n != 0 {
+	if n, _ := conn.Client.Exists(t.Context(), k.Seen("ens", m.Source, m.ID)).Result(); n != 0 {
 		t.Fatal("marker left behind by a failed XADD")
 	}
 	conn.Client.Del(t.Context(), k.Events("ens"))
-	if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
+	if dup, err := e.Enqueue(t.Context(), m, ClientID); err != nil || dup {
 		t.Fatalf("resend: dup=%v %v", dup, err)
 	}
 }
@@ -275,7 +381,7 @@ func TestEnqueueDoesNotRetainMessage(t *testing.T) {
 					cancel()
 					ctx, cancel = context.WithTimeout(t.Context(), 50*time.Microsecond)
 				}
-				if _, err := e.Enqueue(ctx, m); err != nil {
+				if _, err := e.Enqueue(ctx, m, ClientID); err != nil {
 					abandoned.Add(1)
 				}
 				cancel()
@@ -316,7 +422,7 @@ func TestEnqueueHighWaterMark(t *testing.T) {
 	e := runEnqueuer(t, conn.Client, opts)
 	k := Keys{Prefix: testPrefix}
 	for i := range 6 {
-		if _, err := e.Enqueue(t.Context(), testMessage("ens", i)); err != nil {
+		if _, err := e.Enqueue(t.Context(), testMessage("ens", i), ClientID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -324,7 +430,7 @@ func TestEnqueueHighWaterMark(t *testing.T) {
 	var err error
 	deadline := time.Now().Add(2 * time.Second)
 	for i := 100; time.Now().Before(deadline); i++ {
-		if _, err = e.Enqueue(t.Context(), testMessage("ens", i)); errors.Is(err, ErrOverHighWater) {
+		if _, err = e.Enqueue(t.Context(), testMessage("ens", i), ClientID); errors.Is(err, ErrOverHighWater) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -332,7 +438,7 @@ func TestEnqueueHighWaterMark(t *testing.T) {
 	if !errors.Is(err, ErrOverHighWater) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrOverHighWater wrapping ErrUnavailable", err)
 	}
-	if _, err := e.Enqueue(t.Context(), testMessage("brevo", 1)); err != nil {
+	if _, err := e.Enqueue(t.Context(), testMessage("brevo", 1), ClientID); err != nil {
 		t.Fatalf("another provider must not be refused: %v", err)
 	}
 
@@ -343,7 +449,7 @@ func TestEnqueueHighWaterMark(t *testing.T) {
 	conn.Client.ZAdd(t.Context(), k.Retry("ens"), redisZ(1), redisZ(2))
 	deadline = time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err = e.Enqueue(t.Context(), testMessage("ens", 1000)); err == nil {
+		if _, err = e.Enqueue(t.Context(), testMessage("ens", 1000), ClientID); err == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -359,7 +465,7 @@ func TestEnqueueAfterStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	if _, err := e.Enqueue(t.Context(), testMessage("ens", 1)); err != nil {
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 1), ClientID); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
@@ -367,7 +473,7 @@ func TestEnqueueAfterStop(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	start := time.Now()
-	if _, err := e.Enqueue(t.Context(), testMessage("ens", 2)); !errors.Is(err, ErrUnavailable) ||
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 2), ClientID); !errors.Is(err, ErrUnavailable) ||
 		time.Since(start) > 100*time.Millisecond {
 		t.Fatalf("after stop: %v after %v", err, time.Since(start))
 	}
@@ -379,7 +485,7 @@ func TestEnqueueAfterStop(t *testing.T) {
 func TestEnqueueRejectsIncompleteMessage(t *testing.T) {
 	e := NewEnqueuer(nil, Keys{Prefix: testPrefix}, defaultEnqOpts(), zapTest(t))
 	for _, m := range []*delivery.Message{{Provider: "ens", Route: "ens/click"}, {ID: "x", Route: "ens/click"}, {ID: "x", Provider: "ens"}} {
-		if _, err := e.Enqueue(t.Context(), m); err == nil {
+		if _, err := e.Enqueue(t.Context(), m, ClientID); err == nil {
 			t.Errorf("%+v accepted", m)
 		}
 	}
@@ -421,7 +527,7 @@ func BenchmarkEnqueue(b *testing.B) {
 				for i := 0; pb.Next(); i++ {
 					m.Provider = bc.providers[i%len(bc.providers)]
 					m.ID = "bench-" + itoa(base+i)
-					if _, err := e.Enqueue(ctx, m); err != nil {
+					if _, err := e.Enqueue(ctx, m, ClientID); err != nil {
 						b.Fatal(err)
 					}
 				}

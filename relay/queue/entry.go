@@ -217,13 +217,17 @@ func (b *argBytes) MarshalBinary() ([]byte, error) { return *b, nil }
 type entry struct {
 	buf  []byte
 	env  argBytes // the envelope (the XADD's one value), a view of buf
-	seen argBytes // the event's Seen key, also in buf
+	seen argBytes // the event's Seen key, also in buf; empty for a relay-generated id
 }
 
-// set copies m into e as its envelope, and its Seen key (seenPrefix, Keys.Seen without
-// the id, then m.ID), reusing e's buffer when it is large enough.
-func (e *entry) set(m *delivery.Message, seenPrefix string) {
-	n := maxEnvelopeLen(m) + len(seenPrefix) + len(m.ID)
+// set copies m into e as its envelope and, for an id its caller chose (src ClientID),
+// its Seen key (seenPrefix, Keys.Seen without caller and id, then both), reusing e's
+// buffer when it is large enough.
+func (e *entry) set(m *delivery.Message, seenPrefix string, src IDSource) {
+	n := maxEnvelopeLen(m)
+	if src == ClientID {
+		n += len(seenPrefix) + 3*len(m.Source) + 1 + len(m.ID)
+	}
 	if cap(e.buf) < n {
 		e.buf = make([]byte, 0, n)
 	}
@@ -231,8 +235,13 @@ func (e *entry) set(m *delivery.Message, seenPrefix string) {
 	// of the one buffer.
 	e.buf = appendEnvelope(e.buf[:0], m)
 	e.env = argBytes(e.buf[:len(e.buf):len(e.buf)])
+	e.seen = nil
+	if src != ClientID {
+		return
+	}
 	start := len(e.buf)
 	e.buf = append(e.buf, seenPrefix...)
+	e.buf = appendSeenCaller(e.buf, m.Source)
 	e.buf = append(e.buf, m.ID...)
 	e.seen = argBytes(e.buf[start:len(e.buf):len(e.buf)])
 }

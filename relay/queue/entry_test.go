@@ -17,12 +17,18 @@ import (
 func TestKeys(t *testing.T) {
 	k := Keys{Prefix: "relay"}
 	for got, want := range map[string]string{
-		k.Events("ens"):          "relay:{ens}:events",
-		k.Retry("ens"):           "relay:{ens}:retry",
-		k.Dead("ens"):            "relay:{ens}:dead",
-		k.Seen("ens", "ev-1:a"):  "relay:{ens}:seen:ev-1:a",
-		k.Events("cardlytics"):   "relay:{cardlytics}:events",
-		k.Seen("brevo", "x.y_z"): "relay:{brevo}:seen:x.y_z",
+		k.Events("ens"):                       "relay:{ens}:events",
+		k.Retry("ens"):                        "relay:{ens}:retry",
+		k.Dead("ens"):                         "relay:{ens}:dead",
+		k.Seen("ens", "site:shop", "ev-1:a"):  "relay:{ens}:seen:site:shop:ev-1:a",
+		k.Events("cardlytics"):                "relay:{cardlytics}:events",
+		k.Seen("brevo", "client:be", "x.y_z"): "relay:{brevo}:seen:client:be:x.y_z",
+		// A ':' or '%' in a caller's name is escaped: the id starts after the caller's
+		// last unescaped ':', so ("site:a:b", "c") and ("site:a", "b:c") differ.
+		k.Seen("ens", "site:a:b", "c"):  "relay:{ens}:seen:site:a%3Ab:c",
+		k.Seen("ens", "site:a", "b:c"):  "relay:{ens}:seen:site:a:b:c",
+		k.Seen("ens", "site:100%", "x"): "relay:{ens}:seen:site:100%25:x",
+		k.Seen("ens", "nokind", "x"):    "relay:{ens}:seen:nokind:x",
 	} {
 		if got != want {
 			t.Errorf("got %q, want %q", got, want)
@@ -36,7 +42,7 @@ func TestKeys(t *testing.T) {
 // entryValues renders an entry the way go-redis hands XMessage.Values to a reader.
 func entryValues(m *delivery.Message) map[string]any {
 	var e entry
-	e.set(m, Keys{Prefix: testPrefix}.Seen(m.Provider, ""))
+	e.set(m, Keys{Prefix: testPrefix}.seenPrefix(m.Provider), RelayID)
 	args := e.appendValues(nil)
 	if len(args) != 1 {
 		panic("an entry has one value, its envelope")
@@ -55,14 +61,19 @@ func legacyValues(m *delivery.Message) map[string]any {
 }
 
 // TestEntrySeenKey: the Seen key the enqueue path writes into the entry's buffer is
-// Keys.Seen, and reusing the entry for a shorter message leaves no trace of the longer.
+// Keys.Seen for a caller's id and absent for a relay-generated one, and reusing the
+// entry for a shorter message leaves no trace of the longer.
 func TestEntrySeenKey(t *testing.T) {
 	k := Keys{Prefix: "relay"}
 	var e entry
 	for _, m := range []*delivery.Message{testMessage("ens", 123456), testMessage("brevo", 7)} {
-		e.set(m, k.Seen(m.Provider, ""))
-		if got, want := string(e.seen), k.Seen(m.Provider, m.ID); got != want {
+		e.set(m, k.seenPrefix(m.Provider), ClientID)
+		if got, want := string(e.seen), k.Seen(m.Provider, m.Source, m.ID); got != want {
 			t.Fatalf("seen key %q, want %q", got, want)
+		}
+		e.set(m, k.seenPrefix(m.Provider), RelayID)
+		if len(e.seen) != 0 {
+			t.Fatalf("seen key %q for a relay-generated id, want none", e.seen)
 		}
 		env, err := decodeEnvelope(m.Provider, string(e.env))
 		if err != nil || !equalMessage(env.msg, *m) {
@@ -128,7 +139,7 @@ func TestTrimmedEntryIsMalformed(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := runEnqueuer(t, c, defaultEnqOpts())
-	if _, err := e.Enqueue(ctx, testMessage("ens", 1)); err != nil {
+	if _, err := e.Enqueue(ctx, testMessage("ens", 1), ClientID); err != nil {
 		t.Fatal(err)
 	}
 	read := func(id string) []redis.XMessage {

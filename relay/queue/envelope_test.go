@@ -29,7 +29,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			UserAgent: strings.Repeat("u", 300), Country: "DE", CustomerID: "cust-1", Source: "client:backend"},
 	} {
 		var e entry
-		e.set(m, "t:{"+m.Provider+"}:seen:")
+		e.set(m, "t:{"+m.Provider+"}:seen:", ClientID)
 		got := DecodeEntry(m.Provider, "1-0", map[string]any{FieldEnvelope: string(e.env)})
 		if got.Bad != nil || !equalMessage(got.Message, *m) {
 			t.Errorf("%s: %+v (%v), want %+v", name, got.Message, got.Bad, *m)
@@ -67,7 +67,7 @@ func TestEnvelopeIsCompact(t *testing.T) {
 
 func TestEnvelopeMalformed(t *testing.T) {
 	var e entry
-	e.set(testMessage("ens", 1), "")
+	e.set(testMessage("ens", 1), "", RelayID)
 	good := string(e.env)
 	withTrailer := string(appendTrailer([]byte(good), 2, 500, "boom"))
 	cases := map[string]any{
@@ -99,8 +99,8 @@ func TestEntrySetDoesNotAllocate(t *testing.T) {
 	m := &delivery.Message{ID: "3f1c2a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f", Provider: "ens", Route: "ens/click",
 		Body: []byte(`{"campaignId":1}`), ReceivedAt: time.Now(), ClientIP: "203.0.113.7", UserAgent: "ua", Source: "s"}
 	var e entry
-	e.set(m, "t:{ens}:seen:")
-	if n := testing.AllocsPerRun(100, func() { e.set(m, "t:{ens}:seen:") }); n != 0 {
+	e.set(m, "t:{ens}:seen:", ClientID)
+	if n := testing.AllocsPerRun(100, func() { e.set(m, "t:{ens}:seen:", ClientID) }); n != 0 {
 		t.Fatalf("entry.set: %v allocations", n)
 	}
 }

@@ -1,6 +1,9 @@
 package queue
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Group is the consumer group every relay reads each provider's events stream through.
 const Group = "relay"
@@ -39,9 +42,38 @@ func (k Keys) StatsPrefix(provider string) string { return k.key(provider, "stat
 // (24 h), so a retried write appends its dead letter once: "<prefix>:{P}:lost:<stream id>".
 func (k Keys) Lost(provider, streamID string) string { return k.key(provider, "lost:"+streamID) }
 
-// Seen is the ingest dedupe marker of one event (24 h): "<prefix>:{P}:seen:<event_id>".
-func (k Keys) Seen(provider, eventID string) string {
-	return k.Prefix + ":{" + provider + "}:seen:" + eventID
+// Seen is the dedupe marker (24 h) of an event whose id its caller chose:
+// "<prefix>:{P}:seen:<caller>:<client id>", caller being the site or client (the
+// message's Source, e.g. "site:shop"), so two callers' ids never collide. Events with an
+// id the relay generated have none: nobody can resend them.
+func (k Keys) Seen(provider, caller, clientID string) string {
+	return string(appendSeenCaller([]byte(k.seenPrefix(provider)), caller)) + clientID
+}
+
+// seenPrefix is Seen without the caller and the id.
+func (k Keys) seenPrefix(provider string) string { return k.key(provider, "seen:") }
+
+// appendSeenCaller appends caller and the ':' that ends it. Within the caller, '%' and
+// the ':' after its kind's are the only bytes written escaped (%25, %3A): a ':' in a site's
+// name could otherwise make "site:a:b" + "c" and "site:a" + "b:c" the same key.
+func appendSeenCaller(dst []byte, caller string) []byte {
+	kind, name, ok := strings.Cut(caller, ":")
+	if ok {
+		dst = append(append(dst, kind...), ':')
+	} else {
+		name = caller
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; c {
+		case '%':
+			dst = append(dst, "%25"...)
+		case ':':
+			dst = append(dst, "%3A"...)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, ':')
 }
 
 func (k Keys) key(provider, suffix string) string {

@@ -50,7 +50,7 @@ func BenchmarkStoredBytes(b *testing.B) {
 					for _, f := range entryFields {
 						values = append(values, f, legacyValues(m)[f])
 					}
-					pipe.SetNX(ctx, keys.Seen(m.Provider, m.ID), "1", 24*time.Hour)
+					pipe.SetNX(ctx, keys.Seen(m.Provider, m.Source, m.ID), "1", 24*time.Hour)
 					pipe.XAdd(ctx, &redis.XAddArgs{Stream: keys.Events(m.Provider), Values: values})
 				}
 				if _, err := pipe.Exec(ctx); err != nil {
@@ -69,7 +69,7 @@ func BenchmarkStoredBytes(b *testing.B) {
 				for g := range 32 {
 					wg.Go(func() {
 						for i := g; i < len(msgs); i += 32 {
-							if _, err := e.Enqueue(ctx, msgs[i]); err != nil {
+							if _, err := e.Enqueue(ctx, msgs[i], ClientID); err != nil {
 								b.Error(err)
 								return
 							}

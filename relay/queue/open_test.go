@@ -94,10 +94,10 @@ func TestOpenEmbedded(t *testing.T) {
 	}
 	e := runEnqueuer(t, conn.Client, defaultEnqOpts())
 	m := testMessage("ens", 1)
-	if dup, err := e.Enqueue(t.Context(), m); err != nil || dup {
+	if dup, err := e.Enqueue(t.Context(), m, ClientID); err != nil || dup {
 		t.Fatalf("Enqueue: %v %v", dup, err)
 	}
-	if dup, err := e.Enqueue(t.Context(), m); err != nil || !dup {
+	if dup, err := e.Enqueue(t.Context(), m, ClientID); err != nil || !dup {
 		t.Fatalf("second Enqueue: dup=%v %v", dup, err)
 	}
 	got := entries(t, conn.Client, "ens")

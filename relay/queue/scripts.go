@@ -215,3 +215,16 @@ redis.call('XADD', KEYS[2], '*', unpack(args))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 `)
+
+// trimDeadScript applies a dead-letter stream's retention in one step. KEYS: dead. ARGV:
+// max age in ms, max count. Letters added before now − max age go first (the stream ids
+// are their XADD times; now is Redis's clock, so relays with skewed clocks agree), then
+// the oldest beyond max count. Exact trimming (no ~), so the counts are the letters
+// dropped. Returns {dropped by age, dropped by count}.
+var trimDeadScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local byAge = redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f', math.max(now - tonumber(ARGV[1]), 0)))
+local byCount = redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[2])
+return {byAge, byCount}
+`)

@@ -17,12 +17,14 @@ type writer struct {
 	groups []*group // groups[:n] are in use in the current pipeline
 }
 
-// group is one provider's part of a pipeline: one script call for all its events.
+// group is one provider's part of a pipeline: one script call for all its events with a
+// marker (keyed), one plain XADD each for the others.
 type group struct {
 	events string     // the provider's events stream, KEYS[1]
-	reqs   []*request // in the order of their Seen keys and values in the call
-	args   []any      // the call's arguments; the Cmd refers to them until it is answered
-	cmd    *redis.Cmd
+	keyed  []*request // in the order of their Seen keys and values in the script call
+	plain  []*request // each with its own XADD (request.cmd)
+	args   []any      // the script call's arguments; the Cmd refers to them until answered
+	cmd    *redis.Cmd // the script call, nil without keyed events
 }
 
 func (e *Enqueuer) newWriter() *writer {
@@ -90,23 +92,37 @@ func (w *writer) write(runCtx context.Context) {
 	defer cancel()
 
 	pipe := e.client.Pipeline()
-	events := 0
+	events, commands := 0, 0
 	for _, g := range groups {
-		g.args = append(g.args[:0], "evalsha", &e.sha, &e.numKeys[1+len(g.reqs)], &g.events)
-		for _, r := range g.reqs {
+		// An event without a marker needs no script: a plain XADD answers for it alone,
+		// and Redis spends a fraction of a script call on it.
+		for _, r := range g.plain {
+			r.xadd = append(r.xadd[:0], "xadd", &g.events, "*", FieldEnvelope, &r.entry.env)
+			r.cmd = redis.NewCmd(ctx, r.xadd...)
+			r.cmd.SetFirstKeyPos(1)
+			_ = pipe.Process(ctx, r.cmd) // only queues
+		}
+		commands += len(g.plain)
+		events += len(g.plain)
+		if len(g.keyed) == 0 {
+			continue
+		}
+		g.args = append(g.args[:0], "evalsha", &e.sha, &e.numKeys[1+len(g.keyed)], &g.events)
+		for _, r := range g.keyed {
 			g.args = append(g.args, &r.entry.seen)
 		}
-		for _, r := range g.reqs {
+		for _, r := range g.keyed {
 			g.args = r.entry.appendValues(g.args)
 		}
 		g.cmd = redis.NewCmd(ctx, g.args...)
-		g.cmd.SetFirstKeyPos(3)      // the events key: cluster routing by its {P} slot
-		_ = pipe.Process(ctx, g.cmd) // only queues
-		events += len(g.reqs)
+		g.cmd.SetFirstKeyPos(3) // the events key: cluster routing by its {P} slot
+		_ = pipe.Process(ctx, g.cmd)
+		commands++
+		events += len(g.keyed)
 	}
 	_, _ = pipe.Exec(ctx) // per-call errors are read below
 	e.pipelines.Add(1)
-	e.commands.Add(uint64(len(groups)))
+	e.commands.Add(uint64(commands))
 	e.nevents.Add(uint64(events))
 	e.redoNoScript(ctx, groups)
 
@@ -124,36 +140,71 @@ func (w *writer) write(runCtx context.Context) {
 // the first of its stream, and returns the new number of groups in use. A pipeline holds
 // few providers, so a linear search beats a map.
 func (w *writer) add(r *request, n int) int {
-	for _, g := range w.groups[:n] {
-		if g.events == r.events {
-			g.reqs = append(g.reqs, r)
-			return n
+	var g *group
+	for _, h := range w.groups[:n] {
+		if h.events == r.events {
+			g = h
+			break
 		}
 	}
-	if n == len(w.groups) {
-		w.groups = append(w.groups, &group{})
+	if g == nil {
+		if n == len(w.groups) {
+			w.groups = append(w.groups, &group{})
+		}
+		g = w.groups[n]
+		g.events = r.events
+		n++
 	}
-	g := w.groups[n]
-	g.events = r.events
-	g.reqs = append(g.reqs[:0], r)
-	return n + 1
+	if len(r.entry.seen) > 0 {
+		g.keyed = append(g.keyed, r)
+	} else {
+		g.plain = append(g.plain, r)
+	}
+	return n
 }
 
-// answer replies to every request of g from its call's reply, and returns the call's
-// error or the first event's error, for health logging.
+// answer replies to every request of g from its commands' replies, and returns the first
+// error, for health logging.
 func (g *group) answer() error {
+	var firstErr error
+	for _, r := range g.plain {
+		// Read before replying: once replied to, r belongs to its caller again.
+		err := r.cmd.Err()
+		r.cmd = nil
+		clear(r.xadd) // the command's arguments: drop the group's and the entry's pointers
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			r.reply <- result{err: fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, g.events, err)}
+			continue
+		}
+		r.reply <- result{}
+	}
+	if len(g.keyed) == 0 {
+		return firstErr
+	}
+	if err := g.answerKeyed(); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return firstErr
+}
+
+// answerKeyed replies to the keyed requests from the script call's reply, and returns
+// the call's error or the first event's error.
+func (g *group) answerKeyed() error {
 	vals, err := g.cmd.Slice()
-	if err == nil && len(vals) != len(g.reqs) {
-		err = fmt.Errorf("queue: the enqueue script answered %d results for %d events (a relay bug)", len(vals), len(g.reqs))
+	if err == nil && len(vals) != len(g.keyed) {
+		err = fmt.Errorf("queue: the enqueue script answered %d results for %d events (a relay bug)", len(vals), len(g.keyed))
 	}
 	if err != nil {
-		for _, r := range g.reqs {
+		for _, r := range g.keyed {
 			r.reply <- result{err: fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, g.events, err)}
 		}
 		return err
 	}
 	var firstErr error
-	for i, r := range g.reqs {
+	for i, r := range g.keyed {
 		var res result
 		switch v := vals[i].(type) {
 		case int64:
@@ -174,8 +225,10 @@ func (g *group) answer() error {
 // reset drops g's references to answered requests and their buffers (they go back to
 // the pool), keeping the slices' capacity.
 func (g *group) reset() {
-	clear(g.reqs)
-	g.reqs = g.reqs[:0]
+	clear(g.keyed)
+	g.keyed = g.keyed[:0]
+	clear(g.plain)
+	g.plain = g.plain[:0]
 	clear(g.args)
 	g.args = g.args[:0]
 	g.cmd = nil
@@ -187,7 +240,10 @@ func (g *group) reset() {
 func (e *Enqueuer) redoNoScript(ctx context.Context, groups []*group) {
 	var pipe redis.Pipeliner
 	for _, g := range groups {
-		// The nil check first: HasErrorPrefix allocates even for a nil error.
+		// The nil checks first: HasErrorPrefix allocates even for a nil error.
+		if g.cmd == nil {
+			continue
+		}
 		if err := g.cmd.Err(); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			continue
 		}
