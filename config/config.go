@@ -68,7 +68,7 @@ type Redis struct {
 	// HighWaterMark is the per-provider backlog (stream + retry set) above which ingest for
 	// that provider answers 503. Default 1000000; -1 disables the check.
 	HighWaterMark int64 `yaml:"high_water_mark"`
-	// Writers is the number of group-commit writers pipelining enqueues. Default 4.
+	// Writers is the number of group-commit writers pipelining enqueues. Default 2.
 	Writers int `yaml:"writers"`
 	// MaxBatch caps the enqueues of one group-commit pipeline. Default 256.
 	MaxBatch int `yaml:"max_batch"`

@@ -26,7 +26,7 @@ func (c *Config) setDefaults() {
 	OrDefault(&r.Prefix, "relay")
 	OrDefault(&r.EnqueueTimeout, time.Second)
 	OrDefault(&r.HighWaterMark, 1_000_000)
-	OrDefault(&r.Writers, 4)
+	OrDefault(&r.Writers, 2)
 	OrDefault(&r.MaxBatch, 256)
 	OrDefault(&r.PoolSize, 32)
 

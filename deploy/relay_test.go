@@ -263,7 +263,7 @@ func TestRunningRelay(t *testing.T) {
 	// metric the dashboard and the alerts use. The embedded queue (redis.url "") keeps
 	// this independent of a Redis installation.
 	t.Run("metrics", func(t *testing.T) {
-		specs, _ := contract(t)
+		specs, values := contract(t)
 		dash, refs := dashboardExprs(t)
 		used := checkExprs(t, append(dash, alertExprs(t)...), refs)
 
@@ -278,6 +278,7 @@ func TestRunningRelay(t *testing.T) {
 		if err != nil {
 			t.Fatalf("/metrics: %v", err)
 		}
+		checkExportedDocumented(t, text, fams, specs, values)
 
 		// Every metric of the contract, and every one the dashboard and alerts use
 		// (the static test keeps those within the contract).

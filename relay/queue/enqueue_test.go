@@ -500,10 +500,15 @@ func BenchmarkEnqueue(b *testing.B) {
 		name      string
 		providers []string
 		writers   int
+		src       IDSource
 	}{
-		{"1provider", []string{"ens"}, 4},
-		{"4providers", four, 4},
-		{"4providers_1writer", four, 1},
+		{"1provider", []string{"ens"}, 4, ClientID},
+		{"4providers", four, 4, ClientID},
+		{"4providers_1writer", four, 1, ClientID},
+		// Events whose id the relay generated: plain XADDs, no marker.
+		{"unkeyed_4providers_4writers", four, 4, RelayID},
+		{"unkeyed_4providers_2writers", four, 2, RelayID},
+		{"unkeyed_4providers_1writer", four, 1, RelayID},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			_, conn := openRedis(b, redistest.Options{})
@@ -527,7 +532,7 @@ func BenchmarkEnqueue(b *testing.B) {
 				for i := 0; pb.Next(); i++ {
 					m.Provider = bc.providers[i%len(bc.providers)]
 					m.ID = "bench-" + itoa(base+i)
-					if _, err := e.Enqueue(ctx, m, ClientID); err != nil {
+					if _, err := e.Enqueue(ctx, m, bc.src); err != nil {
 						b.Fatal(err)
 					}
 				}
