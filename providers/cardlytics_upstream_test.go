@@ -533,3 +533,165 @@ func TestCardlyticsSessionCacheBounded(t *testing.T) {
 		t.Errorf("after drop: want a new session")
 	}
 }
+
+// cdlxEventIDs returns the clientEventIds of a clientEvent request body.
+func cdlxEventIDs(t *testing.T, body []byte) []string {
+	t.Helper()
+	var req struct {
+		ClientEvents []struct {
+			ClientEventID string `json:"clientEventId"`
+		} `json:"clientEvents"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Errorf("clientEvent body %s: %v", body, err)
+	}
+	ids := make([]string, len(req.ClientEvents))
+	for i, ev := range req.ClientEvents {
+		ids[i] = ev.ClientEventID
+	}
+	return ids
+}
+
+// cdlxBadID is the clientEventId of the n-th marked event of TestCardlyticsSplitsRefusedBatch.
+func cdlxBadID(n int) string { return fmt.Sprintf("bad00000-0000-4000-8000-%012d", n) }
+
+// cdlxSplitBound is the most clientEvent requests a batch of n messages with bad marked
+// ones may cost: one, plus two per halving for each bad one.
+func cdlxSplitBound(n, bad int) int {
+	depth := 0
+	for 1<<depth < n {
+		depth++
+	}
+	return 1 + bad*2*depth
+}
+
+// One customer's 50 messages share a request; the fake refuses (400, without naming the
+// event) any request holding a marked event. Only the marked messages are dead-lettered,
+// every other one is delivered exactly once, within the request bound.
+func TestCardlyticsSplitsRefusedBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bad  []int // indexes of the marked messages
+	}{
+		{"one bad event", []int{17}},
+		{"one bad event first", []int{0}},
+		{"one bad event last", []int{49}},
+		{"two bad events", []int{3, 40}},
+		{"two bad neighbours", []int{24, 25}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCDLX(t, cardlyticsAuthBearer)
+			var mu sync.Mutex
+			delivered := map[string]int{} // clientEventId: times answered 200
+			f.script(cardlyticsEventsPath, func(_ int, r cdlxReq) cdlxResp {
+				ids := cdlxEventIDs(t, r.Body)
+				for _, id := range ids {
+					if strings.HasPrefix(id, "bad") {
+						return cdlxResp{Status: 400, Body: `{"message":"Bad Request"}`}
+					}
+				}
+				mu.Lock()
+				for _, id := range ids {
+					delivered[id]++
+				}
+				mu.Unlock()
+				return cdlxResp{Status: 200, Body: `{"requestId":"` + r.Header.Get("X-CDLX-Request-Id") + `"}`}
+			})
+			a := newCDLXAdapter(t, f)
+			batch := make([]*delivery.Message, cardlyticsMaxEvents)
+			for i := range batch {
+				batch[i] = cdlxMsg("m"+strconv.Itoa(i), "cust-1", cdlxEvNoID)
+			}
+			for n, i := range tc.bad {
+				batch[i] = cdlxMsg(batch[i].ID, "cust-1", `{"clientEventId":"`+cdlxBadID(n)+`",`+cdlxEvNoID[1:])
+			}
+			res := cdlxDeliverAll(t, a, batch...)
+			for i, err := range res {
+				if slices.Contains(tc.bad, i) {
+					if !delivery.IsPermanent(err) || delivery.StatusOf(err) != 400 {
+						t.Errorf("marked message %d: %v, want Permanent 400", i, err)
+					}
+					continue
+				}
+				if id := cdlxDerivedID(batch[i].ID, 0); err != nil || delivered[id] != 1 {
+					t.Errorf("message %d: %v, delivered %d times; want delivered once", i, err, delivered[id])
+				}
+			}
+			evs := f.requests(cardlyticsEventsPath)
+			if bound := cdlxSplitBound(len(batch), len(tc.bad)); len(evs) > bound {
+				t.Errorf("%d clientEvent requests, want at most %d", len(evs), bound)
+			}
+			if s, _ := f.counts(); s != 1 {
+				t.Errorf("%d sessions, want 1", s)
+			}
+			// Each request is traced by its own first message.
+			for _, r := range evs {
+				if first := cdlxEventIDs(t, r.Body); len(first) > 0 && !strings.HasPrefix(first[0], "bad") &&
+					first[0] != cdlxDerivedID(r.Header.Get("X-CDLX-Request-Id"), 0) {
+					t.Errorf("X-CDLX-Request-Id %q is not the request's first message", r.Header.Get("X-CDLX-Request-Id"))
+				}
+			}
+		})
+	}
+}
+
+// Splitting stops at a reply that is not a refusal of the content: it applies to the
+// whole half, as it would to the whole batch.
+func TestCardlyticsSplitStops(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		half     cdlxResp // the reply to a split request holding the marked event
+		requests int
+		check    func(error) bool
+	}{
+		{"503 on the half", cdlxResp{Status: 503, Header: map[string]string{"Retry-After": "3"}}, 3, func(err error) bool {
+			d, _ := delivery.RetryDelay(err)
+			return !delivery.IsPermanent(err) && delivery.StatusOf(err) == 503 && d == 3*time.Second
+		}},
+		{"429 on the half", cdlxResp{Status: 429}, 3, func(err error) bool {
+			return !delivery.IsPermanent(err) && delivery.StatusOf(err) == 429
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCDLX(t, cardlyticsAuthBearer)
+			f.script(cardlyticsEventsPath, func(n int, r cdlxReq) cdlxResp {
+				if !slices.Contains(cdlxEventIDs(t, r.Body), cdlxBadID(0)) {
+					return cdlxResp{Status: 200, Body: `{}`}
+				}
+				if n == 1 {
+					return cdlxResp{Status: 400, Body: `{}`}
+				}
+				return tc.half
+			})
+			a := newCDLXAdapter(t, f)
+			batch := make([]*delivery.Message, 10)
+			for i := range batch {
+				batch[i] = cdlxMsg("m"+strconv.Itoa(i), "cust-1", cdlxEvNoID)
+			}
+			batch[2] = cdlxMsg("m2", "cust-1", `{"clientEventId":"`+cdlxBadID(0)+`",`+cdlxEvNoID[1:])
+			res := cdlxDeliverAll(t, a, batch...)
+			for i, err := range res {
+				if i < 5 && !tc.check(err) || i >= 5 && err != nil {
+					t.Errorf("message %d: %v", i, err)
+				}
+			}
+			if _, e := f.counts(); e != tc.requests {
+				t.Errorf("%d clientEvent requests, want %d", e, tc.requests)
+			}
+		})
+	}
+
+	// A refusal that is not about the content (404: base_url or path) is not split.
+	f := newFakeCDLX(t, cardlyticsAuthBearer)
+	f.script(cardlyticsEventsPath, cdlxReply(404, `{}`))
+	a := newCDLXAdapter(t, f)
+	res := cdlxDeliverAll(t, a, cdlxMsg("a", "cust-1", cdlxEvNoID), cdlxMsg("b", "cust-1", cdlxEvNoID), cdlxMsg("c", "cust-1", cdlxEvNoID))
+	for i, err := range res {
+		if !delivery.IsPermanent(err) || delivery.StatusOf(err) != 404 {
+			t.Errorf("message %d: %v, want Permanent 404", i, err)
+		}
+	}
+	if _, e := f.counts(); e != 1 {
+		t.Errorf("%d clientEvent requests for a 404, want 1", e)
+	}
+}
