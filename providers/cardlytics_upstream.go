@@ -68,7 +68,10 @@ type cardlyticsAdapter struct {
 	// base is base_url without a trailing slash.
 	base string
 	// auth is cardlyticsAuthBearer or cardlyticsAuthSession.
-	auth                          string
+	auth string
+	// tokenField is the startSession reply member that carries the token
+	// (session_token_field).
+	tokenField                    string
 	clientID, secret, institution string
 	idSpace                       uuid.UUID
 	// now is the clock of token expiry and Retry-After dates; tests replace it.
@@ -98,6 +101,7 @@ func newCardlyticsAdapter(cfg *CardlyticsConfig, log *zap.Logger) (delivery.Adap
 	if a.auth == "" {
 		a.auth = cardlyticsAuthBearer // the config default
 	}
+	a.tokenField = (&CardlyticsConfig{Auth: a.auth, SessionTokenField: cfg.SessionTokenField}).tokenField()
 	switch {
 	case a.base == "":
 		return nil, errors.New("base_url is required (Cardlytics has no public default)")
@@ -105,6 +109,8 @@ func newCardlyticsAdapter(cfg *CardlyticsConfig, log *zap.Logger) (delivery.Adap
 		return nil, fmt.Errorf("auth %q must be bearer or session", a.auth)
 	case a.auth == cardlyticsAuthBearer && (a.clientID == "" || a.secret == ""):
 		return nil, errors.New("client_id and secret are required for auth bearer")
+	case strings.TrimSpace(a.tokenField) == "":
+		return nil, errors.New("session_token_field must name the startSession reply member that carries the token")
 	case a.institution != "" && !visibleASCII(a.institution):
 		// It is a header on every startSession: refused here, once, rather than as a
 		// Permanent error that would dead-letter every event.

@@ -342,19 +342,20 @@ func TestCardlyticsSessionCached(t *testing.T) {
 func TestCardlyticsSessionExpiry(t *testing.T) {
 	for _, tc := range []struct {
 		mode, reply string
+		field       string        // session_token_field
 		valid       time.Duration // how long the token is used
 	}{
-		{cardlyticsAuthSession, `{"sessionToken":"%s"}`, time.Hour - time.Minute},
-		{cardlyticsAuthBearer, `{"token":"%s"}`, 15*time.Minute - time.Minute},
-		{cardlyticsAuthBearer, `{"accessToken":"%s","expiresIn":120}`, time.Minute},
-		{cardlyticsAuthBearer, `{"access_token":"%s","expires_in":"300"}`, 4 * time.Minute},
+		{cardlyticsAuthSession, `{"sessionToken":"%s"}`, "", time.Hour - time.Minute},
+		{cardlyticsAuthBearer, `{"token":"%s"}`, "", 15*time.Minute - time.Minute},
+		{cardlyticsAuthBearer, `{"accessToken":"%s","expiresIn":120}`, "accessToken", time.Minute},
+		{cardlyticsAuthBearer, `{"access_token":"%s","expires_in":"300"}`, "access_token", 4 * time.Minute},
 	} {
 		t.Run(tc.reply, func(t *testing.T) {
 			f := newFakeCDLX(t, tc.mode)
 			f.script(cardlyticsSessionPath, func(n int, _ cdlxReq) cdlxResp {
 				return cdlxResp{Status: 200, Body: fmt.Sprintf(tc.reply, cdlxToken(n))}
 			})
-			a := newCDLXAdapter(t, f)
+			a := newCDLXAdapter(t, f, func(c *CardlyticsConfig) { c.SessionTokenField = tc.field })
 			clk := &cdlxClock{}
 			a.now = clk.Now
 			deliver := func(wantSessions int) {
@@ -693,5 +694,98 @@ func TestCardlyticsSplitStops(t *testing.T) {
 	}
 	if _, e := f.counts(); e != 1 {
 		t.Errorf("%d clientEvent requests for a 404, want 1", e)
+	}
+}
+
+// The startSession reply's token member is session_token_field, the only one read. A
+// reply without it is retryable, and its error lists the reply's member names (never
+// their values) and the setting to change.
+func TestCardlyticsSessionTokenField(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode, reply, field string
+		ok                       bool
+		mention                  []string // in the error
+	}{
+		{"bearer, the token under another name, set", cardlyticsAuthBearer,
+			`{"bearerToken":"%s","tokenType":"Bearer-canary","expiresIn":900}`, "bearerToken", true, nil},
+		{"session, the token under another name, set", cardlyticsAuthSession,
+			`{"jwt":"%s"}`, "jwt", true, nil},
+		{"bearer, the token under another name, default", cardlyticsAuthBearer,
+			`{"bearerToken":"%s","tokenType":"Bearer-canary","expiresIn":900}`, "", false,
+			[]string{`no member "token"`, `"bearerToken", "tokenType", "expiresIn"`, "session_token_field"}},
+		{"bearer, no fallback to another usual name", cardlyticsAuthBearer,
+			`{"accessToken":"%s"}`, "", false, []string{`"accessToken"`, "session_token_field"}},
+		{"session, no fallback to token", cardlyticsAuthSession,
+			`{"token":"%s"}`, "", false, []string{`no member "sessionToken"`, `"token"`, "session_token_field"}},
+		{"the member is not a string", cardlyticsAuthBearer,
+			`{"token":{"value":"%s"}}`, "", false, []string{`member "token"`, "session_token_field"}},
+		{"the member is empty", cardlyticsAuthBearer,
+			`{"data":"%s","token":""}`, "", false, []string{`member "token"`, "session_token_field"}},
+		{"not an object", cardlyticsAuthBearer, `["%s"]`, "", false, []string{"not a JSON object"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCDLX(t, tc.mode)
+			f.script(cardlyticsSessionPath, func(n int, _ cdlxReq) cdlxResp {
+				return cdlxResp{Status: 200, Body: fmt.Sprintf(tc.reply, cdlxToken(n))}
+			})
+			a := newCDLXAdapter(t, f, func(c *CardlyticsConfig) { c.SessionTokenField = tc.field })
+			err := cdlxDeliver(t, a, cdlxMsg("e", "cust-1", cdlxEvNoID)) // no "canary" in the error
+			_, events := f.counts()
+			if tc.ok {
+				if err != nil || events != 1 {
+					t.Fatalf("got %v after %d clientEvent calls, want delivered", err, events)
+				}
+				hdr := map[string]string{cardlyticsAuthBearer: "Authorization", cardlyticsAuthSession: "X-CDLX-Session-Token"}[tc.mode]
+				want := map[string]string{cardlyticsAuthBearer: "Bearer ", cardlyticsAuthSession: ""}[tc.mode] + cdlxToken(1)
+				cdlxWantHeader(t, f.requests(cardlyticsEventsPath)[0], hdr, want)
+				return
+			}
+			if err == nil || delivery.IsPermanent(err) || delivery.StatusOf(err) != 200 || events != 0 {
+				t.Fatalf("got %v (permanent %v) after %d clientEvent calls, want a retryable error with status 200 and no call",
+					err, delivery.IsPermanent(err), events)
+			}
+			for _, m := range append(tc.mention, "no usable token") {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("%q does not mention %q", err, m)
+				}
+			}
+			if strings.Contains(err.Error(), "900") {
+				t.Errorf("%q quotes a value of the reply", err)
+			}
+		})
+	}
+}
+
+// session_token_field is checked after its default: blank is refused, by config and by
+// the adapter.
+func TestCardlyticsSessionTokenFieldConfig(t *testing.T) {
+	for field, want := range map[string]string{
+		`""`:          "", // the default
+		"accessToken": "",
+		`"   "`:       "providers.cardlytics.session_token_field must name",
+	} {
+		_, err := config.Parse([]byte(`
+admin: {listen: "127.0.0.1:9090", token: "admin-token-0123456789"}
+providers:
+  cardlytics: {base_url: "http://127.0.0.1:8443", client_id: id, secret: s, session_token_field: `+field+`}
+`), nil, Specs())
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("session_token_field %s: %v, want %q", field, err, want)
+		}
+		unquoted, uerr := strconv.Unquote(field)
+		if uerr != nil {
+			unquoted = field
+		}
+		c := &CardlyticsConfig{Delivery: config.Delivery{BaseURL: "http://127.0.0.1:8443"},
+			ClientID: "id", Secret: "s", SessionTokenField: unquoted}
+		if _, err := newCardlyticsAdapter(c, nil); (err != nil) != (want != "") {
+			t.Errorf("session_token_field %s: adapter: %v", field, err)
+		}
+	}
+	for auth, want := range map[string]string{cardlyticsAuthBearer: "token", cardlyticsAuthSession: "sessionToken"} {
+		c := &CardlyticsConfig{Auth: auth}
+		if c.SetDefaults(); c.tokenField() != want {
+			t.Errorf("auth %s: default session_token_field %q, want %q", auth, c.tokenField(), want)
+		}
 	}
 }
