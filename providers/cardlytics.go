@@ -209,6 +209,12 @@ type CardlyticsConfig struct {
 	// ClientID and Secret are sent to startSession in bearer mode. Required for bearer.
 	ClientID string `yaml:"client_id"`
 	Secret   string `yaml:"secret"`
+	// SessionTokenField names the member of the startSession reply that carries the
+	// token, the only one read. Default "sessionToken" in session mode (documented) and
+	// "token" in bearer mode (undocumented: the docs only say the reply "will provide a
+	// bearer token"); set it when the upstream answers with another name, which the error
+	// of a reply without the token lists (names only).
+	SessionTokenField string `yaml:"session_token_field"`
 	// InstitutionID is sent as X-CDLX-Institution-Id in session mode, when set.
 	InstitutionID string `yaml:"institution_id"`
 	// TLSCertFile and TLSKeyFile are the client certificate for mutual TLS. Required.
@@ -220,10 +226,28 @@ type CardlyticsConfig struct {
 	ClientEvents map[string][]string `yaml:"client_events"`
 }
 
-// SetDefaults sets auth.
-func (c *CardlyticsConfig) SetDefaults() { config.OrDefault(&c.Auth, "bearer") }
+// SetDefaults sets auth. session_token_field is left as written: its default depends on
+// auth, and tokenField resolves it where it is read (Validate, the adapter).
+func (c *CardlyticsConfig) SetDefaults() { config.OrDefault(&c.Auth, cardlyticsAuthBearer) }
 
-// Validate checks the credentials, the TLS files and client_events.
+// tokenField is session_token_field with its default applied: in session mode the
+// documented "sessionToken" (StartSessionResponse in the provider's OpenAPI,
+// platform.cardlytics.com/publisher-integrations/reference/
+// starts-a-session-by-obtaining-a-session-token); in bearer mode "token", a guess: the
+// docs (platform.cardlytics.com/publisher-integrations/docs/start-session) only say the
+// reply "will provide a bearer token" valid 15 minutes, without naming the member.
+func (c *CardlyticsConfig) tokenField() string {
+	switch {
+	case c.SessionTokenField != "":
+		return c.SessionTokenField
+	case c.Auth == cardlyticsAuthSession:
+		return "sessionToken"
+	default:
+		return "token"
+	}
+}
+
+// Validate checks the credentials, session_token_field, the TLS files and client_events.
 func (c *CardlyticsConfig) Validate(v *config.Validator, p string) {
 	switch c.Auth {
 	case "bearer":
@@ -235,6 +259,9 @@ func (c *CardlyticsConfig) Validate(v *config.Validator, p string) {
 	}
 	if c.InstitutionID != "" {
 		v.Secret(p+".institution_id", c.InstitutionID, 1)
+	}
+	if strings.TrimSpace(c.tokenField()) == "" {
+		v.Add(p+".session_token_field", "must name the startSession reply member that carries the token")
 	}
 	c.validateTLS(v, p)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,20 +38,12 @@ const (
 	cardlyticsMaxToken = 8 << 10
 )
 
-// cardlyticsTokenFields names the startSession reply members that may carry the token,
-// first present wins.
-//   - session mode: "sessionToken", documented (StartSessionResponse in the provider's
-//     OpenAPI, platform.cardlytics.com/publisher-integrations/reference/
-//     starts-a-session-by-obtaining-a-session-token).
-//   - bearer mode: the docs (platform.cardlytics.com/publisher-integrations/docs/
-//     start-session) only say the reply "will provide a bearer token" valid 15 minutes,
-//     without naming the member. Unconfirmed, so the usual names are all accepted.
-func cardlyticsTokenFields(auth string) []string {
-	if auth == cardlyticsAuthSession {
-		return []string{"sessionToken", "token", "accessToken", "access_token"}
-	}
-	return []string{"token", "accessToken", "access_token", "sessionToken"}
-}
+// cardlyticsMaxFieldNames caps the member names a "no usable token" error lists, and
+// cardlyticsMaxFieldName each name's length: the reply is the upstream's, not the relay's.
+const (
+	cardlyticsMaxFieldNames = 20
+	cardlyticsMaxFieldName  = 64
+)
 
 // cardlyticsSession is one cached token.
 type cardlyticsSession struct {
@@ -250,24 +243,28 @@ func (a *cardlyticsAdapter) credentialHint() string {
 	return "client_id/secret and tls_cert_file/tls_key_file"
 }
 
-// sessionToken reads a 2xx startSession reply: the token, and its lifetime from
+// sessionToken reads a 2xx startSession reply: the token from member a.tokenField
+// (session_token_field), and its lifetime from
 // "expiresIn"/"expires_in" (seconds) when present, else the documented one. The reply is
-// never quoted in errors: it holds a token.
+// never quoted in errors: it holds a token. Without a usable token, the error names the
+// reply's members (names only) and the setting to change.
 func (a *cardlyticsAdapter) sessionToken(reply *Reply) (string, time.Duration, error) {
 	v, err := strictjson.Parse(reply.Body, 0)
 	if err != nil || v.Kind != strictjson.Object {
 		return "", 0, &delivery.HTTPError{Status: reply.Status, Message: cardlyticsNoToken + " (not a JSON object)"}
 	}
-	var token string
-	for _, name := range cardlyticsTokenFields(a.auth) {
-		if t := v.Get(name); t != nil && t.Kind == strictjson.String && t.Str != "" {
-			token = t.Str
-			break
-		}
+	t := v.Get(a.tokenField)
+	if t == nil {
+		return "", 0, &delivery.HTTPError{Status: reply.Status, Message: cardlyticsNoToken + ": no member " +
+			strconv.Quote(a.tokenField) + " (its members: " + a.memberNames(&v) + "); " +
+			"set providers.cardlytics session_token_field to the one that carries the token"}
 	}
-	if token == "" || len(token) > cardlyticsMaxToken || !visibleASCII(token) {
-		return "", 0, &delivery.HTTPError{Status: reply.Status, Message: cardlyticsNoToken}
+	if t.Kind != strictjson.String || t.Str == "" || len(t.Str) > cardlyticsMaxToken || !visibleASCII(t.Str) {
+		return "", 0, &delivery.HTTPError{Status: reply.Status, Message: cardlyticsNoToken + ": member " +
+			strconv.Quote(a.tokenField) + " (providers.cardlytics session_token_field) is not a string of 1 to " +
+			strconv.Itoa(cardlyticsMaxToken) + " visible ASCII characters"}
 	}
+	token := t.Str
 	ttl := cardlyticsBearerTTL
 	if a.auth == cardlyticsAuthSession {
 		ttl = cardlyticsSessionTTL
@@ -283,6 +280,28 @@ func (a *cardlyticsAdapter) sessionToken(reply *Reply) (string, time.Duration, e
 		break
 	}
 	return token, ttl, nil
+}
+
+// memberNames lists the names (never the values) of reply's members, for an error: in
+// document order, quoted, each cut to cardlyticsMaxFieldName bytes, at most
+// cardlyticsMaxFieldNames of them, with the relay's secrets redacted.
+func (a *cardlyticsAdapter) memberNames(reply *strictjson.Value) string {
+	if len(reply.Members) == 0 {
+		return "none"
+	}
+	names := make([]string, 0, min(len(reply.Members), cardlyticsMaxFieldNames))
+	for i, m := range reply.Members {
+		if i == cardlyticsMaxFieldNames {
+			names = append(names, "and "+strconv.Itoa(len(reply.Members)-i)+" more")
+			break
+		}
+		name := m.Key
+		if len(name) > cardlyticsMaxFieldName {
+			name = strings.ToValidUTF8(name[:cardlyticsMaxFieldName], "") + "..."
+		}
+		names = append(names, strconv.QuoteToASCII(name))
+	}
+	return a.redactor().Replace(strings.Join(names, ", "))
 }
 
 // visibleASCII reports whether s is only printable ASCII without spaces: safe as an HTTP

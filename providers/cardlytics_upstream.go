@@ -68,7 +68,10 @@ type cardlyticsAdapter struct {
 	// base is base_url without a trailing slash.
 	base string
 	// auth is cardlyticsAuthBearer or cardlyticsAuthSession.
-	auth                          string
+	auth string
+	// tokenField is the startSession reply member that carries the token
+	// (session_token_field).
+	tokenField                    string
 	clientID, secret, institution string
 	idSpace                       uuid.UUID
 	// now is the clock of token expiry and Retry-After dates; tests replace it.
@@ -98,6 +101,7 @@ func newCardlyticsAdapter(cfg *CardlyticsConfig, log *zap.Logger) (delivery.Adap
 	if a.auth == "" {
 		a.auth = cardlyticsAuthBearer // the config default
 	}
+	a.tokenField = (&CardlyticsConfig{Auth: a.auth, SessionTokenField: cfg.SessionTokenField}).tokenField()
 	switch {
 	case a.base == "":
 		return nil, errors.New("base_url is required (Cardlytics has no public default)")
@@ -105,6 +109,8 @@ func newCardlyticsAdapter(cfg *CardlyticsConfig, log *zap.Logger) (delivery.Adap
 		return nil, fmt.Errorf("auth %q must be bearer or session", a.auth)
 	case a.auth == cardlyticsAuthBearer && (a.clientID == "" || a.secret == ""):
 		return nil, errors.New("client_id and secret are required for auth bearer")
+	case strings.TrimSpace(a.tokenField) == "":
+		return nil, errors.New("session_token_field must name the startSession reply member that carries the token")
 	case a.institution != "" && !visibleASCII(a.institution):
 		// It is a header on every startSession: refused here, once, rather than as a
 		// Permanent error that would dead-letter every event.
@@ -187,7 +193,10 @@ func (a *cardlyticsAdapter) BatchKey(m *delivery.Message) (string, int) {
 
 // Deliver implements Adapter: one clientEvent request carrying the clientEvents of every
 // usable message of batch, in order. Messages refused before sending (route, customer id,
-// body) get their own Permanent error; all the others share the request's fate.
+// body) get their own Permanent error; all the others share the request's fate, except
+// when the request is refused for its content (cardlyticsSplitStatus): Cardlytics does
+// not say which event is at fault, so the messages are split in halves and each half is
+// sent again (deliverParts) until the refused messages stand alone.
 //
 // X-CDLX-Request-Id is the relay event id of the first message in the request: Cardlytics
 // echoes it as requestId, so a request can be traced to an event (and through it, the
@@ -196,8 +205,8 @@ func (a *cardlyticsAdapter) Deliver(ctx context.Context, batch []*delivery.Messa
 	out := make([]error, len(batch))
 	var (
 		customer string
-		items    []strictjson.Value
-		sent     []int
+		weight   int
+		parts    []cardlyticsPart
 	)
 	for i, m := range batch {
 		// Like every adapter: an event of another route has another body schema, and
@@ -218,27 +227,69 @@ func (a *cardlyticsAdapter) Deliver(ctx context.Context, batch []*delivery.Messa
 		if customer == "" {
 			customer = m.CustomerID
 		}
-		if m.CustomerID != customer || len(items)+len(evs) > cardlyticsMaxEvents {
+		if m.CustomerID != customer || weight+len(evs) > cardlyticsMaxEvents {
 			out[i] = errCardlyticsBatch
 			continue
 		}
-		items = append(items, evs...)
-		sent = append(sent, i)
+		weight += len(evs)
+		parts = append(parts, cardlyticsPart{index: i, id: m.ID, events: evs})
 	}
-	if len(sent) == 0 {
-		return out
-	}
-	body := strictjson.ObjectValue(strictjson.Member{Key: "clientEvents",
-		Value: strictjson.Value{Kind: strictjson.Array, Items: items}})
-	err := a.send(ctx, customer, batch[sent[0]].ID, body.AppendJSON(nil))
-	if len(sent) == len(batch) {
-		return results(len(batch), err)
-	}
-	for j, e := range results(len(sent), err) {
-		out[sent[j]] = e
+	if len(parts) > 0 {
+		a.deliverParts(ctx, customer, parts, out)
 	}
 	return out
 }
+
+// cardlyticsPart is one message's share of a clientEvent request: its index in the batch
+// (and so in Deliver's results), its relay event id and its clientEvents.
+type cardlyticsPart struct {
+	index  int
+	id     string
+	events []strictjson.Value
+}
+
+// deliverParts sends the clientEvents of parts (one customer's) in one request and
+// records its outcome in out for each part. When a request of more than one part is
+// refused for its content (cardlyticsSplit), the parts are split in halves and each half
+// is delivered the same way, recursively: a refused event ends up alone in its request,
+// and only it gets the refusal (Permanent), while every other part gets its own half's
+// outcome. Each halving costs two requests, so isolating one bad part among n costs at
+// most 2·⌈log2 n⌉ requests beyond the first (12 for 50). Any other outcome (delivered,
+// retryable, a refusal that is not about the content) applies to every part of the
+// request, as it would without splitting; so does the refusal of a single part.
+func (a *cardlyticsAdapter) deliverParts(ctx context.Context, customer string, parts []cardlyticsPart, out []error) {
+	var items []strictjson.Value
+	for _, p := range parts {
+		items = append(items, p.events...)
+	}
+	body := strictjson.ObjectValue(strictjson.Member{Key: "clientEvents",
+		Value: strictjson.Value{Kind: strictjson.Array, Items: items}})
+	err := a.send(ctx, customer, parts[0].id, body.AppendJSON(nil))
+	if len(parts) > 1 && cardlyticsSplit(err) {
+		a.log.Debug("clientEvent refused a merged request: splitting it",
+			zap.Int("events", len(parts)), zap.Int("status", delivery.StatusOf(err)))
+		half := len(parts) / 2
+		a.deliverParts(ctx, customer, parts[:half], out)
+		a.deliverParts(ctx, customer, parts[half:], out)
+		return
+	}
+	for _, p := range parts {
+		out[p.index] = err
+	}
+}
+
+// cardlyticsSplit reports whether err is a refusal of a request's content, which may be
+// the fault of one event only: a Permanent reply with a cardlyticsSplitStatus.
+func cardlyticsSplit(err error) bool {
+	return err != nil && delivery.IsPermanent(err) && slices.Contains(cardlyticsSplitStatus, delivery.StatusOf(err))
+}
+
+// cardlyticsSplitStatus are the permanent statuses that judge a request's body, so that a
+// smaller request may pass: 400 (an invalid event), 409 (a conflicting one, e.g. a
+// clientEventId already used), 413 (too large), 422. The other permanent statuses (403,
+// 404, 405, ...) concern the endpoint or the relay's access, the same for any subset of
+// the events: splitting would only multiply the requests.
+var cardlyticsSplitStatus = []int{400, 409, 413, 422}
 
 // cardlyticsCheckCustomer refuses customer ids that are unsafe as a header value: empty,
 // longer than ingest allows, or with anything but visible ASCII (control characters

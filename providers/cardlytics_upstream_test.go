@@ -342,19 +342,20 @@ func TestCardlyticsSessionCached(t *testing.T) {
 func TestCardlyticsSessionExpiry(t *testing.T) {
 	for _, tc := range []struct {
 		mode, reply string
+		field       string        // session_token_field
 		valid       time.Duration // how long the token is used
 	}{
-		{cardlyticsAuthSession, `{"sessionToken":"%s"}`, time.Hour - time.Minute},
-		{cardlyticsAuthBearer, `{"token":"%s"}`, 15*time.Minute - time.Minute},
-		{cardlyticsAuthBearer, `{"accessToken":"%s","expiresIn":120}`, time.Minute},
-		{cardlyticsAuthBearer, `{"access_token":"%s","expires_in":"300"}`, 4 * time.Minute},
+		{cardlyticsAuthSession, `{"sessionToken":"%s"}`, "", time.Hour - time.Minute},
+		{cardlyticsAuthBearer, `{"token":"%s"}`, "", 15*time.Minute - time.Minute},
+		{cardlyticsAuthBearer, `{"accessToken":"%s","expiresIn":120}`, "accessToken", time.Minute},
+		{cardlyticsAuthBearer, `{"access_token":"%s","expires_in":"300"}`, "access_token", 4 * time.Minute},
 	} {
 		t.Run(tc.reply, func(t *testing.T) {
 			f := newFakeCDLX(t, tc.mode)
 			f.script(cardlyticsSessionPath, func(n int, _ cdlxReq) cdlxResp {
 				return cdlxResp{Status: 200, Body: fmt.Sprintf(tc.reply, cdlxToken(n))}
 			})
-			a := newCDLXAdapter(t, f)
+			a := newCDLXAdapter(t, f, func(c *CardlyticsConfig) { c.SessionTokenField = tc.field })
 			clk := &cdlxClock{}
 			a.now = clk.Now
 			deliver := func(wantSessions int) {
@@ -531,5 +532,260 @@ func TestCardlyticsSessionCacheBounded(t *testing.T) {
 	}
 	if s.drop("c4", cdlxToken(5)); get("c4") != cdlxToken(6) {
 		t.Errorf("after drop: want a new session")
+	}
+}
+
+// cdlxEventIDs returns the clientEventIds of a clientEvent request body.
+func cdlxEventIDs(t *testing.T, body []byte) []string {
+	t.Helper()
+	var req struct {
+		ClientEvents []struct {
+			ClientEventID string `json:"clientEventId"`
+		} `json:"clientEvents"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Errorf("clientEvent body %s: %v", body, err)
+	}
+	ids := make([]string, len(req.ClientEvents))
+	for i, ev := range req.ClientEvents {
+		ids[i] = ev.ClientEventID
+	}
+	return ids
+}
+
+// cdlxBadID is the clientEventId of the n-th marked event of TestCardlyticsSplitsRefusedBatch.
+func cdlxBadID(n int) string { return fmt.Sprintf("bad00000-0000-4000-8000-%012d", n) }
+
+// cdlxSplitBound is the most clientEvent requests a batch of n messages with bad marked
+// ones may cost: one, plus two per halving for each bad one.
+func cdlxSplitBound(n, bad int) int {
+	depth := 0
+	for 1<<depth < n {
+		depth++
+	}
+	return 1 + bad*2*depth
+}
+
+// One customer's 50 messages share a request; the fake refuses (400, without naming the
+// event) any request holding a marked event. Only the marked messages are dead-lettered,
+// every other one is delivered exactly once, within the request bound.
+func TestCardlyticsSplitsRefusedBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bad  []int // indexes of the marked messages
+	}{
+		{"one bad event", []int{17}},
+		{"one bad event first", []int{0}},
+		{"one bad event last", []int{49}},
+		{"two bad events", []int{3, 40}},
+		{"two bad neighbours", []int{24, 25}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCDLX(t, cardlyticsAuthBearer)
+			var mu sync.Mutex
+			delivered := map[string]int{} // clientEventId: times answered 200
+			f.script(cardlyticsEventsPath, func(_ int, r cdlxReq) cdlxResp {
+				ids := cdlxEventIDs(t, r.Body)
+				for _, id := range ids {
+					if strings.HasPrefix(id, "bad") {
+						return cdlxResp{Status: 400, Body: `{"message":"Bad Request"}`}
+					}
+				}
+				mu.Lock()
+				for _, id := range ids {
+					delivered[id]++
+				}
+				mu.Unlock()
+				return cdlxResp{Status: 200, Body: `{"requestId":"` + r.Header.Get("X-CDLX-Request-Id") + `"}`}
+			})
+			a := newCDLXAdapter(t, f)
+			batch := make([]*delivery.Message, cardlyticsMaxEvents)
+			for i := range batch {
+				batch[i] = cdlxMsg("m"+strconv.Itoa(i), "cust-1", cdlxEvNoID)
+			}
+			for n, i := range tc.bad {
+				batch[i] = cdlxMsg(batch[i].ID, "cust-1", `{"clientEventId":"`+cdlxBadID(n)+`",`+cdlxEvNoID[1:])
+			}
+			res := cdlxDeliverAll(t, a, batch...)
+			for i, err := range res {
+				if slices.Contains(tc.bad, i) {
+					if !delivery.IsPermanent(err) || delivery.StatusOf(err) != 400 {
+						t.Errorf("marked message %d: %v, want Permanent 400", i, err)
+					}
+					continue
+				}
+				if id := cdlxDerivedID(batch[i].ID, 0); err != nil || delivered[id] != 1 {
+					t.Errorf("message %d: %v, delivered %d times; want delivered once", i, err, delivered[id])
+				}
+			}
+			evs := f.requests(cardlyticsEventsPath)
+			if bound := cdlxSplitBound(len(batch), len(tc.bad)); len(evs) > bound {
+				t.Errorf("%d clientEvent requests, want at most %d", len(evs), bound)
+			}
+			if s, _ := f.counts(); s != 1 {
+				t.Errorf("%d sessions, want 1", s)
+			}
+			// Each request is traced by its own first message.
+			for _, r := range evs {
+				if first := cdlxEventIDs(t, r.Body); len(first) > 0 && !strings.HasPrefix(first[0], "bad") &&
+					first[0] != cdlxDerivedID(r.Header.Get("X-CDLX-Request-Id"), 0) {
+					t.Errorf("X-CDLX-Request-Id %q is not the request's first message", r.Header.Get("X-CDLX-Request-Id"))
+				}
+			}
+		})
+	}
+}
+
+// Splitting stops at a reply that is not a refusal of the content: it applies to the
+// whole half, as it would to the whole batch.
+func TestCardlyticsSplitStops(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		half     cdlxResp // the reply to a split request holding the marked event
+		requests int
+		check    func(error) bool
+	}{
+		{"503 on the half", cdlxResp{Status: 503, Header: map[string]string{"Retry-After": "3"}}, 3, func(err error) bool {
+			d, _ := delivery.RetryDelay(err)
+			return !delivery.IsPermanent(err) && delivery.StatusOf(err) == 503 && d == 3*time.Second
+		}},
+		{"429 on the half", cdlxResp{Status: 429}, 3, func(err error) bool {
+			return !delivery.IsPermanent(err) && delivery.StatusOf(err) == 429
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCDLX(t, cardlyticsAuthBearer)
+			f.script(cardlyticsEventsPath, func(n int, r cdlxReq) cdlxResp {
+				if !slices.Contains(cdlxEventIDs(t, r.Body), cdlxBadID(0)) {
+					return cdlxResp{Status: 200, Body: `{}`}
+				}
+				if n == 1 {
+					return cdlxResp{Status: 400, Body: `{}`}
+				}
+				return tc.half
+			})
+			a := newCDLXAdapter(t, f)
+			batch := make([]*delivery.Message, 10)
+			for i := range batch {
+				batch[i] = cdlxMsg("m"+strconv.Itoa(i), "cust-1", cdlxEvNoID)
+			}
+			batch[2] = cdlxMsg("m2", "cust-1", `{"clientEventId":"`+cdlxBadID(0)+`",`+cdlxEvNoID[1:])
+			res := cdlxDeliverAll(t, a, batch...)
+			for i, err := range res {
+				if i < 5 && !tc.check(err) || i >= 5 && err != nil {
+					t.Errorf("message %d: %v", i, err)
+				}
+			}
+			if _, e := f.counts(); e != tc.requests {
+				t.Errorf("%d clientEvent requests, want %d", e, tc.requests)
+			}
+		})
+	}
+
+	// A refusal that is not about the content (404: base_url or path) is not split.
+	f := newFakeCDLX(t, cardlyticsAuthBearer)
+	f.script(cardlyticsEventsPath, cdlxReply(404, `{}`))
+	a := newCDLXAdapter(t, f)
+	res := cdlxDeliverAll(t, a, cdlxMsg("a", "cust-1", cdlxEvNoID), cdlxMsg("b", "cust-1", cdlxEvNoID), cdlxMsg("c", "cust-1", cdlxEvNoID))
+	for i, err := range res {
+		if !delivery.IsPermanent(err) || delivery.StatusOf(err) != 404 {
+			t.Errorf("message %d: %v, want Permanent 404", i, err)
+		}
+	}
+	if _, e := f.counts(); e != 1 {
+		t.Errorf("%d clientEvent requests for a 404, want 1", e)
+	}
+}
+
+// The startSession reply's token member is session_token_field, the only one read. A
+// reply without it is retryable, and its error lists the reply's member names (never
+// their values) and the setting to change.
+func TestCardlyticsSessionTokenField(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode, reply, field string
+		ok                       bool
+		mention                  []string // in the error
+	}{
+		{"bearer, the token under another name, set", cardlyticsAuthBearer,
+			`{"bearerToken":"%s","tokenType":"Bearer-canary","expiresIn":900}`, "bearerToken", true, nil},
+		{"session, the token under another name, set", cardlyticsAuthSession,
+			`{"jwt":"%s"}`, "jwt", true, nil},
+		{"bearer, the token under another name, default", cardlyticsAuthBearer,
+			`{"bearerToken":"%s","tokenType":"Bearer-canary","expiresIn":900}`, "", false,
+			[]string{`no member "token"`, `"bearerToken", "tokenType", "expiresIn"`, "session_token_field"}},
+		{"bearer, no fallback to another usual name", cardlyticsAuthBearer,
+			`{"accessToken":"%s"}`, "", false, []string{`"accessToken"`, "session_token_field"}},
+		{"session, no fallback to token", cardlyticsAuthSession,
+			`{"token":"%s"}`, "", false, []string{`no member "sessionToken"`, `"token"`, "session_token_field"}},
+		{"the member is not a string", cardlyticsAuthBearer,
+			`{"token":{"value":"%s"}}`, "", false, []string{`member "token"`, "session_token_field"}},
+		{"the member is empty", cardlyticsAuthBearer,
+			`{"data":"%s","token":""}`, "", false, []string{`member "token"`, "session_token_field"}},
+		{"not an object", cardlyticsAuthBearer, `["%s"]`, "", false, []string{"not a JSON object"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCDLX(t, tc.mode)
+			f.script(cardlyticsSessionPath, func(n int, _ cdlxReq) cdlxResp {
+				return cdlxResp{Status: 200, Body: fmt.Sprintf(tc.reply, cdlxToken(n))}
+			})
+			a := newCDLXAdapter(t, f, func(c *CardlyticsConfig) { c.SessionTokenField = tc.field })
+			err := cdlxDeliver(t, a, cdlxMsg("e", "cust-1", cdlxEvNoID)) // no "canary" in the error
+			_, events := f.counts()
+			if tc.ok {
+				if err != nil || events != 1 {
+					t.Fatalf("got %v after %d clientEvent calls, want delivered", err, events)
+				}
+				hdr := map[string]string{cardlyticsAuthBearer: "Authorization", cardlyticsAuthSession: "X-CDLX-Session-Token"}[tc.mode]
+				want := map[string]string{cardlyticsAuthBearer: "Bearer ", cardlyticsAuthSession: ""}[tc.mode] + cdlxToken(1)
+				cdlxWantHeader(t, f.requests(cardlyticsEventsPath)[0], hdr, want)
+				return
+			}
+			if err == nil || delivery.IsPermanent(err) || delivery.StatusOf(err) != 200 || events != 0 {
+				t.Fatalf("got %v (permanent %v) after %d clientEvent calls, want a retryable error with status 200 and no call",
+					err, delivery.IsPermanent(err), events)
+			}
+			for _, m := range append(tc.mention, "no usable token") {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("%q does not mention %q", err, m)
+				}
+			}
+			if strings.Contains(err.Error(), "900") {
+				t.Errorf("%q quotes a value of the reply", err)
+			}
+		})
+	}
+}
+
+// session_token_field is checked after its default: blank is refused, by config and by
+// the adapter.
+func TestCardlyticsSessionTokenFieldConfig(t *testing.T) {
+	for field, want := range map[string]string{
+		`""`:          "", // the default
+		"accessToken": "",
+		`"   "`:       "providers.cardlytics.session_token_field must name",
+	} {
+		_, err := config.Parse([]byte(`
+admin: {listen: "127.0.0.1:9090", token: "admin-token-0123456789"}
+providers:
+  cardlytics: {base_url: "http://127.0.0.1:8443", client_id: id, secret: s, session_token_field: `+field+`}
+`), nil, Specs())
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("session_token_field %s: %v, want %q", field, err, want)
+		}
+		unquoted, uerr := strconv.Unquote(field)
+		if uerr != nil {
+			unquoted = field
+		}
+		c := &CardlyticsConfig{Delivery: config.Delivery{BaseURL: "http://127.0.0.1:8443"},
+			ClientID: "id", Secret: "s", SessionTokenField: unquoted}
+		if _, err := newCardlyticsAdapter(c, nil); (err != nil) != (want != "") {
+			t.Errorf("session_token_field %s: adapter: %v", field, err)
+		}
+	}
+	for auth, want := range map[string]string{cardlyticsAuthBearer: "token", cardlyticsAuthSession: "sessionToken"} {
+		c := &CardlyticsConfig{Auth: auth}
+		if c.SetDefaults(); c.tokenField() != want {
+			t.Errorf("auth %s: default session_token_field %q, want %q", auth, c.tokenField(), want)
+		}
 	}
 }
