@@ -215,6 +215,7 @@ providers:
 		"bannerflex": &providers.BannerFlexConfig{Delivery: delivery("https://www.bannerflex.app", 50)},
 		"cardlytics": &providers.CardlyticsConfig{
 			Delivery: delivery("http://127.0.0.1:8443", 20), Auth: "bearer", ClientID: "id", Secret: "s",
+			SessionTokenField: "token",
 		},
 	} {
 		want.Providers.Enable(name, sec)

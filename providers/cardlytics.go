@@ -226,9 +226,11 @@ type CardlyticsConfig struct {
 	ClientEvents map[string][]string `yaml:"client_events"`
 }
 
-// SetDefaults sets auth. session_token_field is left as written: its default depends on
-// auth, and tokenField resolves it where it is read (Validate, the adapter).
-func (c *CardlyticsConfig) SetDefaults() { config.OrDefault(&c.Auth, cardlyticsAuthBearer) }
+// SetDefaults sets auth, then session_token_field (its default depends on auth).
+func (c *CardlyticsConfig) SetDefaults() {
+	config.OrDefault(&c.Auth, cardlyticsAuthBearer)
+	config.OrDefault(&c.SessionTokenField, c.tokenField())
+}
 
 // tokenField is session_token_field with its default applied: in session mode the
 // documented "sessionToken" (StartSessionResponse in the provider's OpenAPI,
