@@ -105,7 +105,11 @@ func linkrunnerEventData(f *fields) {
 	if data == nil {
 		return
 	}
-	if amount := data.v.Get("amount"); amount != nil && amount.Kind != strictjson.Number {
+	switch amount := data.v.Get("amount"); {
+	case amount == nil || amount.Kind == strictjson.Number:
+	case amount.Kind == strictjson.Null:
+		data.failField(CodeInvalidField, "amount", msgNull)
+	default:
 		data.failField(CodeInvalidField, "amount", "must be a JSON number, not a "+amount.Kind.String())
 	}
 	f.child(data)

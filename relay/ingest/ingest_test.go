@@ -493,3 +493,28 @@ func TestRedisHangingAnswers503WithinTimeout(t *testing.T) {
 		t.Fatalf("Redis paused: %d after %v", res.status, took)
 	}
 }
+
+// TestNullRefused: an explicit null in a field is refused with the field's path, alone and
+// inside /v1/batch (prefixed by the item), and nothing is queued.
+func TestNullRefused(t *testing.T) {
+	r := startRelay(t)
+	ensNull := `{"campaignId":1,"placement":"header_banner","location":null}`
+	for _, tc := range []struct{ path, body, field string }{
+		{"/v1/ens/click", ensNull, "location"},
+		{"/v1/bannerflex/banner-events", strings.Replace(bfBody, `"bnrflx-your-campaign-id"`, "null", 1), "campaignId"},
+		{"/v1/batch", `{"events":[{"route":"ens/click","body":` + ensBody + `},{"route":"ens/impression","body":` + ensNull + `}]}`,
+			"events[1].body.location"},
+		{"/v1/batch", `{"events":[{"route":"bannerflex/banner-events","body":{"bannerId":"3f1c2a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f",` +
+			`"event":"click","metricId":null}}]}`, "events[0].body.metricId"},
+	} {
+		res := r.do(t, req{path: tc.path, body: tc.body, header: shop()})
+		e := decode[refused](t, res.body)
+		if res.status != http.StatusBadRequest || e.Error.Code != "invalid_field" || e.Error.Field != tc.field ||
+			!strings.Contains(e.Error.Message, "must not be null") {
+			t.Errorf("%s %s: %d %s, want 400 invalid_field at %s saying null is not allowed", tc.path, tc.body, res.status, res.body, tc.field)
+		}
+	}
+	if n := len(r.entries(t, "ens")) + len(r.entries(t, "bannerflex")); n != 0 {
+		t.Fatalf("refused events were queued: %d entries", n)
+	}
+}
