@@ -60,6 +60,10 @@ func validateLinkrunnerEvent(ev *Event, id Identity) error {
 	linkrunnerUser(f, ev, id)
 	f.ident("event_name", true, linkrunnerMaxLen)
 	linkrunnerEventData(f)
+	// event_data.amount is what revenue sharing reads: money, like capture-payment.
+	if data := f.get("event_data"); data != nil && data.Get("amount") != nil {
+		ev.Revenue = "event_data.amount"
+	}
 	return f.Err()
 }
 

@@ -537,3 +537,21 @@ func TestCardlyticsEventTypesMatchTable(t *testing.T) {
 		t.Fatalf("cardlyticsEventTypes %v, table has %v", got, types)
 	}
 }
+
+// TestLinkrunnerRevenue: capture-event says when it carries revenue (event_data.amount),
+// which ingest lets only backends and sites with revenue: true send.
+func TestLinkrunnerRevenue(t *testing.T) {
+	ops := opsByRoute(t, allProviders())
+	for _, tc := range []struct{ route, body, want string }{
+		{"linkrunner/capture-event", `{"event_name":"e","user_id":"u","event_data":{"amount":0}}`, "event_data.amount"},
+		{"linkrunner/capture-event", `{"event_name":"e","user_id":"u","event_data":{"total_amount":5}}`, ""},
+		{"linkrunner/capture-event", `{"event_name":"e","user_id":"u"}`, ""},
+		// A money route already: sites must list it, so its amounts need no second flag.
+		{"linkrunner/capture-payment", `{"user_id":"u","amount":1,"event_data":{"amount":1}}`, ""},
+	} {
+		ev, err := validate(t, ops, tc.route, tc.body, backendID())
+		if err != nil || ev.Revenue != tc.want {
+			t.Errorf("%s %s: Revenue %q, %v; want %q", tc.route, tc.body, ev.Revenue, err, tc.want)
+		}
+	}
+}
