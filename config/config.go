@@ -99,6 +99,10 @@ type Site struct {
 	IdentitySecret string `yaml:"identity_secret"`
 	// TrustClientIdentity lets a site without identity_secret send identities in the body.
 	TrustClientIdentity bool `yaml:"trust_client_identity"`
+	// Revenue lets the site send revenue inside an event that is not a money route
+	// (Linkrunner capture-event with event_data.amount). Default false: such an event from
+	// the site is refused (403). Backends (clients) are not concerned.
+	Revenue bool `yaml:"revenue"`
 	// RateLimit is the per-client-IP token bucket.
 	RateLimit RateLimit `yaml:"rate_limit"`
 }

@@ -185,6 +185,8 @@ func brevoProperties(f *fields, name string, signed, scalar bool, reserved ...st
 		switch k := m.Value.Kind; {
 		case matchFold(m.Key, reserved):
 			props.failField(CodeInvalidField, m.Key, "is reserved by Brevo: use the top-level field")
+		case scalar && k == strictjson.Null:
+			props.failField(CodeInvalidField, m.Key, msgNull)
 		case scalar && k != strictjson.String && k != strictjson.Number && k != strictjson.Bool:
 			props.failField(CodeInvalidField, m.Key, "must be a string, number or boolean")
 		case signed && matchFold(m.Key, brevoIdentityAttributes):

@@ -164,7 +164,8 @@ func cardlyticsEvent(f *fields, events map[string][]string) {
 			f.child(meta)
 		}
 	default:
-		if f.get("clientEventMetadata") != nil {
+		// The documentation sends null here (the one field where it does).
+		if f.nullable("clientEventMetadata") != nil {
 			f.failField(CodeInvalidField, "clientEventMetadata", "must be null or absent for clientEventType "+typ)
 		}
 	}

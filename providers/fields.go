@@ -90,24 +90,52 @@ next:
 	}
 }
 
-// get returns member name, treating an explicit null as absent.
-func (f *fields) get(name string) *strictjson.Value {
+// msgNull is the complaint about an explicit null in a field. No provider documents null
+// for any field the relay checks (an upstream refuses it, or worse, stores it), so a
+// field either has a value or is left out. The one documented exception, Cardlytics'
+// clientEventMetadata of non-ad events, is read with nullable.
+const msgNull = "must not be null: leave the field out when it has no value"
+
+// get returns optional member name, or nil when it is absent. An explicit null is refused
+// (invalid_field, msgNull).
+func (f *fields) get(name string) *strictjson.Value { return f.lookup(name, false) }
+
+// lookup returns member name, or nil when it is absent or f already failed. An explicit
+// null is refused: as missing when required, as invalid otherwise.
+func (f *fields) lookup(name string, required bool) *strictjson.Value {
 	if f.err != nil {
 		return nil
 	}
 	m := f.v.Get(name)
-	if m == nil || m.Kind == strictjson.Null {
+	switch {
+	case m == nil && required:
+		f.failField(CodeMissingField, name, "is required")
+	case m == nil:
+	case m.Kind != strictjson.Null:
+		return m
+	case required:
+		f.failField(CodeMissingField, name, "is required")
+	default:
+		f.failField(CodeInvalidField, name, msgNull)
+	}
+	return nil
+}
+
+// nullable returns member name, treating an explicit null as absent: only for the fields
+// whose documentation allows null.
+func (f *fields) nullable(name string) *strictjson.Value {
+	if f.err != nil {
 		return nil
 	}
-	return m
+	if m := f.v.Get(name); m != nil && m.Kind != strictjson.Null {
+		return m
+	}
+	return nil
 }
 
 func (f *fields) kind(name string, want strictjson.Kind, required bool) *strictjson.Value {
-	m := f.get(name)
+	m := f.lookup(name, required)
 	if m == nil {
-		if required && f.err == nil {
-			f.failField(CodeMissingField, name, "is required")
-		}
 		return nil
 	}
 	if m.Kind != want {

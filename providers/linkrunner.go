@@ -60,6 +60,10 @@ func validateLinkrunnerEvent(ev *Event, id Identity) error {
 	linkrunnerUser(f, ev, id)
 	f.ident("event_name", true, linkrunnerMaxLen)
 	linkrunnerEventData(f)
+	// event_data.amount is what revenue sharing reads: money, like capture-payment.
+	if data := f.get("event_data"); data != nil && data.Get("amount") != nil {
+		ev.Revenue = "event_data.amount"
+	}
 	return f.Err()
 }
 
@@ -105,7 +109,11 @@ func linkrunnerEventData(f *fields) {
 	if data == nil {
 		return
 	}
-	if amount := data.v.Get("amount"); amount != nil && amount.Kind != strictjson.Number {
+	switch amount := data.v.Get("amount"); {
+	case amount == nil || amount.Kind == strictjson.Number:
+	case amount.Kind == strictjson.Null:
+		data.failField(CodeInvalidField, "amount", msgNull)
+	default:
 		data.failField(CodeInvalidField, "amount", "must be a JSON number, not a "+amount.Kind.String())
 	}
 	f.child(data)

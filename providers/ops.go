@@ -42,6 +42,10 @@ type Event struct {
 	Changed bool
 	// CustomerID is the Cardlytics customer, stored beside the body.
 	CustomerID string
+	// Revenue is the path of the field that carries revenue in an event of a route that is
+	// not a money route ("event_data.amount" of Linkrunner capture-event), "" when there is
+	// none. Revenue is money: ingest lets only backends and sites with revenue: true send it.
+	Revenue string
 }
 
 // Op is one ingest operation: a route and how to validate its body.

@@ -69,8 +69,9 @@ func parseBody(m *delivery.Message) (strictjson.Value, error) {
 	return v, nil
 }
 
-// absent reports whether member key of v is missing or null; the validators treat an
-// explicit null as absent, so the adapters fill such members too.
+// absent reports whether member key of v is missing or null. Ingest refuses an explicit
+// null, but events queued before it did may still hold one: the adapters fill such
+// members too.
 func absent(v *strictjson.Value, key string) bool {
 	m := v.Get(key)
 	return m == nil || m.Kind == strictjson.Null

@@ -205,7 +205,8 @@ func TestBannerFlex(t *testing.T) {
 	runCases(t, opsByRoute(t, allProviders()), []vcase{
 		{name: "no campaign", route: r, body: `{` + banner + `,"event":"impression"}`},
 		{name: "campaign max", route: r, body: `{` + banner + `,"event":"click","campaignId":"bnrflx-` + strings.Repeat("a", 64) + `"}`},
-		{name: "metricId null on click", route: r, body: `{` + banner + `,"event":"click","metricId":null}`},
+		// No document allows null in any field: a null is refused, not read as absent.
+		{name: "metricId null on click", route: r, body: `{` + banner + `,"event":"click","metricId":null}`, code: CodeInvalidField, field: "metricId"},
 		{name: "bannerId missing", route: r, body: `{"event":"click"}`, code: CodeMissingField, field: "bannerId"},
 		{name: "bannerId placeholder", route: r, body: `{"bannerId":"your-banner-uuid","event":"click"}`, code: CodeInvalidField, field: "bannerId"},
 		{name: "bannerId no hyphens", route: r, body: `{"bannerId":"3f2504e04f8941d39a0c0305e82c3301","event":"click"}`, code: CodeInvalidField, field: "bannerId"},
@@ -444,7 +445,7 @@ func TestBrevo(t *testing.T) {
 		{name: "name number", route: v3, body: `{"event_name":5,` + ids + `}`, code: CodeInvalidField, field: "event_name"},
 		{name: "identifiers missing", route: v3, body: `{"event_name":"x"}`, code: CodeMissingField, field: "identifiers"},
 		{name: "identifiers empty", route: v3, body: withIDs(""), code: CodeMissingField, field: "identifiers"},
-		{name: "identifiers all null", route: v3, body: withIDs(`"email_id":null`), code: CodeMissingField, field: "identifiers"},
+		{name: "identifier null", route: v3, body: withIDs(`"email_id":null`), code: CodeInvalidField, field: "identifiers.email_id"},
 		{name: "identifiers string", route: v3, body: `{"event_name":"x","identifiers":"a@example.com"}`, code: CodeInvalidField, field: "identifiers"},
 		{name: "identifier unknown", route: v3, body: withIDs(`"email":"a@example.com"`), code: CodeUnknownField, field: "identifiers.email"},
 		{name: "email_id shape", route: v3, body: withIDs(`"email_id":"jane@"`), code: CodeInvalidField, field: "identifiers.email_id"},
@@ -534,5 +535,23 @@ func TestCardlyticsEventTypesMatchTable(t *testing.T) {
 	types := slices.Sorted(maps.Keys(cardlyticsEvents))
 	if got := slices.Sorted(slices.Values(cardlyticsEventTypes())); !slices.Equal(got, types) {
 		t.Fatalf("cardlyticsEventTypes %v, table has %v", got, types)
+	}
+}
+
+// TestLinkrunnerRevenue: capture-event says when it carries revenue (event_data.amount),
+// which ingest lets only backends and sites with revenue: true send.
+func TestLinkrunnerRevenue(t *testing.T) {
+	ops := opsByRoute(t, allProviders())
+	for _, tc := range []struct{ route, body, want string }{
+		{"linkrunner/capture-event", `{"event_name":"e","user_id":"u","event_data":{"amount":0}}`, "event_data.amount"},
+		{"linkrunner/capture-event", `{"event_name":"e","user_id":"u","event_data":{"total_amount":5}}`, ""},
+		{"linkrunner/capture-event", `{"event_name":"e","user_id":"u"}`, ""},
+		// A money route already: sites must list it, so its amounts need no second flag.
+		{"linkrunner/capture-payment", `{"user_id":"u","amount":1,"event_data":{"amount":1}}`, ""},
+	} {
+		ev, err := validate(t, ops, tc.route, tc.body, backendID())
+		if err != nil || ev.Revenue != tc.want {
+			t.Errorf("%s %s: Revenue %q, %v; want %q", tc.route, tc.body, ev.Revenue, err, tc.want)
+		}
 	}
 }

@@ -25,8 +25,10 @@ type site struct {
 	routes         map[string]struct{}
 	identitySecret []byte
 	trustIdentity  bool
-	limit          rate.Limit
-	burst          int
+	// revenue lets the site send revenue in events of other routes (providers.Event.Revenue).
+	revenue bool
+	limit   rate.Limit
+	burst   int
 }
 
 // client is a backend with a secret token, kept only as a hash so comparison does not
@@ -59,6 +61,7 @@ func newCallers(cfg *config.Config, ops []*providers.Op) *callers {
 			origins:       set(sc.Origins),
 			routes:        map[string]struct{}{},
 			trustIdentity: sc.TrustClientIdentity,
+			revenue:       sc.Revenue,
 			limit:         rate.Limit(sc.RateLimit.PerIP),
 			burst:         sc.RateLimit.Burst,
 		}

@@ -300,6 +300,15 @@ func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, bo
 		}
 		return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: path, message: "invalid event"}
 	}
+	if ev.Revenue != "" && c.site != nil && !c.site.revenue {
+		// Revenue is money: a browser may report it only where the site says so.
+		field := ev.Revenue
+		if path != "" {
+			field = joinPath(path, field)
+		}
+		return &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, field: field,
+			message: field + " is revenue: site " + c.site.name + " may not send it (site setting revenue: true)"}
+	}
 	*m = delivery.Message{
 		ID:         uuid.NewString(),
 		Provider:   op.Provider,

@@ -12,13 +12,16 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/relay/queue"
 )
 
 // Documented examples (the provider pages in providers/testdata/pages), placeholders
 // replaced by real values.
 const (
-	lrEvent   = `{"event_name":"product_viewed","event_data":{"product_id":"ABC123","category":"electronics","amount":249.99,"currency":"USD","is_featured":true},"user_id":"user_12345"}`
+	lrEvent = `{"event_name":"product_viewed","event_data":{"product_id":"ABC123","category":"electronics","amount":249.99,"currency":"USD","is_featured":true},"user_id":"user_12345"}`
+	// lrPlain is lrEvent without revenue (event_data.amount), which sites need revenue: true for.
+	lrPlain   = `{"event_name":"product_viewed","event_data":{"product_id":"ABC123","category":"electronics","currency":"USD"},"user_id":"user_12345"}`
 	lrPayment = `{"user_id":"user_12345","payment_id":"pay_0001","amount":149.99,"type":"FIRST_PAYMENT","status":"PAYMENT_COMPLETED"}`
 	ensBody   = `{"campaignId":1,"placement":"header_banner","location":"US","device":"mobile"}`
 	brevoV3   = `{"event_name":"cart_updated","identifiers":{"email_id":"jane@example.com"},"event_properties":{"cart_id":"c-1"}}`
@@ -275,7 +278,7 @@ func TestIdentityTokens(t *testing.T) {
 		}
 	}
 	// A valid token's sub replaces the body's user_id.
-	res := r.do(t, req{path: "/v1/linkrunner/capture-event", body: lrEvent, header: ident(good)})
+	res := r.do(t, req{path: "/v1/linkrunner/capture-event", body: lrPlain, header: ident(good)})
 	if res.status != http.StatusAccepted {
 		t.Fatalf("valid token: %d %s", res.status, res.body)
 	}
@@ -297,7 +300,7 @@ func TestIdentityTokens(t *testing.T) {
 	if res.status != http.StatusForbidden {
 		t.Errorf("identity route from shop (not listed): %d", res.status)
 	}
-	res = r.do(t, req{path: "/v1/linkrunner/capture-event", body: lrEvent, header: map[string]string{"X-Relay-Key": trustKey}})
+	res = r.do(t, req{path: "/v1/linkrunner/capture-event", body: lrPlain, header: map[string]string{"X-Relay-Key": trustKey}})
 	if res.status != http.StatusAccepted {
 		t.Errorf("trusting site: %d %s", res.status, res.body)
 	}
@@ -491,5 +494,89 @@ func TestRedisHangingAnswers503WithinTimeout(t *testing.T) {
 	res := r.do(t, req{path: "/v1/ens/click", body: ensBody, header: bearer(backend)})
 	if took := time.Since(start); res.status != http.StatusServiceUnavailable || took > 1500*time.Millisecond {
 		t.Fatalf("Redis paused: %d after %v", res.status, took)
+	}
+}
+
+// TestNullRefused: an explicit null in a field is refused with the field's path, alone and
+// inside /v1/batch (prefixed by the item), and nothing is queued.
+func TestNullRefused(t *testing.T) {
+	r := startRelay(t)
+	ensNull := `{"campaignId":1,"placement":"header_banner","location":null}`
+	for _, tc := range []struct{ path, body, field string }{
+		{"/v1/ens/click", ensNull, "location"},
+		{"/v1/bannerflex/banner-events", strings.Replace(bfBody, `"bnrflx-your-campaign-id"`, "null", 1), "campaignId"},
+		{"/v1/batch", `{"events":[{"route":"ens/click","body":` + ensBody + `},{"route":"ens/impression","body":` + ensNull + `}]}`,
+			"events[1].body.location"},
+		{"/v1/batch", `{"events":[{"route":"bannerflex/banner-events","body":{"bannerId":"3f1c2a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f",` +
+			`"event":"click","metricId":null}}]}`, "events[0].body.metricId"},
+	} {
+		res := r.do(t, req{path: tc.path, body: tc.body, header: shop()})
+		e := decode[refused](t, res.body)
+		if res.status != http.StatusBadRequest || e.Error.Code != "invalid_field" || e.Error.Field != tc.field ||
+			!strings.Contains(e.Error.Message, "must not be null") {
+			t.Errorf("%s %s: %d %s, want 400 invalid_field at %s saying null is not allowed", tc.path, tc.body, res.status, res.body, tc.field)
+		}
+	}
+	if n := len(r.entries(t, "ens")) + len(r.entries(t, "bannerflex")); n != 0 {
+		t.Fatalf("refused events were queued: %d entries", n)
+	}
+}
+
+// TestRevenueFromSites: Linkrunner capture-event with event_data.amount (revenue) is money.
+// A site sends it only with revenue: true, else 403 forbidden naming event_data.amount
+// (in a batch, the whole batch); backends always may. Nothing refused is queued.
+func TestRevenueFromSites(t *testing.T) {
+	const trustSite = 3 // sites[3] of testConfig: trust
+	for _, revenue := range []bool{false, true} {
+		r := startRelayWith(t, func(cfg *config.Config) {
+			if cfg.Sites[trustSite].Key != trustKey {
+				t.Fatalf("sites[%d] is %s, not the trust site", trustSite, cfg.Sites[trustSite].Name)
+			}
+			cfg.Sites[trustSite].Revenue = revenue
+		})
+		site := map[string]string{"X-Relay-Key": trustKey}
+		exp := time.Now().Add(time.Hour).Unix()
+		token := identityToken(t, idSecret, jwt.MapClaims{"sub": "u1", "exp": exp}, jwt.SigningMethodHS256)
+		ident := map[string]string{"X-Relay-Key": idKey, "Origin": idOrigin, "X-Relay-Identity": token}
+		zero := strings.Replace(lrEvent, "249.99", "0", 1) // present, even zero: still revenue
+		want := http.StatusForbidden
+		if revenue {
+			want = http.StatusAccepted
+		}
+		queued := 0
+		for _, tc := range []struct {
+			name, path, body string
+			h                map[string]string
+			status           int
+			field            string
+		}{
+			{"site, amount", "/v1/linkrunner/capture-event", lrEvent, site, want, "event_data.amount"},
+			{"site, amount 0", "/v1/linkrunner/capture-event", zero, site, want, "event_data.amount"},
+			{"site in batch", "/v1/batch", `{"events":[{"route":"linkrunner/capture-event","body":` + lrPlain +
+				`},{"route":"linkrunner/capture-event","body":` + lrEvent + `}]}`, site, want, "events[1].body.event_data.amount"},
+			// The identity-token site has no revenue: true in either run.
+			{"identity site, amount", "/v1/linkrunner/capture-event", lrEvent, ident, http.StatusForbidden, "event_data.amount"},
+			{"identity site, no amount", "/v1/linkrunner/capture-event", lrPlain, ident, http.StatusAccepted, ""},
+			{"site, no amount", "/v1/linkrunner/capture-event", lrPlain, site, http.StatusAccepted, ""},
+			{"backend, amount", "/v1/linkrunner/capture-event", lrEvent, bearer(backend), http.StatusAccepted, ""},
+			{"backend batch, amount", "/v1/batch", `{"events":[{"route":"linkrunner/capture-event","body":` + lrEvent + `}]}`,
+				bearer(backend), http.StatusAccepted, ""},
+		} {
+			res := r.do(t, req{path: tc.path, body: tc.body, header: tc.h})
+			if res.status != tc.status {
+				t.Errorf("revenue %v, %s: %d %s, want %d", revenue, tc.name, res.status, res.body, tc.status)
+				continue
+			}
+			if tc.status == http.StatusAccepted {
+				queued += len(decode[accepted](t, res.body).IDs)
+				continue
+			}
+			if e := decode[refused](t, res.body); e.Error.Code != "forbidden" || e.Error.Field != tc.field {
+				t.Errorf("revenue %v, %s: %s, want forbidden at %s", revenue, tc.name, res.body, tc.field)
+			}
+		}
+		if n := len(r.entries(t, "linkrunner")); n != queued {
+			t.Errorf("revenue %v: %d entries, want the %d accepted", revenue, n, queued)
+		}
 	}
 }
