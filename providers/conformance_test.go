@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -391,14 +392,26 @@ func cfCheck(t *testing.T, c cfCase, ops map[string]*Op) {
 		cfExpect(t, err, false, 0)
 		cfNoSecret(t, fmt.Sprint(err), c.secrets, "")
 	})
-	t.Run("redirect not followed", func(t *testing.T) {
-		other := newCFFake(t, c.serve, c.aux)
-		_, _, err := run(t, cfReply{status: http.StatusFound, header: map[string]string{"Location": other.URL() + c.wantPath}})
-		cfExpect(t, err, true, http.StatusFound)
-		if n := len(other.got()); n != 0 {
-			t.Errorf("redirect followed: %d requests to its target", n)
-		}
-	})
+	// A redirect is not followed, and it is a configuration fault (base_url moved), not
+	// the event's: retryable, so it counts against the breaker and the event waits.
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect} {
+		t.Run(fmt.Sprintf("redirect %d not followed", code), func(t *testing.T) {
+			other := newCFFake(t, c.serve, c.aux)
+			_, _, err := run(t, cfReply{status: code, header: map[string]string{"Location": other.URL() + c.wantPath + "?k=v"}})
+			cfExpect(t, err, false, code)
+			if d, ok := delivery.RetryDelay(err); ok {
+				t.Errorf("RetryDelay %v for a redirect", d)
+			}
+			host := strings.TrimPrefix(strings.TrimPrefix(other.URL(), "https://"), "http://")
+			if msg := err.Error(); !strings.Contains(msg, "redirected ("+strconv.Itoa(code)+" to "+host+")") ||
+				!strings.Contains(msg, "base_url") || strings.Contains(msg, c.wantPath) {
+				t.Errorf("error %q: want the target's host only and base_url named", msg)
+			}
+			if n := len(other.got()); n != 0 {
+				t.Errorf("redirect followed: %d requests to its target", n)
+			}
+		})
+	}
 	for _, tc := range []struct {
 		name   string
 		reply  cfReply
