@@ -186,7 +186,12 @@ func cfCases() []cfCase {
 		return newENSAdapter(&ENSConfig{Delivery: cfDelivery(base, timeout), APIKey: cfENSKey})
 	}
 	withEnv := func(f func() *delivery.Message, country, ua string) func() *delivery.Message {
-		return func() *delivery.Message { m := f(); m.Country, m.UserAgent = country, ua; return m }
+		// From a site: only a browser's request carries the user's country.
+		return func() *delivery.Message {
+			m := f()
+			m.Country, m.UserAgent, m.Source = country, ua, "site:shop"
+			return m
+		}
 	}
 	const (
 		iPhone  = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
@@ -603,10 +608,32 @@ func TestFilledFields(t *testing.T) {
 			a = newENSAdapter(&ENSConfig{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfENSKey})
 		}
 		m := cfMsg("evt", tc.route, tc.body)()
-		m.Country, m.UserAgent = tc.country, tc.ua
+		m.Country, m.UserAgent, m.Source = tc.country, tc.ua, "site:shop"
 		if err := cfDeliver(t, a, m); err != nil || len(f.got()) != 1 {
 			t.Fatalf("%s %s: %v", tc.route, tc.body, err)
 		}
 		cfJSONEqual(t, fmt.Sprintf("%s %q %q", tc.body, tc.country, tc.ua), f.got()[0].body, tc.want)
+	}
+}
+
+// TestENSLocationOnlyForSites: location is filled from the stored country only for an
+// event a site (a browser) sent; a backend's request carries the backend's own country,
+// which says nothing about the user, so its events get no location.
+func TestENSLocationOnlyForSites(t *testing.T) {
+	const ens = `{"campaignId":1,"placement":"p"}`
+	for _, tc := range []struct{ src, body, want string }{
+		{"site:shop", ens, `{"campaignId":1,"placement":"p","location":"US"}`},
+		{"client:backend", ens, ens},
+		{"client:backend", `{"campaignId":1,"placement":"p","location":null}`, `{"campaignId":1,"placement":"p","location":null}`},
+		{"", ens, ens}, // no known caller: not a site
+	} {
+		f := newCFFake(t, nil, nil)
+		a := newENSAdapter(&ENSConfig{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfENSKey})
+		m := cfMsg("evt", "ens/click", tc.body)()
+		m.Country, m.Source = "US", tc.src
+		if err := cfDeliver(t, a, m); err != nil || len(f.got()) != 1 {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		cfJSONEqual(t, tc.src, f.got()[0].body, tc.want)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/eventrelay/relay/config"
 	"github.com/eventrelay/relay/relay/queue"
 )
 
@@ -491,5 +492,27 @@ func TestRedisHangingAnswers503WithinTimeout(t *testing.T) {
 	res := r.do(t, req{path: "/v1/ens/click", body: ensBody, header: bearer(backend)})
 	if took := time.Since(start); res.status != http.StatusServiceUnavailable || took > 1500*time.Millisecond {
 		t.Fatalf("Redis paused: %d after %v", res.status, took)
+	}
+}
+
+// TestCountryHeaderOnlyFromTrustedProxies: server.country_header is the edge's statement;
+// a peer that is not in server.trusted_proxies (loopback, in startRelay's config) could
+// write any value, so it is ignored; from a trusted peer it is stored.
+func TestCountryHeaderOnlyFromTrustedProxies(t *testing.T) {
+	h := bearer(backend)
+	h["CF-IPCountry"] = "FR"
+	untrusted := startRelay(t)
+	if res := untrusted.do(t, req{path: "/v1/ens/click", body: ensBody, header: h}); res.status != http.StatusAccepted {
+		t.Fatalf("untrusted peer: %d %s", res.status, res.body)
+	}
+	if e := untrusted.entries(t, "ens"); len(e) != 1 || e[0][queue.FieldCountry] != "" {
+		t.Errorf("untrusted peer's country header stored: %v", e)
+	}
+	trusted := startRelayWith(t, func(c *config.Config) { c.Server.TrustedProxies = []string{"127.0.0.0/8"} })
+	if res := trusted.do(t, req{path: "/v1/ens/click", body: ensBody, header: h}); res.status != http.StatusAccepted {
+		t.Fatalf("trusted peer: %d %s", res.status, res.body)
+	}
+	if e := trusted.entries(t, "ens"); len(e) != 1 || e[0][queue.FieldCountry] != "FR" {
+		t.Errorf("trusted peer's country header not stored: %v", e)
 	}
 }
