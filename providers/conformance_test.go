@@ -231,19 +231,19 @@ func cfCases() []cfCase {
 	}, {
 		name: "brevo/events", build: func(b string, d time.Duration) delivery.Adapter { return cfBrevo(b, cfNowhere, d, false) },
 		msg:      cfMsg("evt-bv-1", "brevo/events", cfBrevoEvent),
-		wantPath: "/v3/events", wantBody: cfBrevoEvent, wantHeader: map[string]string{"api-key": cfBrevoKey},
+		wantPath: "/v3/events", wantBody: cfBrevoEvent, wantHeader: map[string]string{"accept": "application/json", "api-key": cfBrevoKey},
 		secrets: brevoSecrets, success: []int{204, 200}, rateHeader: brevoResetHeader,
 	}, {
 		name: "brevo/events (batch)", build: func(b string, d time.Duration) delivery.Adapter { return cfBrevo(b, cfNowhere, d, true) },
 		msg:      cfMsg("evt-bv-2", "brevo/events", cfBrevoEvent),
 		wantPath: "/v3/events/batch", wantBody: `{"events":[` + cfBrevoEvent + `]}`,
-		wantHeader: map[string]string{"api-key": cfBrevoKey},
+		wantHeader: map[string]string{"accept": "application/json", "api-key": cfBrevoKey},
 		secrets:    brevoSecrets, success: []int{202}, rateHeader: brevoResetHeader,
 	}, {
 		name:     "brevo/track-event", // Batching never applies to trackEvent.
 		build:    func(b string, d time.Duration) delivery.Adapter { return cfBrevo(cfNowhere, b, d, true) },
 		msg:      cfMsg("evt-bv-3", "brevo/track-event", cfBrevoTrack),
-		wantPath: "/api/v2/trackEvent", wantBody: cfBrevoTrack, wantHeader: map[string]string{"ma-key": cfBrevoMAKey},
+		wantPath: "/api/v2/trackEvent", wantBody: cfBrevoTrack, wantHeader: map[string]string{"accept": "application/json", "ma-key": cfBrevoMAKey},
 		secrets: brevoSecrets, success: []int{204}, rateHeader: brevoResetHeader,
 	}, {
 		name: "bannerflex/banner-events", build: func(base string, timeout time.Duration) delivery.Adapter {
