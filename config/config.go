@@ -30,7 +30,8 @@ type Server struct {
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 	// TrustedProxies are CIDRs (or single IPs) whose X-Forwarded-For is honoured. Default none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// CountryHeader names a geo header set by the edge (e.g. CF-IPCountry). Default none.
+	// CountryHeader names a geo header set by the edge (e.g. CF-IPCountry), read only from
+	// peers in TrustedProxies. Default none.
 	CountryHeader string `yaml:"country_header"`
 	// ReadTimeout bounds reading one request, headers and body (slowloris). Default 10s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`

@@ -19,6 +19,6 @@ type Message struct {
 	ClientIP, UserAgent, Country string
 	// CustomerID is the Cardlytics customer id, or empty.
 	CustomerID string
-	// Source names the caller (site or client name).
+	// Source names the caller: "site:<name>" (a browser) or "client:<name>" (a backend).
 	Source string
 }

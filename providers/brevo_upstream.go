@@ -132,8 +132,12 @@ func (a *brevoAdapter) deliverOne(ctx context.Context, m *delivery.Message) erro
 	if key == "" {
 		return noBrevoKey(m, setting)
 	}
-	return roundTrip(ctx, a.t, &Request{URL: url, Header: []Header{{Name: header, Value: key}}, Body: m.Body}, a.classify)
+	return roundTrip(ctx, a.t, &Request{URL: url, Header: []Header{brevoAccept, {Name: header, Value: key}}, Body: m.Body}, a.classify)
 }
+
+// brevoAccept is sent on every Brevo request, v3 and tracker alike, as both APIs'
+// documents show it.
+var brevoAccept = Header{Name: "accept", Value: "application/json"}
 
 // noBrevoKey is the error of an event whose route lost its key (queued before a config
 // change): a config fault like a 401, so the event waits for the fix instead of being
@@ -168,7 +172,7 @@ func (a *brevoAdapter) deliverBatch(ctx context.Context, batch []*delivery.Messa
 		errs = results(len(sent), noBrevoKey(batch[sent[0]], "api_key"))
 	} else if reply, err := a.t.Do(ctx, &Request{
 		URL:    a.batchURL,
-		Header: []Header{{Name: "api-key", Value: a.apiKey}},
+		Header: []Header{brevoAccept, {Name: "api-key", Value: a.apiKey}},
 		Body:   body,
 	}); err != nil {
 		errs = results(len(sent), err)

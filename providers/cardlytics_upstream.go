@@ -384,15 +384,25 @@ func (a *cardlyticsAdapter) post(ctx context.Context, customer, requestID, token
 }
 
 // classify reads a reply other than a 401 with the default rules, which match the
-// provider's (2xx ok; 400, 403, 404, 405 Permanent; 408, 429, 5xx retryable with
-// Retry-After), after redacting the tokens used as well as the Transport's secrets: an
-// upstream may echo them in an error body, and the excerpt goes into dead letters.
+// provider's (2xx ok; 400, 404, 405 Permanent; 408, 429, 5xx retryable with
+// Retry-After; 3xx retryable, base_url), after redacting the tokens used as well as the
+// Transport's secrets: an upstream may echo them in an error body, and the excerpt goes
+// into dead letters. A 403 is not the event's fault: Cardlytics refuses the relay's
+// client certificate or source IP (its allow-list) with it, so it is retryable, counts
+// against the breaker and names the settings to check.
 func (a *cardlyticsAdapter) classify(reply *Reply, call string, tokens ...string) error {
 	if reply.Status >= 200 && reply.Status < 300 {
 		return nil
 	}
 	redacted := &Reply{Status: reply.Status, header: reply.header,
 		Body: []byte(a.redactor(tokens...).Replace(string(reply.Body)))}
+	if reply.Status == 403 {
+		msg := "cardlytics " + call + ": 403: check providers.cardlytics TLS certificate (tls_cert_file, tls_key_file) / IP allow-list"
+		if s := redacted.Snippet(); s != "" {
+			msg += ": " + s
+		}
+		return &delivery.HTTPError{Status: 403, Message: msg}
+	}
 	err := Classify(redacted, a.now())
 	var h *delivery.HTTPError
 	if errors.As(err, &h) {

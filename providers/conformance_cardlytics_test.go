@@ -19,6 +19,8 @@ import (
 //   - 401 renews the session and retries once; the fake answers 401 to both attempts, so
 //     the outcome is the suite's default for 401 (retryable, status 401).
 //   - 405 is documented as permanent for Cardlytics only: added through permanent.
+//   - 403 on clientEvent is the relay's certificate or source IP refused (a configuration
+//     fault): retryable, overriding the suite's default through permanent.
 // The session token is a secret like the others: only its own header may carry it.
 
 const (
@@ -90,7 +92,7 @@ func cfCardlyticsCases(t *testing.T) []cfCase {
 		wantPath: cardlyticsEventsPath, wantBody: wantBody,
 		wantHeader: map[string]string{"Authorization": "Bearer " + cfCardlyticsToken,
 			"x-source-customer-id": backendID().CustomerID, "X-CDLX-Request-Id": cfCardlyticsEventID},
-		secrets: secrets, success: []int{200, 204}, permanent: map[int]bool{405: true},
+		secrets: secrets, success: []int{200, 204}, permanent: map[int]bool{405: true, 403: false},
 	}, {
 		name: "cardlytics/client-events (session)", build: build(cardlyticsAuthSession), serve: serve,
 		aux:      map[string]cfReply{cardlyticsSessionPath: {status: 200, body: `{"sessionToken":"` + cfCardlyticsToken + `"}`}},
@@ -98,6 +100,6 @@ func cfCardlyticsCases(t *testing.T) []cfCase {
 		wantPath: cardlyticsEventsPath, wantBody: wantBody,
 		// No customer header: in session mode the token is the customer's.
 		wantHeader: map[string]string{"X-CDLX-Session-Token": cfCardlyticsToken, "X-CDLX-Request-Id": cfCardlyticsEventID},
-		secrets:    secrets, success: []int{200, 204}, permanent: map[int]bool{405: true},
+		secrets:    secrets, success: []int{200, 204}, permanent: map[int]bool{405: true, 403: false},
 	}}
 }

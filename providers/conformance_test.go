@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -185,7 +186,12 @@ func cfCases() []cfCase {
 		return newENSAdapter(&ENSConfig{Delivery: cfDelivery(base, timeout), APIKey: cfENSKey})
 	}
 	withEnv := func(f func() *delivery.Message, country, ua string) func() *delivery.Message {
-		return func() *delivery.Message { m := f(); m.Country, m.UserAgent = country, ua; return m }
+		// From a site: only a browser's request carries the user's country.
+		return func() *delivery.Message {
+			m := f()
+			m.Country, m.UserAgent, m.Source = country, ua, "site:shop"
+			return m
+		}
 	}
 	const (
 		iPhone  = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
@@ -225,19 +231,19 @@ func cfCases() []cfCase {
 	}, {
 		name: "brevo/events", build: func(b string, d time.Duration) delivery.Adapter { return cfBrevo(b, cfNowhere, d, false) },
 		msg:      cfMsg("evt-bv-1", "brevo/events", cfBrevoEvent),
-		wantPath: "/v3/events", wantBody: cfBrevoEvent, wantHeader: map[string]string{"api-key": cfBrevoKey},
+		wantPath: "/v3/events", wantBody: cfBrevoEvent, wantHeader: map[string]string{"accept": "application/json", "api-key": cfBrevoKey},
 		secrets: brevoSecrets, success: []int{204, 200}, rateHeader: brevoResetHeader,
 	}, {
 		name: "brevo/events (batch)", build: func(b string, d time.Duration) delivery.Adapter { return cfBrevo(b, cfNowhere, d, true) },
 		msg:      cfMsg("evt-bv-2", "brevo/events", cfBrevoEvent),
 		wantPath: "/v3/events/batch", wantBody: `{"events":[` + cfBrevoEvent + `]}`,
-		wantHeader: map[string]string{"api-key": cfBrevoKey},
+		wantHeader: map[string]string{"accept": "application/json", "api-key": cfBrevoKey},
 		secrets:    brevoSecrets, success: []int{202}, rateHeader: brevoResetHeader,
 	}, {
 		name:     "brevo/track-event", // Batching never applies to trackEvent.
 		build:    func(b string, d time.Duration) delivery.Adapter { return cfBrevo(cfNowhere, b, d, true) },
 		msg:      cfMsg("evt-bv-3", "brevo/track-event", cfBrevoTrack),
-		wantPath: "/api/v2/trackEvent", wantBody: cfBrevoTrack, wantHeader: map[string]string{"ma-key": cfBrevoMAKey},
+		wantPath: "/api/v2/trackEvent", wantBody: cfBrevoTrack, wantHeader: map[string]string{"accept": "application/json", "ma-key": cfBrevoMAKey},
 		secrets: brevoSecrets, success: []int{204}, rateHeader: brevoResetHeader,
 	}, {
 		name: "bannerflex/banner-events", build: func(base string, timeout time.Duration) delivery.Adapter {
@@ -391,14 +397,26 @@ func cfCheck(t *testing.T, c cfCase, ops map[string]*Op) {
 		cfExpect(t, err, false, 0)
 		cfNoSecret(t, fmt.Sprint(err), c.secrets, "")
 	})
-	t.Run("redirect not followed", func(t *testing.T) {
-		other := newCFFake(t, c.serve, c.aux)
-		_, _, err := run(t, cfReply{status: http.StatusFound, header: map[string]string{"Location": other.URL() + c.wantPath}})
-		cfExpect(t, err, true, http.StatusFound)
-		if n := len(other.got()); n != 0 {
-			t.Errorf("redirect followed: %d requests to its target", n)
-		}
-	})
+	// A redirect is not followed, and it is a configuration fault (base_url moved), not
+	// the event's: retryable, so it counts against the breaker and the event waits.
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect} {
+		t.Run(fmt.Sprintf("redirect %d not followed", code), func(t *testing.T) {
+			other := newCFFake(t, c.serve, c.aux)
+			_, _, err := run(t, cfReply{status: code, header: map[string]string{"Location": other.URL() + c.wantPath + "?k=v"}})
+			cfExpect(t, err, false, code)
+			if d, ok := delivery.RetryDelay(err); ok {
+				t.Errorf("RetryDelay %v for a redirect", d)
+			}
+			host := strings.TrimPrefix(strings.TrimPrefix(other.URL(), "https://"), "http://")
+			if msg := err.Error(); !strings.Contains(msg, "redirected ("+strconv.Itoa(code)+" to "+host+")") ||
+				!strings.Contains(msg, "base_url") || strings.Contains(msg, c.wantPath) {
+				t.Errorf("error %q: want the target's host only and base_url named", msg)
+			}
+			if n := len(other.got()); n != 0 {
+				t.Errorf("redirect followed: %d requests to its target", n)
+			}
+		})
+	}
 	for _, tc := range []struct {
 		name   string
 		reply  cfReply
@@ -590,10 +608,32 @@ func TestFilledFields(t *testing.T) {
 			a = newENSAdapter(&ENSConfig{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfENSKey})
 		}
 		m := cfMsg("evt", tc.route, tc.body)()
-		m.Country, m.UserAgent = tc.country, tc.ua
+		m.Country, m.UserAgent, m.Source = tc.country, tc.ua, "site:shop"
 		if err := cfDeliver(t, a, m); err != nil || len(f.got()) != 1 {
 			t.Fatalf("%s %s: %v", tc.route, tc.body, err)
 		}
 		cfJSONEqual(t, fmt.Sprintf("%s %q %q", tc.body, tc.country, tc.ua), f.got()[0].body, tc.want)
+	}
+}
+
+// TestENSLocationOnlyForSites: location is filled from the stored country only for an
+// event a site (a browser) sent; a backend's request carries the backend's own country,
+// which says nothing about the user, so its events get no location.
+func TestENSLocationOnlyForSites(t *testing.T) {
+	const ens = `{"campaignId":1,"placement":"p"}`
+	for _, tc := range []struct{ src, body, want string }{
+		{"site:shop", ens, `{"campaignId":1,"placement":"p","location":"US"}`},
+		{"client:backend", ens, ens},
+		{"client:backend", `{"campaignId":1,"placement":"p","location":null}`, `{"campaignId":1,"placement":"p","location":null}`},
+		{"", ens, ens}, // no known caller: not a site
+	} {
+		f := newCFFake(t, nil, nil)
+		a := newENSAdapter(&ENSConfig{Delivery: cfDelivery(f.URL(), cfTimeout), APIKey: cfENSKey})
+		m := cfMsg("evt", "ens/click", tc.body)()
+		m.Country, m.Source = "US", tc.src
+		if err := cfDeliver(t, a, m); err != nil || len(f.got()) != 1 {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		cfJSONEqual(t, tc.src, f.got()[0].body, tc.want)
 	}
 }

@@ -57,9 +57,10 @@ func (a *ensAdapter) deliver(ctx context.Context, m *delivery.Message) error {
 	body := m.Body
 	// location and device improve advertisers' reports; the client's own values win, and
 	// the relay fills them only from what it observed itself (the edge's geo header, the
-	// request's User-Agent).
+	// request's User-Agent). location only for a site's event: a backend's request
+	// carries the backend's country, not the user's.
 	changed := false
-	if c, ok := ensCountry(m.Country); ok && absent(&v, "location") {
+	if c, ok := ensCountry(m.Country); ok && strings.HasPrefix(m.Source, "site:") && absent(&v, "location") {
 		v.Set("location", strictjson.StringValue(c))
 		changed = true
 	}

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"net/url"
 	"strconv"
 	"time"
 
@@ -39,7 +40,9 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 // Classify is the default reading of an upstream reply:
 // 2xx → nil; 408, 429, 5xx → retryable (honouring Retry-After); 401 → retryable (the
 // relay's own credential is wrong or expired: a fault of the whole provider, so it counts
-// against the breaker, and the event waits for the fix); any other 4xx → Permanent.
+// against the breaker, and the event waits for the fix); 3xx → retryable (the Transport
+// follows no redirect, so a redirect means base_url is wrong or moved: a configuration
+// fault like 401, not the event's); any other status → Permanent.
 // Provider files handle their special cases first and fall back to this.
 func Classify(r *Reply, now time.Time) error {
 	switch s := r.Status; {
@@ -53,7 +56,23 @@ func Classify(r *Reply, now time.Time) error {
 		return err
 	case s == 401:
 		return &delivery.HTTPError{Status: s, Message: "upstream refused the relay's credential: check the provider's key in the config"}
+	case s >= 300 && s < 400:
+		return &delivery.HTTPError{Status: s, Message: redirectMessage(r)}
 	default:
 		return delivery.Permanent(&delivery.HTTPError{Status: s, Message: r.Snippet()})
 	}
+}
+
+// redirectMessage explains a 3xx: which host it pointed to (never the path or query,
+// which may carry tokens) and which setting is likely wrong.
+func redirectMessage(r *Reply) string {
+	to := "no Location"
+	if loc := r.Header("Location"); loc != "" {
+		to = "a relative Location"
+		if u, err := url.Parse(loc); err == nil && u.Host != "" {
+			to = excerpt([]byte(u.Host), r.redact)
+		}
+	}
+	return "upstream redirected (" + strconv.Itoa(r.Status) + " to " + to +
+		"): redirects are not followed; check the provider's base_url in the config"
 }

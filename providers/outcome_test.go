@@ -75,11 +75,13 @@ func TestClassify(t *testing.T) {
 		{outReply(202, ``), ok, 0},
 		{outReply(204, ``), ok, 0},
 		{outReply(299, ``), ok, 0},
-		// 3xx is not success: the Transport follows no redirect, and an unfollowed
-		// redirect will not deliver on retry either.
-		{outReply(301, ``, "Location", "http://elsewhere/"), perm, 0},
-		{outReply(302, ``), perm, 0},
-		{outReply(304, ``), perm, 0},
+		// 3xx is not success: the Transport follows no redirect. It means base_url moved
+		// or is wrong, a configuration fault like 401: retryable until fixed.
+		{outReply(301, ``, "Location", "http://elsewhere/"), retr, 0},
+		{outReply(302, ``), retr, 0},
+		{outReply(304, ``), retr, 0},
+		{outReply(307, ``, "Location", "/v2/"), retr, 0},
+		{outReply(308, ``), retr, 0},
 		{outReply(400, `{"message":"campaignId is required"}`), perm, 0},
 		{outReply(402, ``), perm, 0},
 		{outReply(403, ``), perm, 0},
@@ -117,6 +119,12 @@ func TestClassify(t *testing.T) {
 		if d, has := delivery.RetryDelay(err); has != (tc.delay > 0) || d != tc.delay {
 			t.Errorf("%s: RetryDelay = %v, %v; want %v", name, d, has, tc.delay)
 		}
+	}
+	// A redirect names the host it points to (never its path or query) and the setting.
+	if err := Classify(outReply(301, ``, "Location", "https://moved.example:8443/api/v1?token=tk-secret-1"), now); err == nil ||
+		!strings.Contains(err.Error(), "upstream redirected (301 to moved.example:8443)") ||
+		!strings.Contains(err.Error(), "base_url") || strings.Contains(err.Error(), "tk-secret") || strings.Contains(err.Error(), "/api") {
+		t.Errorf("301 error %q: want the host only and base_url named", err)
 	}
 	if err := Classify(outReply(400, `{"message":"bad"}`), now); !strings.Contains(err.Error(), "HTTP 400: ") ||
 		!strings.Contains(err.Error(), "bad") {

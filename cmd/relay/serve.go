@@ -109,7 +109,7 @@ func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Register
 		f, err := forward.New(forward.Options{
 			Adapter: adapters[p.Name], Delivery: *p.Delivery, Client: conn.Client,
 			Keys: queue.Keys{Prefix: cfg.Redis.Prefix}, Consumer: consumer,
-			Log: log.Named("forwarder").With(zap.String("provider", p.Name)), Metrics: metrics,
+			Log: log.Named("forwarder"), Metrics: metrics, // New adds the provider field
 			Visibility: p.Delivery.VisibilityTimeout,
 		})
 		if err != nil {

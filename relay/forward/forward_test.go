@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.uber.org/zap"
 
 	"github.com/eventrelay/relay/config"
 )
@@ -170,6 +171,52 @@ func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 		t.Fatalf("a 400 changed the breaker to %v", s)
 	}
 	assertNoSecrets(t, e)
+}
+
+// A configuration fault (a redirect: base_url moved; a 401: the relay's key) is not the
+// event's fault: it is retried, counts against the breaker, and each failed attempt is
+// logged at Warn with the provider and the adapter's error text naming the setting; the
+// event is delivered once the fault is fixed, never dead-lettered on the way.
+func TestConfigFaultIsRetriedNotDeadLettered(t *testing.T) {
+	e := newEnv(t, map[string]config.Delivery{
+		"ens": {Workers: 1, RateLimit: 200, Timeout: 500 * ms, MaxAttempts: 10, MaxAge: time.Hour, Backoff: config.Backoff{Base: 20 * ms, Max: 50 * ms}, Breaker: config.Breaker{Failures: 2, OpenFor: 300 * ms}},
+	})
+	e.up["ens"].setScript(func(n int) reply {
+		switch n {
+		case 0:
+			return reply{status: 301, header: map[string]string{"Location": "https://moved.example/"}}
+		case 1:
+			return reply{status: 401, body: `{"message":"unauthorized"}`}
+		case 2:
+			return reply{status: 307, header: map[string]string{"Location": "https://moved.example/"}}
+		}
+		return reply{status: 200, body: `{"status":"success"}`}
+	})
+	e.send("ens/click", ensBody)
+	e.eventually(10*time.Second, "delivered after the fix", func() bool { return e.idle("ens") && len(e.up["ens"].got()) >= 4 })
+	if d := e.dead("ens"); len(d) != 0 {
+		t.Fatalf("dead-lettered: %+v", d)
+	}
+	if n := len(e.up["ens"].got()); n != 4 {
+		t.Fatalf("%d requests, want 4 (301, 401, 307, 200)", n)
+	}
+	opened := false
+	for _, l := range e.logs.FilterMessage("circuit breaker").All() {
+		opened = opened || (l.ContextMap()["provider"] == "ens" && l.ContextMap()["to"] == "open")
+	}
+	if !opened {
+		t.Error("the breaker never opened: the faults did not count as failures")
+	}
+	var warned []string
+	for _, l := range e.logs.FilterMessage("attempt failed, will retry").All() {
+		if c := l.ContextMap(); c["provider"] == "ens" && l.Level == zap.WarnLevel {
+			warned = append(warned, fmt.Sprint(c["error"]))
+		}
+	}
+	if len(warned) != 3 || !strings.Contains(warned[0], "base_url") || !strings.Contains(warned[1], "key") ||
+		!strings.Contains(warned[2], "base_url") {
+		t.Fatalf("retry warnings %q: want one per failed attempt, each naming the setting", warned)
+	}
 }
 
 func TestMaxAttemptsAndMaxAge(t *testing.T) {

@@ -100,7 +100,8 @@ func New(o Options) (*Forwarder, error) {
 	}
 	p := o.Adapter.Provider()
 	f := &Forwarder{
-		o: o, provider: p, log: o.Log,
+		// Every line names the provider.
+		o: o, provider: p, log: o.Log.With(zap.String("provider", p)),
 		// Burst 1: the configured rate is a ceiling, never exceeded even briefly.
 		limiter:   rate.NewLimiter(rate.Limit(d.RateLimit), 1),
 		interval:  1e6 / d.RateLimit,

@@ -90,6 +90,13 @@ func (f *Forwarder) write(batch []record) {
 				zap.String("event_id", r.e.Message.ID), zap.String("stream_id", r.e.StreamID))
 		default:
 			f.count(r.o)
+			if r.o.kind == kindRetry && !r.o.uncounted {
+				// The error says what is wrong (a 401, a redirect: which setting to
+				// check); a configuration fault shows here first, long before max_age.
+				f.log.Warn("attempt failed, will retry", zap.String("event_id", r.e.Message.ID), zap.Int("status", r.o.status),
+					zap.Int("attempts", r.o.attempts), zap.Duration("retry_in", r.o.delay),
+					zap.String("error", redact.Emails(errorText(r.o))))
+			}
 			if r.o.kind == kindDead || r.o.kind == kindLost {
 				f.log.Warn("dead-lettered", zap.String("event_id", r.e.Message.ID), zap.String("reason", r.o.reason),
 					zap.Int("status", r.o.status), zap.Int("attempts", r.o.attempts),

@@ -163,7 +163,7 @@ func (a *fakeAdapter) post(ctx context.Context, route, body, ids string) error {
 	}
 	req.Header.Set(secretHeader, a.secret)
 	req.Header.Set(eventIDHeader, ids)
-	res, err := http.DefaultClient.Do(req)
+	res, err := noRedirects.Do(req)
 	if err != nil {
 		return err
 	}
@@ -173,6 +173,12 @@ func (a *fakeAdapter) post(ctx context.Context, route, body, ids string) error {
 	switch s := res.StatusCode; {
 	case s >= 200 && s < 300:
 		return nil
+	case s == 401:
+		// Configuration faults of the whole provider: retryable, as providers.Classify.
+		return &delivery.HTTPError{Status: s, Message: "upstream refused the relay's credential: check the provider's key in the config"}
+	case s >= 300 && s < 400:
+		return &delivery.HTTPError{Status: s, Message: "upstream redirected (" + strconv.Itoa(s) + " to " +
+			res.Header.Get("Location") + "): check the provider's base_url in the config"}
 	case s == 408 || s == 429 || s >= 500:
 		if secs, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil {
 			return delivery.RetryAfter(time.Duration(secs)*time.Second, herr)
@@ -182,6 +188,9 @@ func (a *fakeAdapter) post(ctx context.Context, route, body, ids string) error {
 		return delivery.Permanent(herr)
 	}
 }
+
+// noRedirects is the fake adapters' client: like the real Transport, it follows no redirect.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // env is a real Redis, fake upstreams per provider and the forwarders over them.
 type env struct {

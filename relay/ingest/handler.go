@@ -349,9 +349,14 @@ func userAgent(ctx *fasthttp.RequestCtx) string {
 	return string(ua)
 }
 
-// country returns the edge's geo header when it holds a two-character code.
+// country returns the edge's geo header when it holds a two-character code and the TCP
+// peer is a trusted proxy (server.trusted_proxies): only the edge may state the country;
+// a client that reaches the relay directly could write any value.
 func (s *Server) country(ctx *fasthttp.RequestCtx) string {
 	if s.countryHeader == "" {
+		return ""
+	}
+	if peer, _ := netip.AddrFromSlice(ctx.RemoteIP()); !s.proxies.trusted(peer) {
 		return ""
 	}
 	v := ctx.Request.Header.Peek(s.countryHeader)

@@ -580,3 +580,25 @@ func TestRevenueFromSites(t *testing.T) {
 		}
 	}
 }
+
+// TestCountryHeaderOnlyFromTrustedProxies: server.country_header is the edge's statement;
+// a peer that is not in server.trusted_proxies (loopback, in startRelay's config) could
+// write any value, so it is ignored; from a trusted peer it is stored.
+func TestCountryHeaderOnlyFromTrustedProxies(t *testing.T) {
+	h := bearer(backend)
+	h["CF-IPCountry"] = "FR"
+	untrusted := startRelay(t)
+	if res := untrusted.do(t, req{path: "/v1/ens/click", body: ensBody, header: h}); res.status != http.StatusAccepted {
+		t.Fatalf("untrusted peer: %d %s", res.status, res.body)
+	}
+	if e := untrusted.entries(t, "ens"); len(e) != 1 || e[0][queue.FieldCountry] != "" {
+		t.Errorf("untrusted peer's country header stored: %v", e)
+	}
+	trusted := startRelayWith(t, func(c *config.Config) { c.Server.TrustedProxies = []string{"127.0.0.0/8"} })
+	if res := trusted.do(t, req{path: "/v1/ens/click", body: ensBody, header: h}); res.status != http.StatusAccepted {
+		t.Fatalf("trusted peer: %d %s", res.status, res.body)
+	}
+	if e := trusted.entries(t, "ens"); len(e) != 1 || e[0][queue.FieldCountry] != "FR" {
+		t.Errorf("trusted peer's country header not stored: %v", e)
+	}
+}
