@@ -659,3 +659,32 @@ func enabledNames(cfg *config.Config) []string {
 	}
 	return out
 }
+
+// TestEveryPhaseReportedInOneRun: an unset variable, an unknown key, a value of the wrong
+// type and an invalid value are all reported by one Parse, each with its line (validation
+// problems have none); the fields left empty by the first three are not reported again.
+func TestEveryPhaseReportedInOneRun(t *testing.T) {
+	_, err := config.Parse([]byte(`admin:
+  token: ${UNSET_ADMIN_TOKEN}
+server:
+  listn: ":8080"
+  read_timeout: soon
+providers:
+  ens:
+    api_key: ens-key-0123456789
+    workers: 1000
+`), nil, providers.Specs())
+	var errs *config.Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("Parse: %v, want *Errors", err)
+	}
+	want := []config.Problem{
+		{Line: 2, Path: "admin.token", Message: "environment variable UNSET_ADMIN_TOKEN is not set"},
+		{Line: 4, Path: "server.listn", Message: "unknown field"},
+		{Line: 5, Path: "server.read_timeout", Message: "must be a duration such as 500ms, 10s or 1h30m"},
+		{Path: "providers.ens.workers", Message: "must be between 1 and 256"},
+	}
+	if !slices.Equal(*errs, want) {
+		t.Fatalf("problems:\n%v\nwant:\n%v", err, &config.Errors{want[0], want[1], want[2], want[3]})
+	}
+}

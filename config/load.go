@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +42,8 @@ func (p Problem) String() string {
 	}
 }
 
-// Errors is every problem one phase of Parse (or Validate) found, in file order.
+// Errors is every problem Parse (or Validate) found: those with a line in file order, then
+// those of validation.
 type Errors []Problem
 
 // Error returns one problem per line.
@@ -79,8 +81,9 @@ func Load(path string, getenv func(string) (string, bool), specs []ProviderSpec)
 // strictly, applies defaults and validates. getenv reports whether a variable is set, as
 // os.LookupEnv does; nil means an empty environment. specs are the providers the relay
 // knows (providers.Specs): each section under providers is decoded into the type of the
-// spec of its name. Problems are returned as *Errors, all those of the first phase that
-// found any.
+// spec of its name. Problems are returned as *Errors: those of expansion and of the
+// schema together, in file order, then those of validation, which runs on what is left
+// once the faulty values are left out (see the package documentation).
 func Parse(data []byte, getenv func(string) (string, bool), specs []ProviderSpec) (*Config, error) {
 	if getenv == nil {
 		getenv = func(string) (string, bool) { return "", false }
@@ -90,30 +93,68 @@ func Parse(data []byte, getenv func(string) (string, bool), specs []ProviderSpec
 		return nil, err
 	}
 	cfg := Config{Providers: NewProviders(specs)}
+	var errs Errors
 	if root != nil {
-		var errs Errors
+		// Each phase leaves the values it refused empty (null nodes, keys removed), so
+		// the next one still runs and reports what else is wrong.
 		expandNode(root, "", getenv, &errs)
-		if len(errs) > 0 {
-			return nil, &errs
-		}
 		s := schemaChecker{budget: maxSchemaNodes, providers: &cfg.Providers}
 		s.check(root, reflect.TypeFor[Config](), "")
-		if len(s.errs) > 0 {
-			return nil, &s.errs
+		errs = append(errs, s.errs...)
+		slices.SortStableFunc(errs, func(a, b Problem) int { return a.Line - b.Line })
+		if s.budget == 0 {
+			return nil, &errs // the tree was not checked to the end: nothing to validate
 		}
 		if err := root.Decode(&cfg); err != nil {
 			// schemaChecker accepts only what Decode accepts, so this is a bug guard.
-			return nil, &Errors{{Message: err.Error()}}
+			errs = append(errs, Problem{Message: err.Error()})
+			return nil, &errs
 		}
 		if err := cfg.Providers.decode(root); err != nil {
-			return nil, &Errors{{Message: err.Error()}}
+			errs = append(errs, Problem{Message: err.Error()})
+			return nil, &errs
 		}
 	}
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		var v *Errors
+		if !errors.As(err, &v) {
+			return nil, err
+		}
+		// A value left out was validated as empty (or as its default): what validation
+		// says about it is a consequence of a problem already reported.
+		earlier := errs[:len(errs):len(errs)]
+		for _, p := range *v {
+			if !under(p.Path, earlier) {
+				errs = append(errs, p)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, &errs
 	}
 	return &cfg, nil
+}
+
+// under reports whether path is the path of one of problems, inside it, or around it
+// (a section whose field was left out: "providers.brevo needs api_key or ma_key" when
+// providers.brevo.api_key used an unset variable).
+func under(path string, problems Errors) bool {
+	within := func(inner, outer string) bool {
+		return inner == outer || strings.HasPrefix(inner, outer+".") || strings.HasPrefix(inner, outer+"[")
+	}
+	for _, p := range problems {
+		if p.Path != "" && path != "" && (within(path, p.Path) || within(p.Path, path)) {
+			return true
+		}
+	}
+	return false
+}
+
+// setNull makes n an empty (null) scalar: a value a phase refused, which decodes as the
+// field's zero value, so that later phases run on the rest.
+func setNull(n *yaml.Node) {
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 }
 
 // parseNode parses the single YAML document in data and returns its root mapping, or nil
@@ -276,7 +317,11 @@ func expandNode(n *yaml.Node, path string, getenv func(string) (string, bool), e
 		for _, msg := range problems {
 			errs.add(n.Line, path, "%s", msg)
 		}
-		if len(problems) > 0 || value == n.Value {
+		if len(problems) > 0 {
+			setNull(n) // left empty: validated as if not set
+			return
+		}
+		if value == n.Value {
 			return
 		}
 		n.Value = value
@@ -377,25 +422,28 @@ func (s *schemaChecker) check(n *yaml.Node, t reflect.Type, path string) {
 		s.check(n, t.Elem(), path)
 	case reflect.Struct:
 		fields := yamlFields(t)
-		s.mapping(n, path, func(key *yaml.Node, value *yaml.Node) {
+		s.mapping(n, path, func(key *yaml.Node, value *yaml.Node) bool {
 			if t == reflect.TypeFor[Config]() && key.Value == "providers" {
 				s.sections(value, joinPath(path, key.Value))
-				return
+				return true
 			}
 			ft, ok := fields[key.Value]
 			if !ok {
 				s.errs.add(key.Line, joinPath(path, key.Value), "unknown field")
-				return
+				return false
 			}
 			s.check(value, ft, joinPath(path, key.Value))
+			return true
 		})
 	case reflect.Map:
-		s.mapping(n, path, func(key *yaml.Node, value *yaml.Node) {
+		s.mapping(n, path, func(key *yaml.Node, value *yaml.Node) bool {
 			s.check(value, t.Elem(), joinPath(path, key.Value))
+			return true
 		})
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			s.errs.add(n.Line, path, "must be a list")
+			setNull(n)
 			return
 		}
 		for i, item := range n.Content {
@@ -404,19 +452,25 @@ func (s *schemaChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	default:
 		if n.Kind != yaml.ScalarNode || n.Decode(reflect.New(t).Interface()) != nil {
 			s.errs.add(n.Line, path, "must be %s", kindName(t))
+			setNull(n)
 		}
 	}
 }
 
-// mapping checks that n is a mapping with unique scalar keys and calls each for every pair.
-func (s *schemaChecker) mapping(n *yaml.Node, path string, each func(key, value *yaml.Node)) {
+// mapping checks that n is a mapping with unique scalar keys and calls each for every
+// pair. The pairs it refuses, and those each returns false for, are removed from n (a
+// mapping that is not one becomes null), so that n decodes into what the schema accepts.
+func (s *schemaChecker) mapping(n *yaml.Node, path string, each func(key, value *yaml.Node) bool) {
 	if n.Kind != yaml.MappingNode {
 		s.errs.add(n.Line, path, "must be a mapping (key: value)")
+		setNull(n)
 		return
 	}
 	seen := make(map[string]int)
+	kept := n.Content[:0:0]
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, value := n.Content[i], n.Content[i+1]
+		keep := false
 		switch {
 		case key.Kind != yaml.ScalarNode:
 			s.errs.add(key.Line, path, "keys must be plain names")
@@ -426,9 +480,13 @@ func (s *schemaChecker) mapping(n *yaml.Node, path string, each func(key, value 
 			s.errs.add(key.Line, joinPath(path, key.Value), "duplicate key (first at line %d)", seen[key.Value])
 		default:
 			seen[key.Value] = key.Line
-			each(key, value)
+			keep = each(key, value)
+		}
+		if keep {
+			kept = append(kept, key, value)
 		}
 	}
+	n.Content = kept
 }
 
 // yamlFields maps the yaml names of t's fields to their types, flattening inline fields
@@ -493,13 +551,14 @@ func (s *schemaChecker) sections(n *yaml.Node, path string) {
 	if isNull(n) {
 		return
 	}
-	s.mapping(n, path, func(key, value *yaml.Node) {
+	s.mapping(n, path, func(key, value *yaml.Node) bool {
 		spec := s.providers.spec(key.Value)
 		if spec == nil {
 			s.errs.add(key.Line, joinPath(path, key.Value), "unknown field")
-			return
+			return false
 		}
 		s.check(value, reflect.TypeOf(spec.NewSection()), joinPath(path, key.Value))
+		return true
 	})
 }
 

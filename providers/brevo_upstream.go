@@ -85,6 +85,25 @@ func (a *brevoAdapter) BatchKey(m *delivery.Message) (string, int) {
 
 func brevoWeight(m *delivery.Message) int { return 1 + len(m.Body)/brevoWeightBytes }
 
+// Brevo's two APIs are the relay's two lanes (relay/forward.Lanes): other hosts, other
+// keys (api_key, ma_key), other limits. Each has its own circuit breaker and Retry-After
+// pause, so a bad ma_key or a tracker outage does not stop v3 delivery, nor the reverse.
+const (
+	brevoLaneV3      = "v3"
+	brevoLaneTracker = "tracker"
+)
+
+// Lanes names Brevo's lanes: the v3 API, then the legacy tracker.
+func (a *brevoAdapter) Lanes() []string { return []string{brevoLaneV3, brevoLaneTracker} }
+
+// Lane returns "tracker" for trackEvent, "v3" for everything else.
+func (a *brevoAdapter) Lane(m *delivery.Message) string {
+	if m.Route == brevoTrackRoute {
+		return brevoLaneTracker
+	}
+	return brevoLaneV3
+}
+
 // MaxBatchWeight returns 100 with batching, 1 without.
 func (a *brevoAdapter) MaxBatchWeight() int {
 	if a.batch {

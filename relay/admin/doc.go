@@ -48,7 +48,8 @@
 //
 // One object per enabled provider, in configuration order. breaker is this process's
 // circuit breaker for the provider: "closed", "half-open", "open", or "unknown" when this
-// process runs no forwarder for it. ready is the events stream's length minus its pending
+// process runs no forwarder for it; for a provider with lanes (forward.Lanes), the worst
+// lane's. ready is the events stream's length minus its pending
 // count (entries not yet read by any consumer); pending is the consumer group's pending
 // count (taken by a worker, not yet settled); retry the retry set's size; dead the
 // dead-letter stream's length.

@@ -9,7 +9,9 @@
 //     entries in one XREADGROUP through consumer group "relay" (entries abandoned past
 //     the visibility timeout first, XAUTOCLAIM, when a scan is due) and groups them into
 //     upstream batches. An open breaker or a Retry-After pause stops reading, so entries
-//     stay queued; jobs already read go back through the retry set, unattempted.
+//     stay queued; jobs already read go back through the retry set, unattempted. An
+//     adapter with independent upstream APIs names lanes (Lanes, forwarder.go), each with
+//     its own breaker and pause; reading stops only when every lane is stopped.
 //   - sender.go: `workers` goroutines, each making one upstream request at a time: wait
 //     for the job's slot and this process's own limiter, ask the circuit breaker, call the
 //     adapter, decide each entry's outcome.

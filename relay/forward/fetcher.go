@@ -30,8 +30,9 @@ type job struct {
 	notBefore time.Time
 }
 
-// fetcher feeds the senders: it waits out a Retry-After pause, an open breaker and the
-// rate limit's next free slot, takes the room there is for jobs (at least one), takes as
+// fetcher feeds the senders: it waits out a Retry-After pause and an open breaker (of
+// every lane, when the adapter has several: see Lanes) and the rate limit's next free
+// slot, takes the room there is for jobs (at least one), takes as
 // many rate-limit slots as are due soon in one call, reads that many requests' worth of
 // entries (abandoned ones first, when a scan for them is due) and hands the batches over.
 // An open breaker or a pause thus stops reading; jobs already read are deferred by the
@@ -48,7 +49,7 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 		if d := time.Until(nextFree); d > 0 && !sleep(ctx, d) {
 			return
 		}
-		state := f.breaker.State()
+		state := f.readState()
 		if state == gobreaker.StateOpen {
 			sleep(ctx, min(f.o.Delivery.Breaker.OpenFor/4, 250*time.Millisecond))
 			continue

@@ -56,9 +56,11 @@ type Forwarder struct {
 	limiter *rate.Limiter
 	// interval is 1/rate_limit in µs: the spacing of reserved slots.
 	interval float64
-	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
-	// pausedUntil (unix ns) is set from an upstream's Retry-After: no request before it.
-	pausedUntil atomic.Int64
+	// lanes are the provider's independent upstream APIs (see Lanes), each with its own
+	// breaker and Retry-After pause; one lane unless the adapter implements Lanes.
+	lanes []*lane
+	// laned is the adapter's Lanes, or nil.
+	laned Lanes
 	// room bounds the jobs in hand (being sent, or read ahead and waiting for a sender)
 	// to perSender per sender: entries never wait long in this process while other
 	// relays could send them, yet reads stay large as senders free up one at a time.
@@ -68,6 +70,31 @@ type Forwarder struct {
 	records   chan record
 	// attempts is the parent of attempt contexts: it is cancelled Grace after shutdown.
 	attempts context.Context
+}
+
+// Lanes is implemented by an adapter whose provider has independent upstream APIs (their
+// own hosts, credentials and limits, as Brevo's v3 API and its legacy tracker): each lane
+// gets its own circuit breaker and Retry-After pause, so a fault of one API (a bad key, a
+// 429) does not stop delivery to the others. The stream, workers and rate limit remain
+// the provider's, and events of different lanes never share a request. Without it, the
+// provider is one lane.
+type Lanes interface {
+	// Lanes names every lane, at least one; the first is the lane of a message Lane
+	// does not place.
+	Lanes() []string
+	// Lane returns m's lane, one of Lanes().
+	Lane(m *delivery.Message) string
+}
+
+// lane is one breaker and one Retry-After pause of a provider.
+type lane struct {
+	name    string
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// state is the breaker's state as last reported by OnStateChange (for the gauge,
+	// which must not call a breaker from inside another's callback).
+	state atomic.Int32
+	// pausedUntil (unix ns) is set from an upstream's Retry-After: no request before it.
+	pausedUntil atomic.Int64
 }
 
 // errNoWork tells the breaker that an allowed turn found nothing to send; it is excluded
@@ -110,8 +137,27 @@ func New(o Options) (*Forwarder, error) {
 	}
 	f.room = semaphore.NewWeighted(int64(f.perSender * d.Workers))
 	f.jobs = make(chan job, f.perSender*d.Workers)
-	f.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        p,
+	names := []string{""}
+	if l, ok := o.Adapter.(Lanes); ok && len(l.Lanes()) > 0 {
+		f.laned, names = l, l.Lanes()
+	}
+	for _, name := range names {
+		f.lanes = append(f.lanes, f.newLane(name))
+	}
+	f.setBreakerGauge()
+	return f, nil
+}
+
+// newLane builds a lane and its breaker.
+func (f *Forwarder) newLane(name string) *lane {
+	d := f.o.Delivery
+	l := &lane{name: name}
+	log := f.log
+	if name != "" {
+		log = log.With(zap.String("lane", name))
+	}
+	l.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        f.provider,
 		MaxRequests: 1,
 		Timeout:     d.Breaker.OpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(d.Breaker.Failures) },
@@ -121,26 +167,69 @@ func New(o Options) (*Forwarder, error) {
 		IsExcluded: func(err error) bool {
 			return errors.Is(err, errNoWork) || errors.Is(err, context.Canceled)
 		},
-		// Runs under the breaker's lock: only record, never call the breaker.
+		// Runs under the breaker's lock: only record, never call a breaker.
 		OnStateChange: func(_ string, from, to gobreaker.State) {
-			f.log.Warn("circuit breaker", zap.String("from", from.String()), zap.String("to", to.String()))
-			f.setBreakerGauge(to)
+			log.Warn("circuit breaker", zap.String("from", from.String()), zap.String("to", to.String()))
+			l.state.Store(int32(to))
+			f.setBreakerGauge()
 		},
 	})
-	f.setBreakerGauge(gobreaker.StateClosed)
-	return f, nil
+	return l
 }
 
-func (f *Forwarder) setBreakerGauge(s gobreaker.State) {
+// laneOf is m's lane: the adapter's choice, or the first lane.
+func (f *Forwarder) laneOf(m *delivery.Message) *lane {
+	if f.laned != nil {
+		name := f.laned.Lane(m)
+		for _, l := range f.lanes {
+			if l.name == name {
+				return l
+			}
+		}
+	}
+	return f.lanes[0]
+}
+
+// stateRank orders breaker states from healthy to stopped.
+var stateRank = map[gobreaker.State]int{gobreaker.StateClosed: 0, gobreaker.StateHalfOpen: 1, gobreaker.StateOpen: 2}
+
+// setBreakerGauge sets the provider's breaker gauge to its worst lane's last reported
+// state (0 closed, 1 half-open, 2 open).
+func (f *Forwarder) setBreakerGauge() {
 	if f.o.Metrics == nil {
 		return
 	}
-	v := map[gobreaker.State]float64{gobreaker.StateClosed: 0, gobreaker.StateHalfOpen: 1, gobreaker.StateOpen: 2}[s]
-	f.o.Metrics.breaker.WithLabelValues(f.provider).Set(v)
+	worst := 0
+	for _, l := range f.lanes {
+		worst = max(worst, stateRank[gobreaker.State(l.state.Load())])
+	}
+	f.o.Metrics.breaker.WithLabelValues(f.provider).Set(float64(worst))
 }
 
-// BreakerState reports the breaker's state (for the admin API and tests).
-func (f *Forwarder) BreakerState() gobreaker.State { return f.breaker.State() }
+// BreakerState reports the provider's breaker state (for the admin API and tests): with
+// several lanes, the worst of theirs (open if any lane is open).
+func (f *Forwarder) BreakerState() gobreaker.State {
+	worst := gobreaker.StateClosed
+	for _, l := range f.lanes {
+		if s := l.breaker.State(); stateRank[s] > stateRank[worst] {
+			worst = s
+		}
+	}
+	return worst
+}
+
+// readState is what the fetcher may read for: closed when any lane is closed (full
+// reads), else half-open when any lane is (one request: its probe), else open (all
+// lanes stopped: no read).
+func (f *Forwarder) readState() gobreaker.State {
+	best := gobreaker.StateOpen
+	for _, l := range f.lanes {
+		if s := l.breaker.State(); stateRank[s] < stateRank[best] {
+			best = s
+		}
+	}
+	return best
+}
 
 // Run delivers until ctx is done, then lets attempts in flight finish for up to Grace and
 // writes their outcomes; entries it could not finish stay pending and are reclaimed by
@@ -195,22 +284,33 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// pauseLeft is what remains of a Retry-After pause (0: none).
-func (f *Forwarder) pauseLeft() time.Duration {
-	until := f.pausedUntil.Load()
+// pauseLeft is what remains of the lane's Retry-After pause (0: none).
+func (l *lane) pauseLeft() time.Duration {
+	until := l.pausedUntil.Load()
 	if until == 0 {
 		return 0
 	}
 	return max(time.Until(time.Unix(0, until)), 0)
 }
 
-// pause stops every sender of the provider until now+d (upstream asked for it).
-func (f *Forwarder) pause(d time.Duration) {
+// pause stops every request of the lane until now+d (upstream asked for it).
+func (l *lane) pause(d time.Duration) {
 	until := time.Now().Add(d).UnixNano()
 	for {
-		cur := f.pausedUntil.Load()
-		if cur >= until || f.pausedUntil.CompareAndSwap(cur, until) {
+		cur := l.pausedUntil.Load()
+		if cur >= until || l.pausedUntil.CompareAndSwap(cur, until) {
 			return
 		}
 	}
+}
+
+// pauseLeft is how long every lane stays paused (0: some lane is not).
+func (f *Forwarder) pauseLeft() time.Duration {
+	least := time.Duration(-1)
+	for _, l := range f.lanes {
+		if d := l.pauseLeft(); least < 0 || d < least {
+			least = d
+		}
+	}
+	return max(least, 0)
 }

@@ -14,8 +14,8 @@ import (
 // maxErrorText caps the error kept in retry members and dead letters.
 const maxErrorText = 300
 
-// batches groups entries by the adapter's batch key, in order, each batch weighing at
-// most MaxBatchWeight.
+// batches groups entries by the adapter's batch key and lane, in order, each batch
+// weighing at most MaxBatchWeight.
 func (f *Forwarder) batches(entries []*entry) [][]*entry {
 	maxW := max(f.o.Adapter.MaxBatchWeight(), 1)
 	var out [][]*entry
@@ -23,6 +23,9 @@ func (f *Forwarder) batches(entries []*entry) [][]*entry {
 	weight := map[int]int{}
 	for _, e := range entries {
 		key, w := f.o.Adapter.BatchKey(&e.Message)
+		if key != "" && f.laned != nil {
+			key = f.laneOf(&e.Message).name + "\x00" + key
+		}
 		if i, ok := open[key]; ok && key != "" && weight[i]+w <= maxW {
 			out[i] = append(out[i], e)
 			weight[i] += w
@@ -35,8 +38,9 @@ func (f *Forwarder) batches(entries []*entry) [][]*entry {
 	return out
 }
 
-// attempt makes one upstream request for batch and returns one result per entry.
-func (f *Forwarder) attempt(batch []*entry) []error {
+// attempt makes one upstream request for batch (all in lane l) and returns one result
+// per entry.
+func (f *Forwarder) attempt(l *lane, batch []*entry) []error {
 	ctx, cancel := context.WithTimeout(f.attempts, f.o.Delivery.Timeout)
 	defer cancel()
 	msgs := make([]*delivery.Message, len(batch))
@@ -58,7 +62,7 @@ func (f *Forwarder) attempt(batch []*entry) []error {
 	}
 	for _, err := range results {
 		if d, ok := delivery.RetryDelay(err); ok {
-			f.pause(d)
+			l.pause(d)
 			break
 		}
 	}

@@ -17,9 +17,10 @@ func (f *Forwarder) sender(ctx context.Context) {
 	}
 }
 
-// send waits for the job's rate-limit slot and this process's limiter, asks the breaker,
-// makes the attempt and hands each entry's outcome to the recorder. A breaker that opened
-// or a Retry-After pause that began since the read defers the batch, unattempted.
+// send waits for the job's rate-limit slot and this process's limiter, asks its lane's
+// breaker, makes the attempt and hands each entry's outcome to the recorder. A breaker
+// that opened or a Retry-After pause that began since the read defers the batch,
+// unattempted.
 func (f *Forwarder) send(ctx context.Context, j job) {
 	if d := time.Until(j.notBefore); d > 0 && !sleep(ctx, d) {
 		return
@@ -33,17 +34,19 @@ func (f *Forwarder) send(ctx context.Context, j job) {
 		f.deferAll(j.batch, 0, errWaitedTooLong)
 		return
 	}
-	done, err := f.breaker.Allow()
+	// A batch never mixes lanes (see batches).
+	l := f.laneOf(&j.batch[0].Message)
+	done, err := l.breaker.Allow()
 	if err != nil { // open, or half-open with its probe already out
 		f.deferAll(j.batch, f.o.Delivery.Breaker.OpenFor, errBreakerOpen)
 		return
 	}
-	if left := f.pauseLeft(); left > 0 {
+	if left := l.pauseLeft(); left > 0 {
 		done(errNoWork)
 		f.deferAll(j.batch, left, errPaused)
 		return
 	}
-	results := f.attempt(j.batch)
+	results := f.attempt(l, j.batch)
 	done(breakerVerdict(results))
 	for i, e := range j.batch {
 		f.settle(e, results[i])

@@ -49,6 +49,8 @@ type upstream struct {
 	mu     sync.Mutex
 	hits   []hit
 	script func(n int) reply
+	// byPath, when set, decides instead of script from the request's path.
+	byPath func(path string) reply
 	// active and peak count requests being answered: the most at once is peak.
 	active, peak int
 }
@@ -60,13 +62,16 @@ func newUpstream(t *testing.T, script func(n int) reply) *upstream {
 		u.mu.Lock()
 		n := len(u.hits)
 		u.hits = append(u.hits, hit{at: time.Now(), path: r.URL.Path, header: r.Header.Clone(), body: string(b)})
-		s := u.script
+		s, bp := u.script, u.byPath
 		u.active++
 		u.peak = max(u.peak, u.active)
 		u.mu.Unlock()
 		defer func() { u.mu.Lock(); u.active--; u.mu.Unlock() }()
 		rep := reply{status: 200, body: `{"ok":true}`}
-		if s != nil {
+		switch {
+		case bp != nil:
+			rep = bp(r.URL.Path)
+		case s != nil:
 			rep = s(n)
 		}
 		u.mu.Lock()
@@ -83,6 +88,12 @@ func newUpstream(t *testing.T, script func(n int) reply) *upstream {
 	}))
 	t.Cleanup(u.srv.Close)
 	return u
+}
+
+func (u *upstream) setByPath(s func(path string) reply) {
+	u.mu.Lock()
+	u.byPath = s
+	u.mu.Unlock()
 }
 
 func (u *upstream) setScript(s func(n int) reply) {
@@ -192,6 +203,19 @@ func (a *fakeAdapter) post(ctx context.Context, route, body, ids string) error {
 // noRedirects is the fake adapters' client: like the real Transport, it follows no redirect.
 var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
+// lanedAdapter is a fakeAdapter with two lanes (forward.Lanes), as Brevo's: route
+// brevo/track-event is lane "tracker", every other route lane "v3".
+type lanedAdapter struct{ *fakeAdapter }
+
+func (lanedAdapter) Lanes() []string { return []string{"v3", "tracker"} }
+
+func (lanedAdapter) Lane(m *delivery.Message) string {
+	if m.Route == "brevo/track-event" {
+		return "tracker"
+	}
+	return "v3"
+}
+
 // env is a real Redis, fake upstreams per provider and the forwarders over them.
 type env struct {
 	t       *testing.T
@@ -227,6 +251,8 @@ type envOptions struct {
 	relays int
 	// batch is MaxBatchWeight per provider whose adapter batches.
 	batch map[string]int
+	// laned are the providers whose adapter is a lanedAdapter.
+	laned map[string]bool
 }
 
 func newEnv(t *testing.T, delivery map[string]config.Delivery) *env {
@@ -276,7 +302,10 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		if visibility == 0 {
 			visibility = 2 * time.Second
 		}
-		a := &fakeAdapter{provider: name, url: e.up[name].srv.URL, secret: secret, batch: o.batch[name]}
+		var a delivery.Adapter = &fakeAdapter{provider: name, url: e.up[name].srv.URL, secret: secret, batch: o.batch[name]}
+		if o.laned[name] {
+			a = lanedAdapter{a.(*fakeAdapter)}
+		}
 		for i := range max(o.relays, 1) {
 			f, err := forward.New(forward.Options{
 				Adapter: a, Delivery: d, Client: conn.Client, Keys: e.keys,

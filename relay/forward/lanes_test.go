@@ -1,0 +1,105 @@
+package forward_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/eventrelay/relay/config"
+)
+
+const (
+	v3Body    = `{"event_name":"cart_updated","identifiers":{"email_id":"jane@example.com"}}`
+	trackBody = `{"email":"jane@example.com","event":"cart_updated"}`
+)
+
+// lanesEnv is brevo with two lanes (v3, tracker), a breaker that opens after 2 failures
+// and stays open past the test.
+func lanesEnv(t *testing.T) *env {
+	d := fastDelivery()
+	d.MaxAttempts = 100
+	d.Breaker = config.Breaker{Failures: 2, OpenFor: 30 * time.Second}
+	return newEnvWith(t, envOptions{delivery: map[string]config.Delivery{"brevo": d}, laned: map[string]bool{"brevo": true}})
+}
+
+// hitsTo counts the brevo upstream's requests to path.
+func hitsTo(e *env, path string) int {
+	n := 0
+	for _, h := range e.up["brevo"].got() {
+		if h.path == path {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLaneBreakerOpensOnlyItsLane: a 401 from the legacy tracker (a bad ma_key) opens the
+// tracker lane's breaker only; v3 events keep being delivered. The provider's breaker
+// state, for the admin API and the gauge, is open (the worst lane's); the tracker's events
+// wait for the fix, not dead-lettered.
+func TestLaneBreakerOpensOnlyItsLane(t *testing.T) {
+	e := lanesEnv(t)
+	e.up["brevo"].setByPath(func(path string) reply {
+		if path == "/brevo/track-event" {
+			return reply{status: 401, body: `{"message":"Key not found"}`}
+		}
+		return reply{status: 204}
+	})
+	for range 3 {
+		e.send("brevo/track-event", trackBody)
+	}
+	e.eventually(5*time.Second, "the tracker lane's breaker open", func() bool {
+		for _, l := range e.logs.FilterMessage("circuit breaker").All() {
+			if c := l.ContextMap(); c["lane"] == "tracker" && c["to"] == "open" {
+				return true
+			}
+		}
+		return false
+	})
+	for range 5 {
+		e.send("brevo/events", v3Body)
+	}
+	e.eventually(5*time.Second, "v3 events delivered while the tracker lane is open",
+		func() bool { return hitsTo(e, "/brevo/events") == 5 })
+	if n := hitsTo(e, "/brevo/track-event"); n != 2 {
+		t.Errorf("%d tracker requests, want 2 (the breaker opened after 2 failures)", n)
+	}
+	if s := e.fwd["brevo"].BreakerState(); s != gobreaker.StateOpen {
+		t.Errorf("provider breaker state %v, want open (a lane is open)", s)
+	}
+	for _, l := range e.logs.FilterMessage("circuit breaker").All() {
+		if c := l.ContextMap(); c["lane"] == "v3" {
+			t.Errorf("the v3 lane's breaker changed: %v", c)
+		}
+	}
+	if d := e.dead("brevo"); len(d) != 0 {
+		t.Errorf("dead letters: %+v", d)
+	}
+}
+
+// TestLaneRetryAfterPausesOnlyItsLane: a 429 with Retry-After from the tracker pauses the
+// tracker lane; v3 events go on being delivered meanwhile.
+func TestLaneRetryAfterPausesOnlyItsLane(t *testing.T) {
+	e := lanesEnv(t)
+	e.up["brevo"].setByPath(func(path string) reply {
+		if path == "/brevo/track-event" {
+			return reply{status: 429, header: map[string]string{"Retry-After": "30"}}
+		}
+		return reply{status: 204}
+	})
+	e.send("brevo/track-event", trackBody)
+	e.eventually(5*time.Second, "the tracker's 429", func() bool { return hitsTo(e, "/brevo/track-event") == 1 })
+	time.Sleep(100 * time.Millisecond) // its outcome, and the pause, are recorded
+	for range 5 {
+		e.send("brevo/events", v3Body)
+	}
+	e.eventually(5*time.Second, "v3 events delivered while the tracker lane is paused",
+		func() bool { return hitsTo(e, "/brevo/events") == 5 })
+	if n := hitsTo(e, "/brevo/track-event"); n != 1 {
+		t.Errorf("%d tracker requests during its 30 s pause, want 1", n)
+	}
+	if s := e.fwd["brevo"].BreakerState(); s != gobreaker.StateClosed {
+		t.Errorf("breaker %v after a 429", s)
+	}
+}
