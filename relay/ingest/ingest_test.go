@@ -602,3 +602,55 @@ func TestCountryHeaderOnlyFromTrustedProxies(t *testing.T) {
 		t.Errorf("trusted peer's country header not stored: %v", e)
 	}
 }
+
+// TestNullRefusedInBatchForEveryRoute: for every route, an item of /v1/batch whose body
+// has an optional field set to null refuses the whole batch with a 400 naming the field
+// by its path in the batch; nothing is queued. (providers' TestNullRefusedInEveryField
+// covers every optional field of every route; this covers the batch path of each route.)
+func TestNullRefusedInBatchForEveryRoute(t *testing.T) {
+	r := startRelay(t)
+	h := map[string]string{"Authorization": "Bearer " + backend, "X-Relay-Customer-Id": "cust-42"}
+	for _, c := range []struct{ route, body, field string }{
+		{"linkrunner/capture-event", lrEvent, "event_data"},
+		{"linkrunner/capture-payment", lrPayment, "payment_id"},
+		{"ens/impression", ensBody, "location"},
+		{"ens/click", ensBody, "device"},
+		{"brevo/events", brevoV3, "event_date"},
+		{"brevo/track-event", brevoMA, "properties"},
+		{"bannerflex/banner-events", bfBody, "campaignId"},
+		{"cardlytics/client-events", cdlxBody, "clientEvents[0].clientEventId"},
+	} {
+		var body map[string]any
+		if err := json.Unmarshal([]byte(c.body), &body); err != nil {
+			t.Fatalf("%s: %v", c.route, err)
+		}
+		setPath(body, c.field, nil)
+		item, _ := json.Marshal(map[string]any{"route": c.route, "body": body})
+		batch := `{"events":[{"route":"ens/click","body":` + ensBody + `},` + string(item) + `]}`
+		res := r.do(t, req{path: "/v1/batch", body: batch, header: h})
+		e := decode[refused](t, res.body)
+		if want := "events[1].body." + c.field; res.status != http.StatusBadRequest || e.Error.Code != "invalid_field" || e.Error.Field != want {
+			t.Errorf("%s: %d %s, want 400 invalid_field at %s", c.route, res.status, res.body, want)
+		}
+	}
+	for _, p := range []string{"linkrunner", "ens", "brevo", "bannerflex", "cardlytics"} {
+		if n := len(r.entries(t, p)); n != 0 {
+			t.Errorf("%s: %d entries queued from refused batches", p, n)
+		}
+	}
+}
+
+// setPath sets the field at path ("a", "a[0].b") in a decoded JSON object.
+func setPath(obj map[string]any, path string, v any) {
+	name, rest, nested := strings.Cut(path, ".")
+	if i := strings.IndexByte(name, '['); i >= 0 {
+		idx, _ := strconv.Atoi(strings.TrimSuffix(name[i+1:], "]"))
+		setPath(obj[name[:i]].([]any)[idx].(map[string]any), rest, v)
+		return
+	}
+	if nested {
+		setPath(obj[name].(map[string]any), rest, v)
+		return
+	}
+	obj[name] = v
+}
