@@ -46,7 +46,7 @@ func validateENS(ev *Event, _ Identity) error {
 	if id, ok := f.integer("campaignId", true); ok {
 		f.check(id > 0, "campaignId", "must be a positive integer")
 	}
-	f.str("placement", true, 128)
+	f.ident("placement", true, 128) // a slot name: control characters never belong in one
 	if loc, ok := f.str("location", false, 0); ok {
 		f.check(isCountryCode(loc), "location", "must be an ISO 3166-1 alpha-2 country code such as US")
 	}

@@ -555,3 +555,12 @@ func TestLinkrunnerRevenue(t *testing.T) {
 		}
 	}
 }
+
+func TestENSPlacementRefusesControlCharacters(t *testing.T) {
+	ops := opsByRoute(t, allProviders())
+	for _, body := range []string{`{"campaignId":1,"placement":"a\u0000b"}`, `{"campaignId":1,"placement":"a\nb"}`, `{"campaignId":1,"placement":"  "}`} {
+		if _, err := validate(t, ops, "ens/click", body, backendID()); err == nil {
+			t.Errorf("%s accepted", body)
+		}
+	}
+}
