@@ -83,8 +83,9 @@ func TestRetriesThenDelivers(t *testing.T) {
 		return reply{status: 200, body: `{"ok":true}`}
 	})
 	e.send("bannerflex/banner-events", bfBody)
+	// Idle: nothing is left in the stream, pending or in the retry set, so no further
+	// request can come; the delivery's stats were written with its ack, atomically.
 	e.eventually(10*time.Second, "delivery after retries", func() bool { return e.idle("bannerflex") && len(e.up["bannerflex"].got()) >= 4 })
-	time.Sleep(200 * time.Millisecond)
 	if n := len(e.up["bannerflex"].got()); n != 4 {
 		t.Fatalf("%d requests, want 4 (three 500s, then 200)", n)
 	}

@@ -1,12 +1,14 @@
 package forward_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 const (
@@ -90,7 +92,13 @@ func TestLaneRetryAfterPausesOnlyItsLane(t *testing.T) {
 	})
 	e.send("brevo/track-event", trackBody)
 	e.eventually(5*time.Second, "the tracker's 429", func() bool { return hitsTo(e, "/brevo/track-event") == 1 })
-	time.Sleep(100 * time.Millisecond) // its outcome, and the pause, are recorded
+	// Its outcome, a retry, is recorded after the pause was set: wait for that in Redis.
+	e.eventually(5*time.Second, "the tracker event in the retry set", func() bool {
+		ctx := context.Background()
+		pend, _ := e.rdb.XPending(ctx, e.keys.Events("brevo"), queue.Group).Result()
+		return e.rdb.ZCard(ctx, e.keys.Retry("brevo")).Val() == 1 && e.rdb.XLen(ctx, e.keys.Events("brevo")).Val() == 0 &&
+			pend != nil && pend.Count == 0
+	})
 	for range 5 {
 		e.send("brevo/events", v3Body)
 	}
