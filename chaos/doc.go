@@ -15,7 +15,8 @@
 //     and per-consumer pending counts.
 //   - ledger.go: the Ledger of every id a relay answered 202 for, per provider, and the
 //     Checker that compares it with what the upstreams saw and the dead-letter streams
-//     hold (Report, printed as a table).
+//     hold (Report, printed as a table); exact.go: Report.Exact, the exact accounting of
+//     a report against what a scenario justifies (Expect).
 //   - scenarios_test.go: one test per scenario (kill -9 under load, kill between the
 //     upstream's success and the ack, a relay stalled past the visibility timeout, Redis
 //     crash and hang, a failing, a throttling and a slow provider, SIGTERM, and a negative
@@ -44,6 +45,20 @@
 //	            through, then abandoned by the client): allowed, reported
 //
 // and the latency from the accepted request to the first delivery (p50, p99).
+//
+// # Exact accounting
+//
+// "lost is 0" alone would let a relay that dead-letters healthy events pass. So every
+// scenario also states an Expect and checks Report.Exact (exact.go): each id answered 202
+// must be delivered exactly once, or duplicated only within the bound the scenario states
+// from its crash window (in total, and per provider where it says so), or dead-lettered
+// with the reason the scenario justifies for that id (only the poison events, reason
+// permanent, in the scenarios that inject them; none elsewhere); every id in a
+// dead-letter stream, accepted or not, must be one so justified. Anything else fails, with
+// the offending ids listed by category: lost, duplicated (over the bound), unexpectedly
+// dead-lettered, dead-lettered with the wrong reason. The checker has its own unit tests
+// (exact_test.go, no processes), negative controls included; `go test -short ./chaos/`
+// runs only those.
 //
 // A delivery is counted when the fake upstream decides to answer 2xx, even when the relay
 // has already hung up (killed, or timed out): a real upstream would have processed the

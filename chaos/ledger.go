@@ -96,6 +96,13 @@ type Figures struct {
 	LostIDs []string
 	// DuplicateIDs are a few of the duplicated ids.
 	DuplicateIDs []string
+
+	// The complete sets, for the exact accounting (Report.Exact): every lost id, every id
+	// delivered more than once with its deliveries beyond the first, and every id in the
+	// dead-letter stream (accepted or not) with its reason.
+	AllLost     []string
+	Extra       map[string]int
+	DeadReasons map[string]string
 }
 
 // Report is the checker's accounting of every provider, plus their total.
@@ -174,7 +181,6 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 	rep := Report{Name: c.Name, Total: Figures{Provider: "total"}}
 	var all []time.Duration
 	for _, p := range c.providers() {
-		f := Figures{Provider: p}
 		dead, err := c.Inspector.DeadIDs(ctx, p)
 		if err != nil {
 			return rep, fmt.Errorf("read %s dead letters: %w", p, err)
@@ -183,43 +189,8 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 		if u := c.Upstreams[p]; u != nil {
 			deliveries = u.Deliveries()
 		}
-		accepted := c.Ledger.Accepted(p)
-		acc := make(map[string]bool, len(accepted))
-		var lat []time.Duration
-		for _, a := range accepted {
-			acc[a.ID] = true
-			f.Accepted++
-			ds, delivered := deliveries[a.ID]
-			_, isDead := dead[a.ID]
-			switch {
-			case delivered:
-				f.Delivered++
-				first := slices.MinFunc(ds, func(x, y time.Time) int { return x.Compare(y) })
-				lat = append(lat, max(first.Sub(a.Sent), 0))
-			case isDead:
-			default:
-				f.Lost++
-				if len(f.LostIDs) < maxListed {
-					f.LostIDs = append(f.LostIDs, a.ID)
-				}
-			}
-			if isDead {
-				f.Dead++
-			}
-		}
-		for id, ds := range deliveries {
-			if len(ds) > 1 {
-				f.Duplicates += len(ds) - 1
-				if len(f.DuplicateIDs) < maxListed {
-					f.DuplicateIDs = append(f.DuplicateIDs, id)
-				}
-			}
-			if !acc[id] {
-				f.Phantom++
-			}
-		}
+		f, lat := tally(p, c.Ledger.Accepted(p), deliveries, dead)
 		f.NotAccepted = len(c.Ledger.Refused(p))
-		f.P50, f.P99 = Percentile(lat, 50), Percentile(lat, 99)
 		all = append(all, lat...)
 		rep.Rows = append(rep.Rows, f)
 
@@ -244,6 +215,69 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 	}
 	rep.Backlog = backlog
 	return rep, nil
+}
+
+// Tally computes one provider's Figures from its accepted events, the upstream's 2xx
+// deliveries by id and the dead-letter stream's ids with their reasons. It is pure: the
+// Checker feeds it what the processes left, the unit tests feed it sets by hand.
+func Tally(provider string, accepted []Accepted, deliveries map[string][]time.Time, dead map[string]string) Figures {
+	f, _ := tally(provider, accepted, deliveries, dead)
+	return f
+}
+
+func tally(provider string, accepted []Accepted, deliveries map[string][]time.Time, dead map[string]string) (Figures, []time.Duration) {
+	f := Figures{Provider: provider, Extra: map[string]int{}, DeadReasons: make(map[string]string, len(dead))}
+	for id, why := range dead {
+		f.DeadReasons[id] = why
+	}
+	acc := make(map[string]bool, len(accepted))
+	var lat []time.Duration
+	for _, a := range accepted {
+		if acc[a.ID] {
+			continue
+		}
+		acc[a.ID] = true
+		f.Accepted++
+		ds, delivered := deliveries[a.ID]
+		delivered = delivered && len(ds) > 0
+		_, isDead := dead[a.ID]
+		switch {
+		case delivered:
+			f.Delivered++
+			first := slices.MinFunc(ds, func(x, y time.Time) int { return x.Compare(y) })
+			lat = append(lat, max(first.Sub(a.Sent), 0))
+		case isDead:
+		default:
+			f.Lost++
+			f.AllLost = append(f.AllLost, a.ID)
+			if len(f.LostIDs) < maxListed {
+				f.LostIDs = append(f.LostIDs, a.ID)
+			}
+		}
+		if isDead {
+			f.Dead++
+		}
+	}
+	ids := make([]string, 0, len(deliveries))
+	for id := range deliveries {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		ds := deliveries[id]
+		if len(ds) > 1 {
+			f.Duplicates += len(ds) - 1
+			f.Extra[id] = len(ds) - 1
+			if len(f.DuplicateIDs) < maxListed {
+				f.DuplicateIDs = append(f.DuplicateIDs, id)
+			}
+		}
+		if len(ds) > 0 && !acc[id] {
+			f.Phantom++
+		}
+	}
+	f.P50, f.P99 = Percentile(lat, 50), Percentile(lat, 99)
+	return f, lat
 }
 
 // idle reports whether no upstream is still answering a request.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/eventrelay/relay/chaos"
 	"github.com/eventrelay/relay/internal/redistest"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // relayBin is the relay binary, built once for every scenario.
@@ -27,8 +28,9 @@ var (
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if testing.Short() {
-		fmt.Println("chaos: skipped in -short mode")
-		os.Exit(0)
+		// Only the checker's unit tests run: newEnv skips every scenario.
+		fmt.Println("chaos: scenarios skipped in -short mode")
+		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "chaos-relay-")
 	if err != nil {
@@ -61,6 +63,9 @@ type env struct {
 }
 
 func newEnv(t *testing.T, opts redistest.Options) *env {
+	if relayBin == "" {
+		t.Skip("chaos scenarios skipped in -short mode")
+	}
 	rs := redistest.Start(t, opts)
 	ups := chaos.NewUpstreams(t, chaos.Providers...)
 	ledger := chaos.NewLedger()
@@ -115,6 +120,19 @@ func noLoss(t *testing.T, rep chaos.Report) {
 	}
 }
 
+// exact fails the test unless every accepted event is accounted for exactly: delivered
+// once (or duplicated within exp's bounds) or dead-lettered with the reason exp justifies,
+// and no other dead letter (chaos.Report.Exact). It complements noLoss, which only asks
+// for delivered-or-dead.
+func exact(t *testing.T, rep chaos.Report, exp chaos.Expect) chaos.Verdict {
+	t.Helper()
+	v := rep.Exact(exp)
+	if err := v.Err(); err != nil {
+		t.Error(err)
+	}
+	return v
+}
+
 func sleep(d time.Duration) { time.Sleep(d) }
 
 func bg() (context.Context, context.CancelFunc) {
@@ -135,6 +153,15 @@ func poison(h chaos.Hit) chaos.Reply {
 		return chaos.Reply{Status: 404, Body: `{"ok":false,"error":"banner not found"}`}
 	}
 	return chaos.Reply{}
+}
+
+// poisonDead justifies exactly the dead letters poison causes: bannerflex's poison events,
+// reason permanent (a 404). Every other event of a scenario using busy must be delivered.
+func poisonDead(provider, id string) string {
+	if provider == chaos.BannerFlex && seqOf(id)%25 == 0 {
+		return queue.DeadPermanent
+	}
+	return ""
 }
 
 // busy makes every upstream take 100 ms per request, so that a kill or a stop finds
@@ -189,6 +216,9 @@ func TestKill9RelayUnderLoad(t *testing.T) {
 	if rep.Total.Duplicates > int(held) {
 		t.Errorf("%d duplicates, more than the %d entries in flight at the kills", rep.Total.Duplicates, held)
 	}
+	// Exactly: the poison events dead (permanent), nothing else; duplicates only from the
+	// entries the killed processes held.
+	exact(t, rep, chaos.Expect{DeadReason: poisonDead, MaxDuplicates: int(held)})
 	if rep.Row(chaos.BannerFlex).Dead == 0 {
 		t.Error("no dead letters at bannerflex: the poison events were not refused?")
 	}
@@ -235,6 +265,8 @@ func TestKill9BetweenUpstreamSuccessAndAck(t *testing.T) {
 	if rep.Total.Duplicates > kills {
 		t.Errorf("%d duplicates after %d kills between the upstream's success and the ack", rep.Total.Duplicates, kills)
 	}
+	// Exactly: no dead letter (no poison); at most one duplicate per kill.
+	exact(t, rep, chaos.Expect{MaxDuplicates: kills})
 }
 
 // readBlock is the forwarder's XREADGROUP BLOCK (forward.Options.Block, 2 s): a stopped
@@ -298,6 +330,9 @@ func TestSIGSTOPRelayPastVisibilityTimeout(t *testing.T) {
 	rep := e.settle(90 * time.Second)
 	noLoss(t, rep)
 	t.Logf("entries held by the stopped relay: %d", len(held))
+	// Exactly: the poison events dead (permanent), nothing else; duplicates only from the
+	// entries the stopped relay held.
+	exact(t, rep, chaos.Expect{DeadReason: poisonDead, MaxDuplicates: len(held)})
 	if rep.Total.Duplicates <= len(held) {
 		return
 	}
@@ -361,9 +396,12 @@ func TestRedisKill9UnderLoad(t *testing.T) {
 		t.Error("no 503 during the Redis outage: the scenario did not hit it")
 	}
 	// An attempt in flight when Redis died cannot record its outcome; it is redelivered.
-	if c := inFlightCapacity(e.setup, 1) * chaos.Scale(); rep.Total.Duplicates > c {
+	c := inFlightCapacity(e.setup, 1) * chaos.Scale()
+	if rep.Total.Duplicates > c {
 		t.Errorf("%d duplicates, more than the %d attempts that can be in flight at the crashes", rep.Total.Duplicates, c)
 	}
+	// Exactly: no dead letter (no poison); duplicates only from the attempts in flight.
+	exact(t, rep, chaos.Expect{MaxDuplicates: c})
 }
 
 // 5. Redis hangs (SIGSTOP): ingest answers 503 within the enqueue timeout (1 s), the
@@ -392,6 +430,10 @@ func TestRedisHang(t *testing.T) {
 	d.Stop()
 	rep := e.settle(90 * time.Second)
 	noLoss(t, rep)
+	// Exactly: no dead letter (no poison). An entry the relay held when Redis hung (an
+	// attempt in flight, or a job read ahead, per sender) may have its outcome unwritable
+	// past the visibility timeout and be delivered again: at most two per worker.
+	exact(t, rep, chaos.Expect{MaxDuplicates: 2 * inFlightCapacity(e.setup, 1)})
 
 	// Ingest latency of the requests made while Redis hung (started early enough to be
 	// answered before it came back).
@@ -543,6 +585,8 @@ func TestFailingProviderOpensBreaker(t *testing.T) {
 	if dead := rep.Row(failing).Dead; dead != 0 {
 		t.Errorf("%d %s events dead-lettered: attempts were spent while the breaker should have been open", dead, failing)
 	}
+	// Exactly: every event delivered once, no dead letter at any provider.
+	exact(t, rep, chaos.Expect{})
 	hits := e.ups[failing].Hits()
 	during := 0
 	for _, h := range hits {
@@ -631,6 +675,8 @@ func TestRateLimitStormsAreHonoured(t *testing.T) {
 	if rep.Total.Duplicates != 0 {
 		t.Errorf("%d duplicates; 429s must cause none", rep.Total.Duplicates)
 	}
+	// Exactly: every event delivered once, no dead letter (429s are retried).
+	exact(t, rep, chaos.Expect{})
 	const epsilon = 200 * time.Millisecond
 	for _, p := range []string{chaos.ENS, chaos.Brevo} {
 		hits := e.ups[p].Hits()
@@ -728,6 +774,14 @@ func TestSlowUpstream(t *testing.T) {
 			t.Errorf("%d duplicates at %s, which was never slow", rep.Row(p).Duplicates, p)
 		}
 	}
+	// Exactly: no dead letter (late 503s are retried); duplicates only at the slow
+	// provider, from its timed-out attempts it accepted anyway.
+	bounds := map[string]int{}
+	for _, p := range chaos.Providers {
+		bounds[p] = 0
+	}
+	bounds[slow] = lateOK
+	exact(t, rep, chaos.Expect{MaxDuplicates: lateOK, MaxDuplicatesAt: bounds})
 }
 
 // 9. SIGTERM under load: the relay stops cleanly (exit 0), the next one delivers what it
@@ -755,6 +809,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if rep.Total.Duplicates != 0 {
 		t.Errorf("%d duplicates after graceful stops; want none", rep.Total.Duplicates)
 	}
+	// Exactly: the poison events dead (permanent), everything else delivered once.
+	exact(t, rep, chaos.Expect{DeadReason: poisonDead})
 }
 
 // 10. Negative control. A Redis without persistence is refused at start (the message
@@ -791,5 +847,15 @@ func TestNegativeControlRedisWithoutPersistence(t *testing.T) {
 		t.Error("the checker reported no loss after a Redis without persistence was killed: it cannot fail")
 	} else {
 		t.Logf("as expected, the checker reports %d lost events", rep.Total.Lost)
+	}
+	// The exact accounting must fail too, naming every lost id.
+	v := rep.Exact(chaos.Expect{})
+	if err := v.Err(); err == nil || len(v.Lost) == 0 {
+		t.Error("the exact accounting passed after a Redis without persistence was killed: it cannot fail")
+	} else {
+		if len(v.Lost) != rep.Total.Lost {
+			t.Errorf("the exact accounting lists %d lost ids; the report counts %d", len(v.Lost), rep.Total.Lost)
+		}
+		t.Logf("as expected, the exact accounting fails: %v", err)
 	}
 }
