@@ -12,14 +12,24 @@ import (
 	"github.com/eventrelay/relay/internal/redistest"
 )
 
+// scriptRedis starts a redis-server with the outcome scripts loaded and returns a client
+// and the keys (prefix "t") the outcome tests use.
+func scriptRedis(t *testing.T) (*redis.Client, Keys) {
+	t.Helper()
+	rs := redistest.Start(t, redistest.Options{})
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := LoadScripts(context.Background(), rdb); err != nil {
+		t.Fatal(err)
+	}
+	return rdb, Keys{Prefix: "t"}
+}
+
 // ackScript acks only what is still pending under the owner, both from its one range
 // XPENDING and, when that reply is cut at the limit, id by id.
 func TestAckScriptOwnerGate(t *testing.T) {
 	ctx := context.Background()
-	rs := redistest.Start(t, redistest.Options{})
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	keys := Keys{Prefix: "t"}
+	rdb, keys := scriptRedis(t)
 	stream := keys.Events("p")
 	var ids []string
 	for range 6 {
@@ -72,13 +82,7 @@ func TestAckScriptOwnerGate(t *testing.T) {
 // (the first one ran but its reply was lost) append one dead letter, not two.
 func TestLostDeadLetterWrittenOnce(t *testing.T) {
 	ctx := context.Background()
-	rs := redistest.Start(t, redistest.Options{})
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	keys := Keys{Prefix: "t"}
-	if err := LoadScripts(ctx, rdb); err != nil {
-		t.Fatal(err)
-	}
+	rdb, keys := scriptRedis(t)
 	e := LostEntry("1-0")
 	o := Outcome{Kind: KindLost, Reason: e.Reason, Error: e.Bad.Error(), Counted: true}
 	for try, want := range []int64{1, 0} {
@@ -106,13 +110,7 @@ func TestLostDeadLetterWrittenOnce(t *testing.T) {
 // owner: it is gated on its marker, see TestLostDeadLetterWrittenOnce.)
 func TestOutcomeStaleOwnerGate(t *testing.T) {
 	ctx := context.Background()
-	rs := redistest.Start(t, redistest.Options{})
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	keys := Keys{Prefix: "t"}
-	if err := LoadScripts(ctx, rdb); err != nil {
-		t.Fatal(err)
-	}
+	rdb, keys := scriptRedis(t)
 	// record writes kind for e as owner and returns whether it applied.
 	record := func(t *testing.T, provider, kind string, e *Entry, owner string) int64 {
 		t.Helper()
