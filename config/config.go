@@ -74,7 +74,8 @@ type Redis struct {
 	// MaxBatch caps the enqueues of one group-commit pipeline. Default 256.
 	MaxBatch int `yaml:"max_batch"`
 	// PoolSize is the Redis connections kept for ingest and the admin API. Default 32. The
-	// relay adds one per delivery worker and two per provider on top (see serve.go).
+	// relay adds four per enabled provider on top (reader, recorder, mover, reclaimer; see
+	// serve.go).
 	PoolSize int `yaml:"pool_size"`
 }
 

@@ -63,47 +63,48 @@ func (p *Provider) spec() config.ProviderSpec {
 	return s
 }
 
-// enabled calls fn for each provider enabled in cfg, with its section.
-func enabled(cfg config.Providers, fn func(p *Provider, sec Section) error) error {
+// enabledSection is a provider enabled in a configuration, with its section.
+type enabledSection struct {
+	p   *Provider
+	sec Section
+}
+
+// enabled lists the providers enabled in cfg, in All's order, with their sections.
+func enabled(cfg config.Providers) []enabledSection {
+	var out []enabledSection
 	for _, p := range All() {
-		sec, ok := cfg.Section(p.Name).(Section)
-		if !ok {
-			continue // not enabled
-		}
-		if err := fn(p, sec); err != nil {
-			return err
+		if sec, ok := cfg.Section(p.Name).(Section); ok {
+			out = append(out, enabledSection{p, sec})
 		}
 	}
-	return nil
+	return out
 }
 
 // Ops returns the ingest operations that cfg enables, in a stable order.
 func Ops(cfg config.Providers) []*Op {
 	var out []*Op
-	_ = enabled(cfg, func(p *Provider, sec Section) error {
-		for _, op := range p.Ops(sec) {
-			if sec.RouteProblem(op.Route) == "" {
-				op.Provider = p.Name
+	for _, e := range enabled(cfg) {
+		for _, op := range e.p.Ops(e.sec) {
+			if e.sec.RouteProblem(op.Route) == "" {
+				op.Provider = e.p.Name
 				out = append(out, op)
 			}
 		}
-		return nil
-	})
+	}
 	return out
 }
 
 // NewAdapters builds the adapter of every provider enabled in cfg, keyed by name.
 func NewAdapters(cfg config.Providers, log *zap.Logger) (map[string]delivery.Adapter, error) {
 	out := map[string]delivery.Adapter{}
-	err := enabled(cfg, func(p *Provider, sec Section) error {
-		a, err := sec.NewAdapter(log.Named(p.Name))
+	for _, e := range enabled(cfg) {
+		a, err := e.sec.NewAdapter(log.Named(e.p.Name))
 		if err != nil {
-			return fmt.Errorf("providers.%s: %w", p.Name, err)
+			return nil, fmt.Errorf("providers.%s: %w", e.p.Name, err)
 		}
-		out[p.Name] = a
-		return nil
-	})
-	return out, err
+		out[e.p.Name] = a
+	}
+	return out, nil
 }
 
 // results returns n copies of err: one request's fate is every event's in it.

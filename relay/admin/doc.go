@@ -69,7 +69,7 @@
 // GET /admin/api/dead/{provider}?limit=N
 //
 //	{"provider":"ens","total":4,"dead":[{"stream_id":"1718000000000-0",
-//	  "events_stream_id":"1717999990000-0","id":"evt_1","route":"ens/click","source":"shop",
+//	  "events_stream_id":"1717999990000-0","id":"evt_1","route":"ens/click","source":"site:shop",
 //	  "reason":"permanent","status":400,"attempts":1,"error":"...",
 //	  "dead_at":"2024-06-10T06:13:20.000Z","received_at":"2024-06-10T06:13:10.000Z"}]}
 //

@@ -59,11 +59,7 @@ func TestLaneBreakerOpensOnlyItsLane(t *testing.T) {
 		}
 		return false
 	})
-	for range 5 {
-		e.send("brevo/events", v3Body)
-	}
-	e.eventually(5*time.Second, "v3 events delivered while the tracker lane is open",
-		func() bool { return hitsTo(e, "/brevo/events") == 5 })
+	v3KeepsDelivering(e, "open")
 	if n := hitsTo(e, "/brevo/track-event"); n != 2 {
 		t.Errorf("%d tracker requests, want 2 (the breaker opened after 2 failures)", n)
 	}
@@ -99,15 +95,21 @@ func TestLaneRetryAfterPausesOnlyItsLane(t *testing.T) {
 		return e.rdb.ZCard(ctx, e.keys.Retry("brevo")).Val() == 1 && e.rdb.XLen(ctx, e.keys.Events("brevo")).Val() == 0 &&
 			pend != nil && pend.Count == 0
 	})
-	for range 5 {
-		e.send("brevo/events", v3Body)
-	}
-	e.eventually(5*time.Second, "v3 events delivered while the tracker lane is paused",
-		func() bool { return hitsTo(e, "/brevo/events") == 5 })
+	v3KeepsDelivering(e, "paused")
 	if n := hitsTo(e, "/brevo/track-event"); n != 1 {
 		t.Errorf("%d tracker requests during its 30 s pause, want 1", n)
 	}
 	if s := e.fwd["brevo"].BreakerState(); s != gobreaker.StateClosed {
 		t.Errorf("breaker %v after a 429", s)
 	}
+}
+
+// v3KeepsDelivering sends five v3 events and waits until the upstream has all five, while
+// the tracker lane is in state (open, paused).
+func v3KeepsDelivering(e *env, state string) {
+	for range 5 {
+		e.send("brevo/events", v3Body)
+	}
+	e.eventually(5*time.Second, "v3 events delivered while the tracker lane is "+state,
+		func() bool { return hitsTo(e, "/brevo/events") == 5 })
 }
