@@ -77,6 +77,15 @@ type Redis struct {
 	// relay adds four per enabled provider on top (reader, recorder, mover, reclaimer; see
 	// serve.go).
 	PoolSize int `yaml:"pool_size"`
+	// MinReplicasAcked makes every group commit end with WAIT: an event is answered 202
+	// only once this many replicas hold it, else 503. Default 0 (no wait): Redis
+	// replication is asynchronous, so a master that dies right after answering can lose
+	// acknowledged events unless a replica already has them.
+	MinReplicasAcked int `yaml:"min_replicas_acked"`
+	// ConsumerExpiry removes a consumer (a relay process that stopped) from a provider's
+	// consumer group once it has been idle this long and holds no pending entry.
+	// Default 1h; at least 1m (a live relay reads several times a second).
+	ConsumerExpiry time.Duration `yaml:"consumer_expiry"`
 }
 
 // Log configures logging.

@@ -29,6 +29,7 @@ func (c *Config) setDefaults() {
 	OrDefault(&r.Writers, 2)
 	OrDefault(&r.MaxBatch, 256)
 	OrDefault(&r.PoolSize, 32)
+	OrDefault(&r.ConsumerExpiry, time.Hour)
 
 	OrDefault(&c.Log.Level, "info")
 

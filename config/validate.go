@@ -19,6 +19,7 @@ const (
 	minBodyBytes         = 1024
 	maxBodyBytes         = 16 << 20
 	maxEnqueueTimeout    = 30 * time.Second
+	maxReplicasAcked     = 16
 	maxWorkers           = 256
 	maxUpstreamTimeout   = 5 * time.Minute
 	minSiteKeyLen        = 8
@@ -189,6 +190,18 @@ func (c *Config) validateRedis(v *Validator) {
 	v.atLeast("redis.writers", r.Writers, 1)
 	v.atLeast("redis.max_batch", r.MaxBatch, 1)
 	v.atLeast("redis.pool_size", r.PoolSize, 1)
+	switch {
+	case r.MinReplicasAcked < 0 || r.MinReplicasAcked > maxReplicasAcked:
+		v.Add("redis.min_replicas_acked", "must be between 0 and %d", maxReplicasAcked)
+	case r.MinReplicasAcked > 0 && r.URL == "":
+		v.Add("redis.min_replicas_acked", "needs redis.url: the embedded development queue has no replicas")
+	case r.MinReplicasAcked > 0 && strings.Contains(strings.SplitN(r.URL, "://", 2)[0], "cluster"):
+		// WAIT counts one connection's writes on one master; a cluster pipeline spans masters.
+		v.Add("redis.min_replicas_acked", "is not supported with redis+cluster:// yet (use a single master with replicas, or Sentinel)")
+	}
+	if r.ConsumerExpiry < time.Minute {
+		v.Add("redis.consumer_expiry", "must be >= 1m (a live relay reads several times a second; a shorter bound would remove stalled ones that still hold work)")
+	}
 }
 
 func (c *Config) validateSites(v *Validator) {

@@ -171,6 +171,8 @@ func (s *Server) start(port int) error {
 		"--daemonize", "no",
 		"--protected-mode", "no",
 		"--logfile", "",
+		// A replica syncs at once instead of after the default 5 s delay.
+		"--repl-diskless-sync-delay", "0",
 	}
 	args = append(args, s.opts.Args...)
 	cmd := exec.Command(s.bin, args...)

@@ -41,6 +41,9 @@ type Options struct {
 	MoveEvery time.Duration
 	// Grace bounds in-flight attempts after shutdown starts. Default the upstream timeout.
 	Grace time.Duration
+	// ConsumerExpiry removes consumers (relays that stopped) idle this long and holding
+	// nothing pending from the provider's group (redis.consumer_expiry). Default 1h.
+	ConsumerExpiry time.Duration
 }
 
 // Forwarder delivers one provider's events. Its parts, one file each: a fetcher takes
@@ -121,6 +124,9 @@ func New(o Options) (*Forwarder, error) {
 	}
 	if o.MoveEvery <= 0 {
 		o.MoveEvery = 500 * time.Millisecond
+	}
+	if o.ConsumerExpiry <= 0 {
+		o.ConsumerExpiry = time.Hour
 	}
 	if o.Grace <= 0 {
 		o.Grace = d.Timeout

@@ -253,6 +253,8 @@ type envOptions struct {
 	batch map[string]int
 	// laned are the providers whose adapter is a lanedAdapter.
 	laned map[string]bool
+	// consumerExpiry is forward.Options.ConsumerExpiry (zero: its default).
+	consumerExpiry time.Duration
 }
 
 func newEnv(t *testing.T, delivery map[string]config.Delivery) *env {
@@ -311,6 +313,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 				Adapter: a, Delivery: d, Client: conn.Client, Keys: e.keys,
 				Consumer: "test-" + uuid.NewString()[:8], Log: log.Named(name), Metrics: metrics,
 				Block: 100 * time.Millisecond, Visibility: visibility, MoveEvery: 20 * time.Millisecond,
+				ConsumerExpiry: o.consumerExpiry,
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -25,6 +25,9 @@ type group struct {
 	plain  []*request // each with its own XADD (request.cmd)
 	args   []any      // the script call's arguments; the Cmd refers to them until answered
 	cmd    *redis.Cmd // the script call, nil without keyed events
+	// replicasErr is set when too few replicas acknowledged the pipeline: events written
+	// are answered with it instead of success.
+	replicasErr error
 }
 
 func (e *Enqueuer) newWriter() *writer {
@@ -120,14 +123,23 @@ func (w *writer) write(runCtx context.Context) {
 		commands++
 		events += len(g.keyed)
 	}
+	// WAIT counts the replicas holding this connection's writes: it must ride the same
+	// pipeline (one connection), after them.
+	var wait *redis.IntCmd
+	if e.opts.MinReplicas > 0 {
+		wait = redis.NewIntCmd(ctx, "wait", e.opts.MinReplicas, waitTimeout(deadline).Milliseconds())
+		_ = pipe.Process(ctx, wait)
+	}
 	_, _ = pipe.Exec(ctx) // per-call errors are read below
 	e.pipelines.Add(1)
 	e.commands.Add(uint64(commands))
 	e.nevents.Add(uint64(events))
 	e.redoNoScript(ctx, groups)
+	replicasErr := e.replicasErr(wait)
 
 	var firstErr error
 	for _, g := range groups {
+		g.replicasErr = replicasErr
 		if err := g.answer(); err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -179,7 +191,7 @@ func (g *group) answer() error {
 			r.reply <- result{err: fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, g.events, err)}
 			continue
 		}
-		r.reply <- result{}
+		r.reply <- result{err: g.replicasErr}
 	}
 	if len(g.keyed) == 0 {
 		return firstErr
@@ -208,7 +220,11 @@ func (g *group) answerKeyed() error {
 		var res result
 		switch v := vals[i].(type) {
 		case int64:
+			// A duplicate was acknowledged before: its answer does not depend on this WAIT.
 			res.duplicate = v == 0
+			if !res.duplicate {
+				res.err = g.replicasErr
+			}
 		case error:
 			res.err = fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, g.events, v)
 			if firstErr == nil {
@@ -232,6 +248,7 @@ func (g *group) reset() {
 	clear(g.args)
 	g.args = g.args[:0]
 	g.cmd = nil
+	g.replicasErr = nil
 }
 
 // redoNoScript redoes, with EVAL, the calls Redis answered NOSCRIPT: its script cache is
@@ -262,4 +279,31 @@ func (e *Enqueuer) redoNoScript(ctx context.Context, groups []*group) {
 	e.log.Info("redis lost the enqueue script (restart or SCRIPT FLUSH); reloaded it with EVAL",
 		zap.Int("redone", pipe.Len()))
 	_, _ = pipe.Exec(ctx)
+}
+
+// waitTimeout is WAIT's timeout: what is left of the pipeline's deadline, less a margin
+// (a tenth, at least 50 ms) for WAIT's own reply to arrive before the connection's read
+// deadline, which is the same deadline. Never 0, which would make WAIT block forever.
+func waitTimeout(deadline time.Time) time.Duration {
+	left := time.Until(deadline)
+	return max(left-max(left/10, 50*time.Millisecond), time.Millisecond)
+}
+
+// replicasErr turns the pipeline's WAIT reply into the error its written events are
+// answered with: nil when enough replicas acknowledged (or no WAIT was asked).
+func (e *Enqueuer) replicasErr(wait *redis.IntCmd) error {
+	if wait == nil {
+		return nil
+	}
+	n, err := wait.Result()
+	switch {
+	case err != nil:
+		e.underReplicated.Add(1)
+		return fmt.Errorf("%w: waiting for %d replica(s) to acknowledge: %w", ErrUnavailable, e.opts.MinReplicas, err)
+	case n < int64(e.opts.MinReplicas):
+		e.underReplicated.Add(1)
+		return fmt.Errorf("%w: %d of %d replica(s) acknowledged the write within the enqueue timeout (redis.min_replicas_acked)",
+			ErrUnavailable, n, e.opts.MinReplicas)
+	}
+	return nil
 }
