@@ -153,25 +153,25 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, grace time.Duration) 
 
 // readError answers requests fasthttp refused while reading them, in the API's shape.
 func (s *Server) readError(ctx *fasthttp.RequestCtx, err error) {
-	writeError := writeError
+	write := writeError
 	if path, ok := s.publicPath(ctx.Path()); ok && brevoMirrorPath(path) != "" {
-		writeError = writeBrevoError // the Brevo SDK reads Brevo's error shape
+		write = writeBrevoError // the Brevo SDK reads Brevo's error shape
 	}
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, &apiError{status: fasthttp.StatusRequestEntityTooLarge, code: codeTooLarge,
+		write(ctx, &apiError{status: fasthttp.StatusRequestEntityTooLarge, code: codeTooLarge,
 			message: "body is larger than server.max_body_bytes"})
 	case errors.As(err, &small):
-		writeError(ctx, &apiError{status: fasthttp.StatusRequestHeaderFieldsTooLarge, code: codeHeaderTooLarge,
+		write(ctx, &apiError{status: fasthttp.StatusRequestHeaderFieldsTooLarge, code: codeHeaderTooLarge,
 			message: "request headers are too large"})
 	default:
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			writeError(ctx, &apiError{status: fasthttp.StatusRequestTimeout, code: codeBadRequest, message: "request read timed out"})
+			write(ctx, &apiError{status: fasthttp.StatusRequestTimeout, code: codeBadRequest, message: "request read timed out"})
 			return
 		}
-		writeError(ctx, &apiError{status: fasthttp.StatusBadRequest, code: codeBadRequest, message: "malformed HTTP request"})
+		write(ctx, &apiError{status: fasthttp.StatusBadRequest, code: codeBadRequest, message: "malformed HTTP request"})
 	}
 	ctx.SetConnectionClose()
 	s.metrics.request("unknown", ctx.Response.StatusCode())
