@@ -45,6 +45,12 @@ type Server struct {
 	MaxBatchEvents int `yaml:"max_batch_events"`
 	// CORSMaxAge is sent as Access-Control-Max-Age on preflight replies. Default 10m.
 	CORSMaxAge time.Duration `yaml:"cors_max_age"`
+	// PathPrefix, e.g. "/t", moves every public path under it (/t/v1/ens/click,
+	// /t/brevo/v3/events) and off the bare paths, so the relay can sit on the site's own
+	// domain under a neutral path that ad blockers' rules do not match. It starts with
+	// "/", has no trailing "/" and no "//", "..", "?", "#", "%", spaces or control
+	// characters. Default "" (paths at the root).
+	PathPrefix string `yaml:"path_prefix"`
 }
 
 // Admin configures the operator listener.

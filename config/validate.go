@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Limits enforced by Validate.
@@ -154,6 +155,32 @@ func (c *Config) validateServer(v *Validator) {
 	v.positive("server.cors_max_age", s.CORSMaxAge)
 	v.atLeast("server.max_tracked_ips", s.MaxTrackedIPs, 1)
 	v.atLeast("server.max_batch_events", s.MaxBatchEvents, 1)
+	if s.PathPrefix != "" {
+		if msg := pathPrefixProblem(s.PathPrefix); msg != "" {
+			v.Add("server.path_prefix", "%q %s", s.PathPrefix, msg)
+		}
+	}
+}
+
+// pathPrefixProblem says what is wrong with a non-empty server.path_prefix, or "". The
+// prefix is compared with fasthttp's normalised, decoded path, so anything normalisation
+// would rewrite ("//", "..", "%") could never match.
+func pathPrefixProblem(p string) string {
+	switch {
+	case p[0] != '/':
+		return `must start with "/" (e.g. "/t")`
+	case strings.HasSuffix(p, "/"):
+		return `must not end with "/" (leave it empty to serve at the root)`
+	case strings.Contains(p, "//"):
+		return `must not contain "//"`
+	case strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") || strings.Contains(p, "/./") || strings.HasSuffix(p, "/."):
+		return `must not contain "." or ".." segments`
+	case strings.ContainsAny(p, "?#%"):
+		return `must not contain "?", "#" or "%"`
+	case strings.IndexFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return "must not contain spaces or control characters"
+	}
+	return ""
 }
 
 func (c *Config) validateAdmin(v *Validator) {

@@ -9,6 +9,9 @@
 #                         and a missing /usr/bin/chromium fails the test instead of
 #                         skipping it. Set by .ci/run, and implied by CI=true. A default
 #                         developer run downloads no browser (the test skips without one).
+#   CI=true               also: nodejs and npm are installed when missing, and the Brevo SDK
+#                         test's npm project must install (else test.sh fails). Outside CI
+#                         a failed npm ci (registry out of reach) only makes that test skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +43,30 @@ if [ "${CI:-}" = "true" ] || [ "${RELAY_BROWSER_TEST:-}" = "1" ]; then
     echo "test.sh: ${missing[*]} missing; installing the Debian package(s) for the browser test" >&2
     apt_install "${missing[@]}"
   fi
+fi
+
+# The Brevo SDK test (cmd/relay/e2e_brevo_sdk_test.go) drives Brevo's official Node SDK,
+# pinned by cmd/relay/testdata/brevo-sdk/package-lock.json; node_modules is not committed.
+brevo_sdk=cmd/relay/testdata/brevo-sdk
+if [ "${CI:-}" = "true" ]; then
+  missing=()
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: ${missing[*]} missing; installing the Debian package(s) for the Brevo SDK test" >&2
+    apt_install "${missing[@]}"
+  fi
+fi
+if command -v npm >/dev/null 2>&1; then
+  echo "== npm ci ($brevo_sdk)"
+  if ! (cd "$brevo_sdk" && npm ci --no-audit --no-fund --loglevel=error); then
+    if [ "${CI:-}" = "true" ]; then
+      echo "test.sh: npm ci in $brevo_sdk failed; CI needs the Brevo SDK test" >&2; exit 1
+    fi
+    echo "test.sh: npm ci in $brevo_sdk failed (npm registry out of reach?); TestBrevoSDKThroughMirror will skip" >&2
+  fi
+else
+  echo "test.sh: npm is missing; TestBrevoSDKThroughMirror will skip (CI=true installs it)" >&2
 fi
 
 echo "== gofmt"

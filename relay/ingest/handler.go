@@ -53,7 +53,17 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.metrics.request("unknown", fasthttp.StatusBadRequest)
 		return
 	}
-	path := ctx.Path()
+	// Routing is on path, server.path_prefix already removed: a handler dispatched here
+	// (the Brevo mirror, any other non-/v1 path) is served under the prefix for free.
+	path, ok := s.publicPath(ctx.Path())
+	if !ok {
+		s.notFound(ctx)
+		return
+	}
+	if label := brevoMirrorPath(path); label != "" {
+		s.handleBrevoMirror(ctx, label)
+		return
+	}
 	op := s.routes[string(path)]
 	label := "unknown"
 	switch {
@@ -62,8 +72,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case string(path) == batchPath:
 		label = "batch"
 	default:
-		writeError(ctx, &apiError{status: fasthttp.StatusNotFound, code: codeNotFound, message: "no such route"})
-		s.metrics.request(label, fasthttp.StatusNotFound)
+		s.notFound(ctx)
 		return
 	}
 	ctx.Response.Header.SetCanonical(headerVary, valueOrigin)
@@ -73,6 +82,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	s.metrics.request(label, ctx.Response.StatusCode())
 	s.logRequest(ctx, label, err)
+}
+
+func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
+	writeError(ctx, &apiError{status: fasthttp.StatusNotFound, code: codeNotFound, message: "no such route"})
+	s.metrics.request("unknown", fasthttp.StatusNotFound)
 }
 
 // logRequest writes one line per request: refusals at Info (5xx at Warn), accepted
