@@ -222,9 +222,6 @@ func (c *Config) validateRedis(v *Validator) {
 		v.Add("redis.min_replicas_acked", "must be between 0 and %d", maxReplicasAcked)
 	case r.MinReplicasAcked > 0 && r.URL == "":
 		v.Add("redis.min_replicas_acked", "needs redis.url: the embedded development queue has no replicas")
-	case r.MinReplicasAcked > 0 && strings.Contains(strings.SplitN(r.URL, "://", 2)[0], "cluster"):
-		// WAIT counts one connection's writes on one master; a cluster pipeline spans masters.
-		v.Add("redis.min_replicas_acked", "is not supported with redis+cluster:// yet (use a single master with replicas, or Sentinel)")
 	}
 	if r.ConsumerExpiry < time.Minute {
 		v.Add("redis.consumer_expiry", "must be >= 1m (a live relay reads several times a second; a shorter bound would remove stalled ones that still hold work)")

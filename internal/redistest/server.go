@@ -38,6 +38,9 @@ type Options struct {
 	MaxmemoryPolicy string
 	// Args are extra redis-server arguments, e.g. "--maxmemory", "64mb".
 	Args []string
+	// ClusterBus picks a port whose cluster bus port (port + 10000) is free too, below
+	// 55535 (an ephemeral port from the kernel can be too high for its bus port).
+	ClusterBus bool
 }
 
 // Server is one redis-server process owned by a test.
@@ -85,7 +88,11 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Cleanup(s.cleanup)
 
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		pick := freePort
+		if opts.ClusterBus {
+			pick = freeBusPort
+		}
+		port, err := pick()
 		if err != nil {
 			t.Fatalf("redistest: find a free port: %v", err)
 		}

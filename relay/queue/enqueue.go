@@ -53,7 +53,8 @@ type EnqueuerOptions struct {
 	// MinReplicas (redis.min_replicas_acked) ends every pipeline with WAIT: its events are
 	// answered as written only once this many replicas acknowledged them, else with
 	// ErrUnavailable (the events are in the master, and a resend with the same client id
-	// is answered as a duplicate). Zero: no WAIT. Not supported on a Cluster client.
+	// is answered as a duplicate). Zero: no WAIT. On a Cluster client each master then
+	// gets its own pipeline and WAIT.
 	MinReplicas int
 }
 
@@ -69,8 +70,8 @@ type Stats struct {
 	Events uint64
 	// ScriptReloads counts pipelines redone because Redis had lost the script.
 	ScriptReloads uint64
-	// UnderReplicated counts pipelines answered 503 because WAIT saw fewer replicas than
-	// MinReplicas acknowledge them.
+	// UnderReplicated counts provider groups (one provider's events in one group commit)
+	// refused because WAIT saw fewer than MinReplicas replicas acknowledge them.
 	UnderReplicated uint64
 }
 

@@ -133,22 +133,53 @@ func sentinelFailoverRun(t *testing.T, minReplicas int) (acked, missing int) {
 	waitReplicaOnline(t, mc, 1)
 	_ = mc.Close()
 	waitSentinelsSeeReplica(t, sentinels, name)
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinels[0].Addr()})
+	t.Cleanup(func() { _ = sc.Close() })
 
-	conn, err := Open(t.Context(), testConfig(redistest.SentinelURL(sentinels, name)), zaptest.NewLogger(t))
+	return failoverRun(t, failover{
+		url: redistest.SentinelURL(sentinels, name), minReplicas: minReplicas, providers: []string{"ens"},
+		kill: func() *redistest.Server {
+			master.Kill()
+			waitFor(t, "Sentinel to promote the replica", 30*time.Second, func() bool {
+				addr, err := sc.GetMasterAddrByName(t.Context(), name).Result()
+				return err == nil && len(addr) == 2 && "127.0.0.1:"+addr[1] == replica.Addr()
+			})
+			return master
+		},
+	})
+}
+
+// failover is one failover scenario for failoverRun.
+type failover struct {
+	url         string
+	minReplicas int
+	providers   []string
+	// kill kills -9 a master holding the providers' keys, waits for a replica to take
+	// over, and returns the killed server (failoverRun restarts it).
+	kill func() *redistest.Server
+}
+
+// failoverRun loads an Enqueuer on f.url with keyed events of f.providers from four
+// goroutines, kills a master (f.kill) after 200 acknowledged events, restarts it (it
+// rejoins as a replica), goes on until 100 more are acknowledged, and returns how many
+// were acknowledged and how many of those the new masters lack.
+func failoverRun(t *testing.T, f failover) (acked, missing int) {
+	conn, err := Open(t.Context(), testConfig(f.url), zaptest.NewLogger(t))
 	if err != nil {
-		t.Fatalf("Open over Sentinel: %v", err)
+		t.Fatalf("Open %s: %v", f.url, err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	opts := defaultEnqOpts()
-	opts.MinReplicas = minReplicas
+	opts.MinReplicas = f.minReplicas
 	e := runEnqueuer(t, conn.Client, opts)
 
 	var (
 		mu    sync.Mutex
-		ok    []string
+		ok    = map[string][]string{} // provider → acknowledged ids
+		n     int
 		total int
 	)
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(ok) }
+	count := func() int { mu.Lock(); defer mu.Unlock(); return n }
 	ctx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -156,44 +187,77 @@ func sentinelFailoverRun(t *testing.T, minReplicas int) (acked, missing int) {
 		go func() {
 			defer wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
-				m := testMessage("ens", w*1_000_000+i)
-				if _, err := e.Enqueue(ctx, m, ClientID); err == nil {
-					mu.Lock()
-					ok = append(ok, m.ID)
-					mu.Unlock()
-				} else {
-					time.Sleep(20 * time.Millisecond) // a client's back-off after a 503
-				}
+				p := f.providers[i%len(f.providers)]
+				m := testMessage(p, w*1_000_000+i)
+				_, err := e.Enqueue(ctx, m, ClientID)
 				mu.Lock()
 				total++
+				if err == nil {
+					ok[p] = append(ok[p], m.ID)
+					n++
+				}
 				mu.Unlock()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond) // a client's back-off after a 503
+				}
 			}
 		}()
 	}
 	waitFor(t, "200 acknowledged events before the kill", 30*time.Second, func() bool { return count() >= 200 })
-	master.Kill()
-	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinels[0].Addr()})
-	t.Cleanup(func() { _ = sc.Close() })
-	waitFor(t, "Sentinel to promote the replica", 30*time.Second, func() bool {
-		addr, err := sc.GetMasterAddrByName(t.Context(), name).Result()
-		return err == nil && len(addr) == 2 && "127.0.0.1:"+addr[1] == replica.Addr()
-	})
-	master.Restart() // comes back as a replica of the new master (Sentinel reconfigures it)
+	killed := f.kill()
+	killed.Restart() // rejoins as a replica of the new master
 	after := count()
 	waitFor(t, "100 acknowledged events after the failover", 60*time.Second, func() bool { return count() >= after+100 })
 	stop()
 	wg.Wait()
 
-	nc := redis.NewClient(&redis.Options{Addr: replica.Addr()})
-	t.Cleanup(func() { _ = nc.Close() })
-	have := countIDs(entries(t, nc, "ens"))
-	for _, id := range ok {
-		if have[id] == 0 {
-			missing++
+	for p, ids := range ok {
+		have := countIDs(entries(t, conn.Client, p))
+		for _, id := range ids {
+			if have[id] == 0 {
+				missing++
+			}
 		}
 	}
-	t.Logf("%d enqueue calls, %d acknowledged", total, len(ok))
-	return len(ok), missing
+	t.Logf("%d enqueue calls, %d acknowledged", total, n)
+	return n, missing
+}
+
+// TestClusterFailoverKeepsAcknowledged is the Sentinel test on a real Redis Cluster of
+// three masters and three replicas: events of all five providers (their {P} slots spread
+// over the masters), kill -9 of the master holding ens's slot, the cluster promotes its
+// replica, the old master rejoins. With min_replicas_acked 1 (a pipeline and a WAIT per
+// master) none of the acknowledged events may be missing; with 0 the loss is reported.
+func TestClusterFailoverKeepsAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a six-node cluster and waits for failovers")
+	}
+	providers := []string{"ens", "linkrunner", "brevo", "bannerflex", "cardlytics"}
+	for _, minReplicas := range []int{1, 0} {
+		t.Run(fmt.Sprintf("min_replicas_acked=%d", minReplicas), func(t *testing.T) {
+			c := redistest.StartCluster(t, 3, 1)
+			masters := map[string]bool{}
+			for _, p := range providers {
+				masters[c.MasterOf(Keys{Prefix: testPrefix}.Events(p)).Addr()] = true
+			}
+			if len(masters) < 2 {
+				t.Fatalf("the five providers' slots sit on %d master(s); want the load spread", len(masters))
+			}
+			acked, missing := failoverRun(t, failover{
+				url: c.URL(), minReplicas: minReplicas, providers: providers,
+				kill: func() *redistest.Server {
+					old := c.MasterOf(Keys{Prefix: testPrefix}.Events("ens"))
+					old.Kill()
+					c.WaitOK()
+					return old
+				},
+			})
+			t.Logf("min_replicas_acked=%d: %d events acknowledged, %d missing after the failover", minReplicas, acked, missing)
+			if minReplicas > 0 && missing != 0 {
+				t.Errorf("%d acknowledged events are missing after the failover", missing)
+			}
+		})
+	}
 }
 
 // waitSentinelsSeeReplica polls every sentinel until it lists a replica of name, so a
