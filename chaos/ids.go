@@ -66,9 +66,9 @@ func extract(path string, body []byte) extracted {
 
 // extractCardlytics reads a clientEvent request: each clientEvent carries
 // clientEventMetadata.curationId "<event id>/<k>/<n>", the k-th of the n clientEvents of
-// one relay message. A message counts once per complete set of its n clientEvents; a
-// message whose clientEvents are not all there, or repeated, is malformed (the relay
-// merges whole messages only).
+// one relay message. A message counts once per complete set of its n clientEvents (twice
+// in one request: a duplicate); one whose clientEvents are not all there the same number
+// of times is malformed (the relay merges whole messages only).
 func extractCardlytics(evs []any) extracted {
 	type parts struct {
 		n     int

@@ -64,7 +64,8 @@ type Hit struct {
 	// Customer is the Cardlytics customer of the request (x-source-customer-id).
 	Customer string
 	// Malformed describes what was wrong with the request's ids: a Cardlytics message
-	// whose clientEvents were not all in the request (torn apart) or that repeated.
+	// whose clientEvents were not all in the request (torn apart), or that came with
+	// another clientEventId than before.
 	Malformed []string
 	// Status is the reply's status; 0 while in flight.
 	Status int
