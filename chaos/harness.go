@@ -19,16 +19,21 @@ const (
 	BannerFlex = "bannerflex"
 	Linkrunner = "linkrunner"
 	Brevo      = "brevo"
+	Cardlytics = "cardlytics"
 )
 
 // Providers are the providers every scenario enables, in table order.
-var Providers = []string{ENS, BannerFlex, Linkrunner, Brevo}
+var Providers = []string{ENS, BannerFlex, Linkrunner, Brevo, Cardlytics}
 
 // Credentials of the generated configs: fixed, test-only.
 const (
 	ClientToken = "chaos-backend-token-0123456789"
 	AdminToken  = "chaos-admin-token-0123456789"
-	Prefix      = "chaos"
+	// CardlyticsClientID and CardlyticsSecret are the fake Cardlytics's bearer-mode
+	// credentials (startSession).
+	CardlyticsClientID = "chaos-cdlx-client-0005"
+	CardlyticsSecret   = "chaos-cdlx-secret-0006"
+	Prefix             = "chaos"
 )
 
 // Bounds of the harness's own waits.
@@ -181,6 +186,11 @@ providers:
 		case Brevo:
 			fmt.Fprintf(&b, "  brevo: {base_url: %q, tracker_url: %q, api_key: brevo-key-chaos-0003, ma_key: brevo-ma-chaos-0004, batch: %t, %s}\n",
 				u.URL(), u.URL(), tu.BrevoBatch, tu.yaml())
+		case Cardlytics:
+			// Bearer mode over mutual TLS, like production.
+			fmt.Fprintf(&b, "  cardlytics: {base_url: %q, auth: bearer, client_id: %s, secret: %s, tls_cert_file: %q, "+
+				"tls_key_file: %q, tls_ca_file: %q, %s}\n", u.URL(), CardlyticsClientID, CardlyticsSecret,
+				u.PKI.ClientCertFile, u.PKI.ClientKeyFile, u.PKI.CAFile, tu.yaml())
 		}
 	}
 	return b.String()
