@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +88,29 @@ func TestPauseThenCleanup(t *testing.T) {
 	// Cleanup must kill a stopped (SIGSTOP) process too.
 	s := Start(t, Options{})
 	s.Pause()
+}
+
+// With a password the server refuses clients that do not AUTH, URL carries the password,
+// and Restart (which waits for PING after AUTH) still works.
+func TestPassword(t *testing.T) {
+	const pw = "redistest-pw/with:odd@chars"
+	s := Start(t, Options{AOF: "no", Password: pw})
+	if got, _ := do(t, s.Addr(), "PING"); !strings.HasPrefix(got, "-NOAUTH") {
+		t.Fatalf("PING without AUTH = %q, want -NOAUTH", got)
+	}
+	u, err := url.Parse(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := u.User.Password(); !ok || got != pw || u.Host != s.Addr() {
+		t.Fatalf("URL() = %q: password %q, host %q", s.URL(), got, u.Host)
+	}
+	if !pingOK(s.Addr(), pw) || pingOK(s.Addr(), pw+"x") {
+		t.Fatal("pingOK does not tell the right password from a wrong one")
+	}
+	s.Kill()
+	s.Restart()
+	if !pingOK(s.Addr(), pw) {
+		t.Fatal("no PONG after Restart")
+	}
 }
