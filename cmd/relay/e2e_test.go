@@ -252,17 +252,14 @@ func waitRelayQuiescent(t *testing.T, redisURL, prefix string, d time.Duration, 
 				out = append(out, p+": "+err.Error())
 				continue
 			}
-			var pending int64
-			if exists, _ := rdb.Exists(ctx, keys.Events(p)).Result(); exists == 1 {
-				// No key: never written, nothing pending. A key without the group is an
-				// error here, so the poll goes on until the relay has created it.
-				pend, err := rdb.XPending(ctx, keys.Events(p), queue.Group).Result()
-				if err != nil {
-					out = append(out, p+": "+err.Error())
-					continue
-				}
-				pending = pend.Count
+			// The relay creates the stream and its group at start: a missing one means a
+			// wrong prefix or provider here, which must not pass as "nothing pending".
+			pend, err := rdb.XPending(ctx, keys.Events(p), queue.Group).Result()
+			if err != nil {
+				out = append(out, p+": XPENDING "+keys.Events(p)+": "+err.Error())
+				continue
 			}
+			pending := pend.Count
 			if ready+retry+pending > 0 {
 				out = append(out, fmt.Sprintf("%s: %d in stream, %d pending, %d retrying", p, ready, pending, retry))
 			}
