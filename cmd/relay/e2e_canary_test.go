@@ -273,7 +273,13 @@ func canaryAdmin(t *testing.T, tr *canaryTranscript, base, tok string) {
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/admin/", "/admin/api/providers", "/admin/api/nope"} {
 		canaryHTTP(t, tr, "GET", base+path, tok, "")
 	}
-	canaryHTTP(t, tr, "GET", base+"/admin/api/providers", "wrong-"+tok, "")
+	// Positive control: the admin token is the one the relay checks.
+	if s, _ := canaryHTTP(t, tr, "GET", base+"/admin/api/providers", tok, ""); s != 200 {
+		t.Errorf("admin API with the configured token: %d, want 200", s)
+	}
+	if s, _ := canaryHTTP(t, tr, "GET", base+"/admin/api/providers", "wrong-"+tok, ""); s != 401 {
+		t.Errorf("admin API with a wrong token: %d, want 401", s)
+	}
 	canaryHTTP(t, tr, "GET", base+"/admin/", "", "")
 	for _, p := range append(canaryProviders, "nope") {
 		status, body := canaryHTTP(t, tr, "GET", base+"/admin/api/dead/"+p+"?limit=100", tok, "")
