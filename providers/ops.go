@@ -96,6 +96,10 @@ func (op *Op) EventNames(body *strictjson.Value) []string {
 	return op.names(body)
 }
 
+// HasNames reports whether the route's events have names (EventNames), which site event
+// filters apply to.
+func (op *Op) HasNames() bool { return op.names != nil }
+
 // nameField returns a names function reading the string member key of the body.
 func nameField(key string) func(body *strictjson.Value) []string {
 	return func(body *strictjson.Value) []string {

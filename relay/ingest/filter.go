@@ -113,3 +113,27 @@ func (s *Server) dropReason(ctx *fasthttp.RequestCtx, c *caller, op *providers.O
 	}
 	return "", nil
 }
+
+// exportFilterZeros exports relay_events_filtered_total as 0 for every reason that can
+// happen to a route a site may use: deny and not_allowed where the site filters and the
+// route has event names, consent where the site requires it.
+func (s *Server) exportFilterZeros(ops []*providers.Op) {
+	for _, st := range s.callers.sites {
+		for _, op := range ops {
+			if _, ok := st.routes[op.Route]; !ok {
+				continue
+			}
+			if st.filter != nil && op.HasNames() {
+				if len(st.filter.deny) > 0 || len(st.filter.denyPrefix) > 0 {
+					s.metrics.filteredZero(st.name, op.Route, reasonDeny)
+				}
+				if st.filter.restrict {
+					s.metrics.filteredZero(st.name, op.Route, reasonNotAllowed)
+				}
+			}
+			if st.consentRequired {
+				s.metrics.filteredZero(st.name, op.Route, reasonConsent)
+			}
+		}
+	}
+}

@@ -97,3 +97,9 @@ func (m *metrics) enqueuedTo(provider string) {
 func (m *metrics) filteredEvent(site, route, reason string) {
 	m.filtered.WithLabelValues(site, route, reason).Inc()
 }
+
+// filteredZero exports the series of site, route and reason as 0 before anything is
+// filtered, so a rate over it exists from the start.
+func (m *metrics) filteredZero(site, route, reason string) {
+	m.filtered.WithLabelValues(site, route, reason)
+}
