@@ -33,10 +33,8 @@ func parseConsent(text []byte) (consentSet, error) {
 		return consentSet{}, nil
 	}
 	set := consentSet{}
-	for len(text) > 0 {
-		var item []byte
-		item, text, _ = bytes.Cut(text, []byte(","))
-		name, val, ok := bytes.Cut(bytes.TrimSpace(item), []byte("="))
+	for item := range bytes.SplitSeq(text, []byte(",")) {
+		name, val, ok := bytes.Cut(item, []byte("="))
 		name, val = bytes.TrimSpace(name), bytes.TrimSpace(val)
 		switch {
 		case !ok || !config.IsPurpose(string(name)):
