@@ -96,19 +96,21 @@ func (s *Server) dropReason(ctx *fasthttp.RequestCtx, c *caller, op *providers.O
 	if st == nil {
 		return "", nil
 	}
+	var cs *consentState
+	if st.consentRequired {
+		// Read first, so a malformed statement or token is refused whatever the filter
+		// decides: the same request never gets 202 or 400 depending on its event's name.
+		var aerr *apiError
+		if cs, aerr = s.consent(ctx, c); aerr != nil {
+			return "", aerr
+		}
+	}
 	if st.filter != nil {
 		if r := st.filter.reasonAll(op.EventNames(&ev.Body)); r != "" {
 			return r, nil
 		}
 	}
-	if !st.consentRequired {
-		return "", nil
-	}
-	cs, aerr := s.consent(ctx, c)
-	if aerr != nil {
-		return "", aerr
-	}
-	if !cs.granted(st.purposes[op.Route]) {
+	if cs != nil && !cs.granted(st.purposes[op.Route]) {
 		return reasonConsent, nil
 	}
 	return "", nil

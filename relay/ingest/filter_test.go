@@ -23,8 +23,8 @@ const (
 )
 
 // withFilterSites adds two sites to the test config: filt filters events by name, cons
-// requires consent (ens/click's purpose overridden to analytics) and verifies identity
-// tokens.
+// requires consent (ens/click's purpose overridden to analytics), verifies identity
+// tokens and denies BannerFlex clicks.
 func withFilterSites(cfg *config.Config) {
 	cfg.Sites = append(cfg.Sites,
 		config.Site{
@@ -39,6 +39,7 @@ func withFilterSites(cfg *config.Config) {
 			Name: "cons", Key: consKey, Origins: []string{consOrigin}, IdentitySecret: consSecret,
 			RateLimit: config.RateLimit{PerIP: 1000, Burst: 1000}, Consent: config.ConsentRequired,
 			Purposes: map[string]string{"ens/click": "analytics"},
+			Events:   config.EventFilter{Deny: []string{"click"}},
 		},
 	)
 }
@@ -116,6 +117,7 @@ func cons(extra map[string]string) map[string]string {
 }
 
 const (
+	bfClick      = `{"bannerId":"3f1c2a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f","event":"click"}`
 	bfCustom     = `{"bannerId":"3f1c2a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f","event":"custom","metricId":"bnrflx-cta"}`
 	cdlxImpr     = `{"clientEventType":"AdImpression","clientEvent":"AdViewableImpression","clientEventTimestamp":"2023-03-11T08:00:00Z","clientEventMetadata":{"section":"LatestOffers","channel":"OLB"}}`
 	cdlxClick    = `{"clientEventType":"AdInteraction","clientEvent":"UrlLinkClicked","clientEventTimestamp":"2023-03-11T08:00:01Z","clientEventMetadata":{"section":"LatestOffers","channel":"OLB"}}`
@@ -311,10 +313,15 @@ func TestConsentRefusals(t *testing.T) {
 		{"malformed header", "/v1/ens/impression", cons(map[string]string{"X-Relay-Consent": "ads=yes"}), 400, "X-Relay-Consent"},
 		{"header with a repeated purpose", "/v1/ens/impression", cons(map[string]string{"X-Relay-Consent": "ads=1,ads=0"}), 400, "X-Relay-Consent"},
 		{"malformed query", "/v1/ens/impression?consent=ads", cons(nil), 400, "consent"},
+		{"malformed header on an event the filter drops", "/v1/bannerflex/banner-events", cons(map[string]string{"X-Relay-Consent": "ads=yes"}), 400, "X-Relay-Consent"},
 		{"bad token signature", "/v1/ens/impression", cons(map[string]string{"X-Relay-Identity": identityToken(t, "another-secret-0123456789abcdef0123", jwt.MapClaims{"exp": exp, "consent": "ads=1"}, jwt.SigningMethodHS256)}), 401, ""},
 		{"malformed consent claim", "/v1/ens/impression", cons(map[string]string{"X-Relay-Identity": identityToken(t, consSecret, jwt.MapClaims{"exp": exp, "consent": "ads=yes"}, jwt.SigningMethodHS256)}), 401, ""},
 	} {
-		res := r.do(t, req{path: c.path, body: ensBody, header: c.header})
+		body := ensBody
+		if strings.HasPrefix(c.path, "/v1/bannerflex/") {
+			body = bfClick
+		}
+		res := r.do(t, req{path: c.path, body: body, header: c.header})
 		e := decode[refused](t, res.body)
 		if res.status != c.status || e.Error.Field != c.field {
 			t.Errorf("%s: %d %s; want %d naming %q", c.name, res.status, res.body, c.status, c.field)
@@ -322,5 +329,18 @@ func TestConsentRefusals(t *testing.T) {
 	}
 	if n := r.rdb.XLen(context.Background(), "t:{ens}:events").Val(); n != 0 {
 		t.Errorf("%d events queued by refused requests", n)
+	}
+
+	// Filter and consent on one site: the filter's reason comes first.
+	rep := r.send(t, "/v1/bannerflex/banner-events", bfClick, cons(map[string]string{"X-Relay-Consent": "ads=0"}))
+	if rep.Filtered[rep.IDs[0]] != "deny" {
+		t.Errorf("denied click without consent: %+v, want reason deny", rep)
+	}
+	rep = r.send(t, "/v1/bannerflex/banner-events", bfBody, cons(map[string]string{"X-Relay-Consent": "ads=0"}))
+	if rep.Filtered[rep.IDs[0]] != "consent" {
+		t.Errorf("impression without consent: %+v, want reason consent", rep)
+	}
+	if n := r.rdb.XLen(context.Background(), "t:{bannerflex}:events").Val(); n != 0 {
+		t.Errorf("%d BannerFlex events queued, want 0", n)
 	}
 }
