@@ -122,6 +122,32 @@ type Site struct {
 	Revenue bool `yaml:"revenue"`
 	// RateLimit is the per-client-IP token bucket.
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// Events filters the site's events by name (docs/api.md, "Event filters"). Default:
+	// every event passes. A filtered event is answered 202, marked, and never queued.
+	Events EventFilter `yaml:"events"`
+	// Consent is "required" (each event needs its route's purpose granted by the user, in
+	// X-Relay-Consent, ?consent= or the identity token's consent claim) or "none". Default
+	// "none".
+	Consent string `yaml:"consent"`
+	// Purposes overrides the purpose of routes for consent, keyed by route
+	// ({"ens/click": "analytics"}). Default: each route's own purpose (ads, attribution,
+	// marketing; docs/api.md).
+	Purposes map[string]string `yaml:"purposes"`
+}
+
+// Consent modes of a site.
+const (
+	ConsentNone     = "none"
+	ConsentRequired = "required"
+)
+
+// EventFilter selects events by name. A pattern is an exact name, or a prefix ending in
+// "*" ("debug_*"). Deny wins over allow.
+type EventFilter struct {
+	// Allow lets only the matching events through. Default (empty): every event.
+	Allow []string `yaml:"allow"`
+	// Deny drops the matching events, even those Allow lists. Default: none.
+	Deny []string `yaml:"deny"`
 }
 
 // RateLimit is a token bucket.

@@ -200,7 +200,7 @@ providers:
 		Log: config.Log{Level: "info"},
 		Sites: []config.Site{{
 			Name: "shop", Key: "pk_shop_0123", Routes: siteRoutes,
-			RateLimit: config.RateLimit{PerIP: 20, Burst: 40},
+			RateLimit: config.RateLimit{PerIP: 20, Burst: 40}, Consent: config.ConsentNone,
 		}},
 		Clients:   []config.Client{{Name: "backend", Token: "backend-token-0123456789", Routes: clientRoutes}},
 		Providers: config.NewProviders(providers.Specs()),

@@ -47,6 +47,7 @@ func (c *Config) setDefaults() {
 		}
 		OrDefault(&site.RateLimit.PerIP, 20)
 		OrDefault(&site.RateLimit.Burst, max(1, int(math.Ceil(2*site.RateLimit.PerIP))))
+		OrDefault(&site.Consent, ConsentNone)
 	}
 	for i := range c.Clients {
 		if c.Clients[i].Routes == nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -255,7 +256,74 @@ func (c *Config) validateSites(v *Validator) {
 			v.Add(p+".rate_limit.per_ip", "must be > 0")
 		}
 		v.atLeast(p+".rate_limit.burst", s.RateLimit.Burst, 1)
+		validateEventPatterns(v, p+".events.allow", s.Events.Allow)
+		validateEventPatterns(v, p+".events.deny", s.Events.Deny)
+		if s.Consent != ConsentNone && s.Consent != ConsentRequired {
+			v.Add(p+".consent", "%q must be %s or %s", s.Consent, ConsentRequired, ConsentNone)
+		}
+		c.validatePurposes(v, p+".purposes", s.Purposes)
 	}
+}
+
+// maxEventPattern caps filter patterns: event names are capped at 255 by every provider.
+const maxEventPattern = 255
+
+// validateEventPatterns checks event filter patterns: non-empty, "*" only as the last
+// character (a prefix), no control characters, no repeats.
+func validateEventPatterns(v *Validator, path string, patterns []string) {
+	seen := make(map[string]int, len(patterns))
+	for i, pat := range patterns {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		star := strings.IndexByte(pat, '*')
+		switch {
+		case pat == "":
+			v.Add(at, "is empty: write an event name, or a prefix ending in * (\"debug_*\")")
+		case len(pat) > maxEventPattern:
+			v.Add(at, "is longer than %d bytes", maxEventPattern)
+		case star >= 0 && star != len(pat)-1:
+			v.Add(at, "%q has * before its end: * is allowed only as the last character (a prefix)", pat)
+		case strings.IndexFunc(pat, unicode.IsControl) >= 0:
+			v.Add(at, "must not contain control characters")
+		default:
+			if j, dup := seen[pat]; dup {
+				v.Add(at, "%q repeats %s[%d]", pat, path, j)
+			}
+			seen[pat] = i
+		}
+	}
+}
+
+// validatePurposes checks a site's purpose overrides: keys are routes, values purpose
+// names as X-Relay-Consent writes them.
+func (c *Config) validatePurposes(v *Validator, path string, purposes map[string]string) {
+	names := c.Providers.RouteNames()
+	for _, route := range slices.Sorted(maps.Keys(purposes)) {
+		at := path + "." + route
+		if !slices.Contains(names, route) {
+			v.Add(at, "%q is not a route (one of: %s)", route, strings.Join(names, ", "))
+		}
+		if p := purposes[route]; !IsPurpose(p) {
+			v.Add(at, "%q must be a purpose name: 1 to %d characters of a-z 0-9 _ -", p, MaxPurposeLen)
+		}
+	}
+}
+
+// MaxPurposeLen caps purpose names.
+const MaxPurposeLen = 64
+
+// IsPurpose reports whether s is a valid purpose name (1 to MaxPurposeLen characters of
+// a-z 0-9 _ -), the alphabet of X-Relay-Consent.
+func IsPurpose(s string) bool {
+	if s == "" || len(s) > MaxPurposeLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Config) validateClients(v *Validator) {

@@ -122,6 +122,8 @@ func testConfig(redisURL string) string {
 server: {listen: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0", token: deploy-test-admin-token-0123}
 redis: {url: %q}
+sites:
+  - {name: deploy-site, key: pk_deploy_site_01, consent: required}   # exports relay_events_filtered_total
 clients:
   - {name: deploy-test, token: %s}
 providers:

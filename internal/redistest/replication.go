@@ -106,7 +106,7 @@ func startSentinel(t testing.TB, master *Server, name string, quorum int) *Senti
 func (s *Sentinel) ready() bool {
 	deadline := time.Now().Add(readyTimeout)
 	for time.Now().Before(deadline) {
-		if pingOK(s.Addr()) {
+		if pingOK(s.Addr(), "") {
 			return true
 		}
 		select {

@@ -84,8 +84,9 @@ func (s *Server) serveBrevoMirror(ctx *fasthttp.RequestCtx, batch bool) *apiErro
 	if batch {
 		return s.brevoMirrorBatch(ctx, c, tree, string(key))
 	}
+	// The mirror serves client tokens only, which sites' filters and consent never drop.
 	var p pending
-	if aerr := s.event(ctx, c, s.brevo, tree, "", &p.msg, nil); aerr != nil {
+	if _, aerr := s.event(ctx, c, s.brevo, tree, "", &p.msg, nil); aerr != nil {
 		return aerr
 	}
 	p.src = queue.RelayID
@@ -133,7 +134,8 @@ func (s *Server) brevoMirrorBatch(ctx *fasthttp.RequestCtx, c *caller, tree stri
 	msgs := make([]pending, len(events.Items))
 	for i := range events.Items {
 		item := at + "[" + strconv.Itoa(i) + "]"
-		if aerr := s.event(ctx, c, s.brevo, events.Items[i], item, &msgs[i].msg, nil); aerr != nil {
+		var aerr *apiError
+		if msgs[i].dropped, aerr = s.event(ctx, c, s.brevo, events.Items[i], item, &msgs[i].msg, nil); aerr != nil {
 			return aerr
 		}
 		msgs[i].src = queue.RelayID
@@ -146,7 +148,7 @@ func (s *Server) brevoMirrorBatch(ctx *fasthttp.RequestCtx, c *caller, tree stri
 			msgs[i].msg.ID, msgs[i].src = id, queue.ClientID
 		}
 	}
-	if _, aerr := s.enqueueAll(msgs); aerr != nil {
+	if _, _, aerr := s.enqueueAll(c, msgs); aerr != nil {
 		return aerr
 	}
 	n := strconv.Itoa(len(msgs))

@@ -210,7 +210,7 @@ func TestCORS(t *testing.T) {
 	want := map[string]string{
 		"Access-Control-Allow-Origin":  shopOrig,
 		"Access-Control-Allow-Methods": "POST, OPTIONS",
-		"Access-Control-Allow-Headers": "Content-Type, X-Relay-Key, X-Relay-Identity, Idempotency-Key",
+		"Access-Control-Allow-Headers": "Content-Type, X-Relay-Key, X-Relay-Identity, Idempotency-Key, X-Relay-Consent",
 		"Access-Control-Max-Age":       "600",
 		"Vary":                         "Origin",
 	}

@@ -110,6 +110,7 @@ func New(o Options) (*Server, error) {
 	if s.metrics, err = newMetrics(o.Metrics, labels, provs); err != nil {
 		return nil, fmt.Errorf("ingest metrics: %w", err)
 	}
+	s.exportFilterZeros(o.Ops)
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handle,
 		ErrorHandler:                  s.readError,
