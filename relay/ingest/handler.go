@@ -54,6 +54,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	path := ctx.Path()
+	if string(path) == SDKPath {
+		s.serveSDK(ctx)
+		return
+	}
 	op := s.routes[string(path)]
 	label := "unknown"
 	switch {
