@@ -213,13 +213,13 @@ sites:
 	}
 	b.waitText("#away", "away", 10*time.Second)
 
-	// Quiescence: every tracked event has reached Redis (one dedupe marker each) and
-	// nothing is left undelivered.
-	waitCtx(t, ctx, "every event in Redis and delivered", func() bool {
-		return seenMarkers(t, rdb) >= len(sent) && undelivered(t, rdb) == 0
+	// Quiescence: every tracked event has reached its upstream and Redis holds nothing
+	// undelivered, so no request is still to come.
+	waitFor(t, 30*time.Second, "every event upstream and nothing undelivered in Redis", func() bool {
+		return upstreamMarkers([]*fake{f.lr, f.ens, f.brevo, f.bf, cx.up}) >= len(sent) && undelivered(t, rdb) == 0
 	})
 	if n := seenMarkers(t, rdb); n != len(sent) {
-		t.Errorf("%d dedupe markers for %d events", n, len(sent))
+		t.Errorf("%d dedupe markers for %d events: every SDK event must carry its id", n, len(sent))
 	}
 	checkUpstreamOnce(t, sent, []*fake{f.lr, f.ens, f.brevo, f.bf, cx.up})
 	for _, k := range []string{"e2e:{linkrunner}:dead", "e2e:{ens}:dead", "e2e:{brevo}:dead", "e2e:{bannerflex}:dead", "e2e:{cardlytics}:dead"} {
@@ -267,15 +267,15 @@ func seenMarkers(t *testing.T, rdb *redis.Client) int {
 
 var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 
-// checkUpstreamOnce counts every event marker in the upstreams' request bodies: each
-// tracked event must arrive exactly once, at its route's upstream path, and nothing else.
-func checkUpstreamOnce(t *testing.T, sent [][3]string, ups []*fake) {
-	t.Helper()
-	type seen struct {
-		n    int
-		path string
-	}
-	got := map[string]*seen{}
+// upstreamMarkers counts the distinct event markers the upstreams have received.
+func upstreamMarkers(ups []*fake) int {
+	return len(markerCounts(ups))
+}
+
+// markerCounts counts each event marker in the upstreams' request bodies, with the path
+// it first arrived at.
+func markerCounts(ups []*fake) map[string]*markerSeen {
+	got := map[string]*markerSeen{}
 	for _, up := range ups {
 		for _, h := range up.got() {
 			if h.path == e2eCXSessionPath {
@@ -286,12 +286,25 @@ func checkUpstreamOnce(t *testing.T, sent [][3]string, ups []*fake) {
 					continue
 				}
 				if got[m] == nil {
-					got[m] = &seen{path: h.path}
+					got[m] = &markerSeen{path: h.path}
 				}
 				got[m].n++
 			}
 		}
 	}
+	return got
+}
+
+type markerSeen struct {
+	n    int
+	path string
+}
+
+// checkUpstreamOnce counts every event marker in the upstreams' request bodies: each
+// tracked event must arrive exactly once, at its route's upstream path, and nothing else.
+func checkUpstreamOnce(t *testing.T, sent [][3]string, ups []*fake) {
+	t.Helper()
+	got := markerCounts(ups)
 	want := map[string]bool{}
 	for _, e := range sent {
 		route, marker := e[0], e[1]
