@@ -12,7 +12,7 @@
     timer = 0,
     tries = 0, // failed attempts of the batch at the head of the queue
     until = 0, // no fetch before this time (ms): backoff
-    lim = 0, // batch size cap after a 413 (0: none)
+    lim = 0, // batch size cap learnt from the relay (0: none)
     st = { sent: 0, dropped: 0, rejected: 0, failed: 0 },
     // A batch's body: two fit in the browser's 64 KB quota of keepalive and beacon bytes in
     // flight. One event may be larger, up to maxEvent (server.max_body_bytes is 65536).
@@ -110,7 +110,8 @@
         tries = 0;
         // A batch is all-or-nothing: refuse the bad item, resend the others.
         if (m && b[m[1]]) return drop([b[m[1]]], "rejected");
-        if ((s == 413 || f == "events") && b.length > 1) return (lim = b.length >> 1);
+        // More items than server.max_batch_events: smaller batches from now on.
+        if (f == "events" && b.length > 1) return (lim = b.length >> 1);
         drop(b, "rejected");
       });
     }, function () { retry(); }).then(done, done);
