@@ -149,8 +149,10 @@
     track: safe(function (route, data, opts) {
       var id = (opts && opts.id) || newID(), max = (o && o.maxQueue) || defaults.maxQueue, s;
       route = String(route).replace(/^\/?(v1\/)?/, "");
-      s = JSON.stringify({ route: route, body: data, id: id });
-      if (!ID.test(id) || !data || typeof data != "object" || utf8(s) > maxEvent - 13) {
+      try {
+        s = JSON.stringify({ route: route, body: data, id: id });
+      } catch (e) {} // a cycle, a BigInt: refused like any bad body
+      if (!s || !ID.test(id) || !data || typeof data != "object" || utf8(s) > maxEvent - 13) {
         st.rejected++;
         return "";
       }

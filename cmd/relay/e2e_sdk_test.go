@@ -325,3 +325,119 @@ func checkUpstreamOnce(t *testing.T, sent [][3]string, ups []*fake) {
 	}
 	t.Logf("%d events tracked, %d distinct markers upstream", len(sent), len(got))
 }
+
+// sdkProbePage records every fetch of the page (start, end, status, Retry-After) before the
+// SDK loads, so the test can read the SDK's timing from the browser's own clock.
+const sdkProbePage = `<!doctype html>
+<html><head><meta charset="utf-8"><title>probe</title>
+<script>
+window.__log = [];
+var realFetch = window.fetch;
+window.fetch = function (u, o) {
+  var e = {at: performance.now()};
+  __log.push(e);
+  return realFetch.apply(this, arguments).then(function (r) {
+    e.status = r.status; e.end = performance.now(); e.retryAfter = Number(r.headers.get("Retry-After"));
+    return r;
+  }, function (x) { e.status = 0; e.end = performance.now(); throw x; });
+};
+</script>
+<script src="{{relayURL}}/v1/relay.js"></script>
+</head><body><h1>probe</h1></body></html>`
+
+// TestBrowserSDKRetryAfterRejectsAndNeverThrows checks the SDK's failure handling against
+// the real relay in Chromium: after a 429 it waits at least Retry-After before resending
+// (its own backoff is set to 20 ms); a batch refused for one item is resent without that
+// item; the queue is bounded (oldest dropped, counted); bad calls return "" and nothing
+// throws into the page.
+func TestBrowserSDKRetryAfterRejectsAndNeverThrows(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("RELAY_BROWSER_TEST") == "1" {
+			t.Fatalf("RELAY_BROWSER_TEST=1 but %s is missing (%v): apt-get install chromium chromium-driver", chromiumPath, err)
+		}
+		t.Skipf("%s not found: the browser test needs the Debian package chromium (set RELAY_BROWSER_TEST=1 to make this a failure)", chromiumPath)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sdkTestBudget)
+	defer cancel()
+	rs := redistest.Start(t, redistest.Options{})
+	f := newFakes(t)
+	ingest := freeAddr(t)
+	relayURL := "http://" + ingest
+	page := strings.ReplaceAll(sdkProbePage, "{{relayURL}}", relayURL)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = fmt.Fprint(w, page)
+	}))
+	t.Cleanup(site.Close)
+	startRelay(t, strings.Replace(e2eConfig(rs.URL(), f, ""), "{{ingest}}", ingest, 1)+fmt.Sprintf(`
+sites:
+  - {name: tight, key: pk_sdk_tight_1, origins: [%[1]q], routes: [ens/click], rate_limit: {per_ip: 0.5, burst: 1}}
+  - {name: shop, key: pk_sdk_shop_1, origins: [%[1]q], routes: [ens/click], rate_limit: {per_ip: 1000, burst: 1000}}
+`, site.URL))
+
+	b := startBrowser(t, ctx)
+	b.shotDir = t.TempDir()
+	if _, err := chromedp.Run(b.ctx, chromedp.Navigate(site.URL+"/")); err != nil {
+		b.fatalf("open the page: %v", err)
+	}
+
+	// 429: one token every 2 s; the second event's request is refused with Retry-After.
+	b.eval(`relay.init({key: "pk_sdk_tight_1", endpoint: ` + jsString(relayURL) + `, batchSize: 1, flushInterval: 20,
+		retryBase: 10, retryMax: 20}); relay.track("ens/click", {campaignId: 1, placement: "p1"});
+		relay.track("ens/click", {campaignId: 1, placement: "p2"}); "ok"`)
+	b.waitText(`String(relay.stats().sent)`, "2", 30*time.Second)
+	var log []struct {
+		At, End    float64
+		Status     int
+		RetryAfter float64
+	}
+	if err := json.Unmarshal([]byte(b.eval(`JSON.stringify(__log)`)), &log); err != nil {
+		b.fatalf("fetch log: %v", err)
+	}
+	limited := 0
+	for i, e := range log {
+		if e.Status != 429 {
+			continue
+		}
+		limited++
+		if e.RetryAfter < 1 || i+1 >= len(log) {
+			b.fatalf("429 with Retry-After %v, then %d more requests", e.RetryAfter, len(log)-i-1)
+		}
+		if wait := log[i+1].At - e.End; wait < e.RetryAfter*1000-50 {
+			t.Errorf("resent %.0f ms after a 429 with Retry-After: %v", wait, e.RetryAfter)
+		}
+	}
+	if limited == 0 || log[len(log)-1].Status != 202 {
+		t.Errorf("fetch log %+v: want a 429, and a 202 last", log)
+	}
+
+	// 400 naming one item: that item is dropped, the other resent and accepted.
+	b.eval(`relay.init({key: "pk_sdk_shop_1", batchSize: 20}); __log.length = 0;
+		relay.track("ens/click", {campaignId: 0, placement: "bad"}); relay.track("ens/click", {campaignId: 1, placement: "p3"}); "ok"`)
+	b.waitText(`String(relay.stats().sent)`, "3", 20*time.Second)
+	if got := b.eval(`JSON.stringify(__log.map(e => e.status)) + " rejected " + relay.stats().rejected`); got != "[400,202] rejected 1" {
+		t.Errorf("item refusal: statuses and rejected count %s, want [400,202] rejected 1", got)
+	}
+	waitFor(t, 20*time.Second, "three clicks at ENS", func() bool { return len(f.ens.got()) >= 3 })
+	for _, h := range f.ens.got() {
+		if strings.Contains(h.body, `"bad"`) {
+			t.Errorf("the refused item reached ENS: %s", h.body)
+		}
+	}
+
+	// Bad calls return "" and are counted; the queue keeps the newest maxQueue events.
+	got := b.eval(`(() => {
+		relay.init({endpoint: "http://127.0.0.1:1", maxQueue: 3, retryBase: 600000, retryMax: 600000});
+		const circular = {}; circular.self = circular;
+		const bad = [relay.track(), relay.track("ens/click", null), relay.track("ens/click", circular),
+			relay.track("ens/click", {campaignId: 1, placement: "x"}, {id: "not an id!"})];
+		relay.init(); relay.init(null); relay.init("nonsense");
+		for (let i = 0; i < 5; i++) relay.track("ens/click", {campaignId: 1, placement: "q" + i});
+		const s = relay.stats();
+		return JSON.stringify([bad, s.queued, s.dropped, s.rejected]);
+	})()`)
+	if got != `[["","","",""],3,2,5]` {
+		t.Errorf("bad calls and overflow: [returns, queued, dropped, rejected] = %s, want [[\"\",\"\",\"\",\"\"],3,2,5]", got)
+	}
+	b.checkClean()
+}
