@@ -58,10 +58,15 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	// Routing is on path, server.path_prefix already removed: a handler dispatched here
-	// (the Brevo mirror, any other non-/v1 path) is served under the prefix for free.
+	// (the SDK file, the Brevo mirror, any other non-/v1 path) is served under the prefix
+	// for free.
 	path, ok := s.publicPath(ctx.Path())
 	if !ok {
 		s.notFound(ctx)
+		return
+	}
+	if string(path) == SDKPath {
+		s.serveSDK(ctx)
 		return
 	}
 	if label := brevoMirrorPath(path); label != "" {
