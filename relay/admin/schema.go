@@ -32,6 +32,32 @@ type MinuteCounts struct {
 	Dead      int64 `json:"dead"`
 }
 
+// SeriesReply is the reply of GET /admin/api/series?provider=P.
+type SeriesReply struct {
+	Provider string `json:"provider"`
+	// Now is Redis's clock when the series was read (RFC 3339, UTC, milliseconds).
+	Now string `json:"now"`
+	// Points are one per minute, oldest first; the last is the current, partial minute.
+	Points []SeriesPoint `json:"points"`
+}
+
+// SeriesPoint is one minute of a provider's series: the deployment's outcomes in it and
+// the queue depth sampled in it (null when no relay sampled that minute).
+type SeriesPoint struct {
+	// Minute is the minute's start (RFC 3339, UTC).
+	Minute string `json:"minute"`
+	MinuteCounts
+	Depth *QueueDepth `json:"depth"`
+}
+
+// QueueDepth is a provider's queue depth, as ProviderStatus counts it.
+type QueueDepth struct {
+	Ready   int64 `json:"ready"`
+	Pending int64 `json:"pending"`
+	Retry   int64 `json:"retry"`
+	Dead    int64 `json:"dead"`
+}
+
 // DeadListReply is the reply of GET /admin/api/dead/{provider}.
 type DeadListReply struct {
 	Provider string `json:"provider"`
