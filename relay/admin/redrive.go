@@ -86,7 +86,7 @@ type scanned struct {
 	done    bool
 }
 
-// run pages through the dead letters after s.after up to s.until (default: the newest
+// runScan pages through the dead letters after s.after up to s.until (default: the newest
 // now), chunk at a time (XRANGE, so memory stays bounded however long the stream),
 // handing each page's matches to s.page. The upper bound keeps a provider that
 // dead-letters replayed events at once from looping forever.
