@@ -115,6 +115,23 @@ func testRedriveByFilter(t *testing.T, o fxOptions) {
 	if r.Matched != 1 || r.Done || r.LastID != ids["B"] || r.Until != ids["F"] {
 		t.Errorf("dry run of a chunk: %+v", r)
 	}
+	// Paging and the time range together: the later lower bound and the earlier upper
+	// bound win.
+	r = admin.ReplayReply{}
+	fx.api("POST", "/admin/api/dead/ens/replay", `{"limit":2,"after":"`+ids["B"]+`","filter":{"since":"`+ts(1)+`"},"dry_run":true}`, 200, &r)
+	if r.Matched != 2 || r.LastID != ids["D"] || r.Done {
+		t.Errorf("chunk after B since minute 1: %+v, want C and D", r)
+	}
+	r = admin.ReplayReply{}
+	fx.api("POST", "/admin/api/dead/ens/replay", `{"after":"`+ids["A"]+`","filter":{"since":"`+ts(2)+`"},"until":"`+ids["E"]+`","dry_run":true}`, 200, &r)
+	if r.Matched != 3 || r.LastID != ids["E"] || !r.Done {
+		t.Errorf("after A, since minute 2, until E: %+v, want C, D, E", r)
+	}
+	r = admin.ReplayReply{}
+	fx.api("POST", "/admin/api/dead/ens/replay", `{"until":"`+ids["E"]+`","filter":{"until":"`+ts(2)+`"},"dry_run":true}`, 200, &r)
+	if r.Matched != 2 || r.LastID != ids["B"] || !r.Done {
+		t.Errorf("until E, filter until minute 2: %+v, want A and B", r)
+	}
 	unchanged("dry runs")
 
 	// For real: D only.
