@@ -4,7 +4,7 @@
 # Redis processes on free loopback ports in temporary directories.
 #
 #   FUZZTIME=5s           how long each fuzz target runs (0 skips fuzzing)
-#   RELAY_BROWSER_TEST=1  the headless-browser test (cmd/relay/e2e_browser_test.go) must
+#   RELAY_BROWSER_TEST=1  the headless-browser tests (cmd/relay/e2e_browser_test.go, e2e_charts_test.go) must
 #                         run: chromium and chromium-driver are installed when missing,
 #                         and a missing /usr/bin/chromium fails the test instead of
 #                         skipping it. Set by .ci/run, and implied by CI=true. A default

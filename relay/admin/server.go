@@ -48,6 +48,9 @@ type Options struct {
 	Token string
 	// Timeout bounds the Redis work of one API call. Default 10s.
 	Timeout time.Duration
+	// SampleEvery is how often Run offers a queue depth sample for the series (see
+	// startSampler). Default 15s; negative: never.
+	SampleEvery time.Duration
 }
 
 // Server is the admin listener.
@@ -105,6 +108,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 
 // Run serves on ln until ctx is done.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	defer s.startSampler(ctx)()
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
 	select {

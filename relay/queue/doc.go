@@ -12,7 +12,10 @@
 //     (MoveDue), the shared rate limit (TakeSlots), the per-minute stats fields.
 //   - retry.go: retry set members. dead.go: dead letters, their reasons, listing,
 //     replaying and purging them. depth.go: queue depths for the admin API and metrics.
-//   - scripts.go: every Lua script, with its KEYS and ARGV.
+//   - deadfilter.go: selecting dead letters by time range, reason, status and route,
+//     page by page (ScanDead). series.go: the per-minute series (SampleDepths, Series)
+//     and its sample script.
+//   - scripts.go: every other Lua script, with its KEYS and ARGV.
 //
 // # Keys
 //
