@@ -45,6 +45,14 @@ if [ "${CI:-}" = "true" ] || [ "${RELAY_BROWSER_TEST:-}" = "1" ]; then
   fi
 fi
 
+# The ad-blocker test (relay/ingest/adblock_test.go) runs the relay's browser URLs through
+# EasyList, EasyPrivacy and uBlock Origin's lists as Debian ships them; it installs its
+# pinned engine (@ghostery/adblocker) with npm itself. In CI both must be there.
+if [ "${CI:-}" = "true" ] && [ ! -d /usr/share/chromium/extensions/ublock-origin/assets ]; then
+  echo "test.sh: filter lists missing; installing webext-ublock-origin-chromium for the ad-blocker test" >&2
+  apt_install webext-ublock-origin-chromium
+fi
+
 # The Brevo SDK test (cmd/relay/e2e_brevo_sdk_test.go) drives Brevo's official Node SDK,
 # pinned by cmd/relay/testdata/brevo-sdk/package-lock.json; node_modules is not committed.
 brevo_sdk=cmd/relay/testdata/brevo-sdk
