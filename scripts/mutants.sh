@@ -21,13 +21,15 @@
 #   MUTANT_KEEP_LOGS=dir       keep every run's go test output in dir
 #
 # The command is `go test -count=1 -failfast -timeout $MUTANT_TIMEOUT <packages>`: no
-# -race, to keep it fast (the race detector finds other bugs; these are logic ones). Since
-# Go 1.24 -failfast also stops go test from starting further packages once one fails
-# (those already running finish), so a mutant run stops at the first catching package. The
+# -race, to keep it fast (the race detector finds other bugs; these are logic ones).
+# -failfast also stops go test from starting further packages once one fails (those
+# already running finish; cmd/go's testShouldFailFast), so a mutant run stops at the first
+# catching package. The
 # default package list is the whole suite, the same set the baseline runs, ordered so the
 # unit tests of the mutated code (relay/forward, relay/queue, relay/ingest) come first and
-# the slow end-to-end packages (cmd/relay, chaos) last: a caught mutant then costs seconds,
-# and a mutant only the end-to-end tests catch still meets them. The table names the
+# the slow end-to-end packages (cmd/relay, chaos) last: a mutant the unit tests catch then
+# costs their time, not the whole suite's, and one only the end-to-end tests catch still
+# meets them. The table names the
 # packages that failed before go test stopped, with the first failing test of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
