@@ -69,6 +69,9 @@ type TailEvent struct {
 // Active reports whether anyone is tailing (publishers skip all work otherwise).
 func (t *Tail) Active() bool { return t.subs.Load() > 0 }
 
+// Readers is how many tail streams are open.
+func (t *Tail) Readers() int { return int(t.subs.Load()) }
+
 // publish adds ev to the ring.
 func (t *Tail) publish(ev TailEvent) {
 	t.mu.Lock()
