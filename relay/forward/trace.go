@@ -15,8 +15,10 @@ import (
 )
 
 // Observer sees each outcome once it is recorded: the admin API's live tail. Observe is
-// called from the recorder and must not block (it drops rather than waits).
+// called from the recorder and must not block (it drops rather than waits); Active says
+// whether anyone is looking (nothing is built for it otherwise).
 type Observer interface {
+	Active() bool
 	Observe(provider string, m *delivery.Message, r *queue.TraceRecord)
 }
 
@@ -121,7 +123,7 @@ func nowMS() int64 { return time.Now().UnixMilli() }
 
 // observe hands a recorded outcome to the Observer.
 func (f *Forwarder) observe(r record) {
-	if f.o.Observer == nil || r.e.Bad != nil {
+	if f.o.Observer == nil || r.e.Bad != nil || !f.o.Observer.Active() {
 		return
 	}
 	t := traceRecord(r)

@@ -90,9 +90,10 @@ type TraceWrite struct {
 // JSON. Returns how many events it dropped.
 var traceScript = redis.NewScript(`
 local keep = tonumber(ARGV[1])
+local seq = redis.call('INCRBY', KEYS[3], (#ARGV - 1) / 3) - (#ARGV - 1) / 3
 for i = 2, #ARGV, 3 do
   local id = ARGV[i]
-  local seq = redis.call('INCR', KEYS[3])
+  seq = seq + 1
   local cur = redis.call('HGET', KEYS[1], id)
   local body
   if cur then
