@@ -96,9 +96,11 @@ func (a *api) eventTrace(w http.ResponseWriter, r *http.Request, provider string
 	}
 	out := EventTrace{Provider: provider, ID: redact.Emails(id), Attempts: []TraceAttempt{}}
 	var last *queue.TraceRecord
-	if traced {
+	if traced && t.Received != nil {
 		out.Received = TraceReceived{At: msTime(t.Received.At), Route: t.Received.Route,
 			Source: t.Received.Source, StreamID: t.Received.StreamID}
+	}
+	if traced {
 		for i := range t.Records {
 			out.Attempts = append(out.Attempts, attempt(&t.Records[i]))
 		}
@@ -120,7 +122,7 @@ func (a *api) eventTrace(w http.ResponseWriter, r *http.Request, provider string
 	switch {
 	case found:
 		m := &q.Entry.Message
-		if !traced {
+		if out.Received.At == "" {
 			out.Received = TraceReceived{At: apiTime(m.ReceivedAt), Route: m.Route, Source: m.Source,
 				StreamID: q.Entry.StreamID}
 		}

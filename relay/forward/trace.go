@@ -93,9 +93,11 @@ func (f *Forwarder) traceWrite(ctx context.Context, pipe redis.Pipeliner, batch 
 			continue
 		}
 		m := &r.e.Message
-		writes = append(writes, queue.TraceWrite{ID: m.ID,
-			Received: queue.TraceReceived{StreamID: r.e.StreamID, At: m.ReceivedAt.UnixMilli(), Route: m.Route, Source: m.Source},
-			Record:   traceRecord(r)})
+		rec := traceRecord(r)
+		if r.e.Attempts == 0 {
+			rec.Received = &queue.TraceReceived{StreamID: r.e.StreamID, At: m.ReceivedAt.UnixMilli(), Route: m.Route, Source: m.Source}
+		}
+		writes = append(writes, queue.TraceWrite{ID: m.ID, Record: rec})
 	}
 	if len(writes) == 0 {
 		return nil

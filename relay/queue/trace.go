@@ -12,30 +12,34 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The delivery trace keeps, per provider, what happened to its last trace.keep traced
-// attempts' events, so that an operator can ask "what happened to event X" by its id:
+// The delivery trace keeps, per provider, the last trace.keep records of delivery
+// attempts (and deferrals without an attempt), so that an operator can ask "what happened
+// to event X" by its id:
 //
-//   - <prefix>:{P}:trace (hash): event id → "<seq>\n<received JSON>\n<attempt JSON>\n...",
-//     one line per attempt or deferral (TraceRecord), oldest first. HGET finds an event
-//     in O(1).
-//   - <prefix>:{P}:trace:order (list): "<seq> <event id>", one item per record, newest
-//     first. It is what bounds the hash: traceScript trims it to trace.keep items
-//     exactly, and an item popped off its tail deletes its event's hash field when that
-//     field's last record is that item (same seq); an event with newer records stays.
-//     So the hash never holds more than trace.keep events, nor the list more than
-//     trace.keep items, whatever the rate.
-//   - <prefix>:{P}:trace:seq (string): the counter that numbers records.
+//   - <prefix>:{P}:trace (hash): one field per record, "<event id>#<attempt>" for an
+//     attempt and "<event id>#<attempts so far>d" for a deferral, whose value is the
+//     record's JSON (TraceRecord; the event's arrival rides on the records made before its
+//     first attempt ended). An event's records are found with one HMGET of its possible
+//     fields (attempts 0 to TraceMaxAttempts): O(1) each, no scan.
+//   - <prefix>:{P}:trace:order (list): the fields, newest first. It is what bounds the
+//     hash: traceScript trims it to trace.keep items exactly and deletes the hash fields it
+//     pops, so neither holds more than trace.keep records whatever the rate. (Repeated
+//     deferrals at one attempt count share a field: the field goes when the oldest of them
+//     leaves the list.)
 //
-// A record is written by the forwarder's recorder in the same pipeline as the outcome it
-// describes: one EVALSHA per pipeline and provider, however many records, so never more
-// than one extra Redis write per attempt. The events stream itself is never trimmed.
+// The records of one recorder pipeline are written by one script call in that pipeline
+// (HSET, LPUSH, LLEN, and when full RPOP and HDEL, each once for all of them): never more
+// than one extra Redis call per attempt, and a few per pipeline. The events stream itself
+// is never trimmed.
 
-// TraceKey, TraceOrderKey and TraceSeqKey name the provider's trace keys (see above).
+// TraceKey and TraceOrderKey name the provider's trace keys (see above).
 func (k Keys) TraceKey(provider string) string      { return k.key(provider, "trace") }
 func (k Keys) TraceOrderKey(provider string) string { return k.key(provider, "trace:order") }
-func (k Keys) TraceSeqKey(provider string) string   { return k.key(provider, "trace:seq") }
 
-// TraceReceived is what a trace keeps of an event's arrival, written with its first record.
+// TraceMaxAttempts is the highest attempt number ReadTrace looks for.
+const TraceMaxAttempts = 100
+
+// TraceReceived is what a trace keeps of an event's arrival.
 type TraceReceived struct {
 	// StreamID is the entry's id in the events stream when the record was written (it
 	// changes when a retry is moved back).
@@ -50,7 +54,7 @@ type TraceReceived struct {
 type TraceRecord struct {
 	// At is when the attempt started (a deferral: when it was decided), unix ms.
 	At int64 `json:"at"`
-	// Attempt is the attempt's number, from 1 (a deferral repeats the last one's).
+	// Attempt is the attempt's number, from 1 (a deferral: the attempts made before it).
 	Attempt int `json:"n"`
 	// Outcome is "delivered", "retry", "deferred" or "dead".
 	Outcome string `json:"o"`
@@ -67,6 +71,8 @@ type TraceRecord struct {
 	Reason string `json:"r,omitempty"`
 	// Error is the error, shortened and redacted as in dead letters.
 	Error string `json:"e,omitempty"`
+	// Received is the event's arrival, on records written before its first attempt ended.
+	Received *TraceReceived `json:"rcv,omitempty"`
 }
 
 // Trace outcomes.
@@ -79,51 +85,44 @@ const (
 
 // TraceWrite is one record to write for the event ID.
 type TraceWrite struct {
-	ID       string
-	Received TraceReceived
-	Record   TraceRecord
+	ID     string
+	Record TraceRecord
 }
 
-// traceScript appends records to events' traces and trims the trace to its bound. KEYS:
-// trace hash, order list, seq counter (one {provider} slot). ARGV: keep, then per record
-// its event id, received JSON (used only when the event has no trace yet) and record
-// JSON. Returns how many events it dropped.
+// traceField is the hash field of an event's record.
+func traceField(id string, attempt int, deferred bool) string {
+	f := id + "#" + strconv.Itoa(attempt)
+	if deferred {
+		f += "d"
+	}
+	return f
+}
+
+// traceScript writes records and trims the trace to its bound. KEYS: trace hash, order
+// list (one {provider} slot). ARGV: keep, then per record its field and value. Returns
+// how many records it dropped.
 var traceScript = redis.NewScript(`
-local keep = tonumber(ARGV[1])
-local seq = redis.call('INCRBY', KEYS[3], (#ARGV - 1) / 3) - (#ARGV - 1) / 3
-for i = 2, #ARGV, 3 do
-  local id = ARGV[i]
-  seq = seq + 1
-  local cur = redis.call('HGET', KEYS[1], id)
-  local body
-  if cur then
-    local nl = string.find(cur, '\n', 1, true)
-    body = string.sub(cur, nl + 1) .. '\n' .. ARGV[i + 2]
-  else
-    body = ARGV[i + 1] .. '\n' .. ARGV[i + 2]
-  end
-  redis.call('HSET', KEYS[1], id, seq .. '\n' .. body)
-  redis.call('LPUSH', KEYS[2], seq .. ' ' .. id)
+local hs, fs = {}, {}
+for i = 2, #ARGV, 2 do
+  hs[#hs + 1] = ARGV[i]
+  hs[#hs + 1] = ARGV[i + 1]
+  fs[#fs + 1] = ARGV[i]
 end
-local dropped = 0
-local over = redis.call('LLEN', KEYS[2]) - keep
-for _ = 1, over do
-  local item = redis.call('RPOP', KEYS[2])
-  local sp = string.find(item, ' ', 1, true)
-  local id = string.sub(item, sp + 1)
-  local cur = redis.call('HGET', KEYS[1], id)
-  if cur and string.sub(cur, 1, sp) == string.sub(item, 1, sp - 1) .. '\n' then
-    redis.call('HDEL', KEYS[1], id)
-    dropped = dropped + 1
-  end
+redis.call('HSET', KEYS[1], unpack(hs))
+redis.call('LPUSH', KEYS[2], unpack(fs))
+local over = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[1])
+if over > 0 then
+  local old = redis.call('RPOP', KEYS[2], over)
+  redis.call('HDEL', KEYS[1], unpack(old))
+  return over
 end
-return dropped
+return 0
 `)
 
-// WriteTrace queues on pipe the one traceScript call that appends writes (at least one)
+// WriteTrace queues on pipe the one traceScript call that writes writes (at least one)
 // to provider's trace, keeping its last keep records. Its error is the caller's to log:
 // a failed trace write never affects delivery. The call is EVALSHA: after a NOSCRIPT
-// reply, LoadTraceScript.
+// reply, RunTrace.
 func WriteTrace(ctx context.Context, pipe redis.Pipeliner, keys Keys, provider string, keep int, writes []TraceWrite) *redis.Cmd {
 	k, args := traceArgs(keys, provider, keep, writes)
 	return traceScript.EvalSha(ctx, pipe, k, args...)
@@ -137,47 +136,50 @@ func RunTrace(ctx context.Context, c redis.Scripter, keys Keys, provider string,
 }
 
 func traceArgs(keys Keys, provider string, keep int, writes []TraceWrite) ([]string, []any) {
-	args := make([]any, 1, 1+3*len(writes))
+	args := make([]any, 1, 1+2*len(writes))
 	args[0] = keep
 	for _, w := range writes {
-		rcv, _ := json.Marshal(w.Received) // plain struct: cannot fail
-		rec, _ := json.Marshal(w.Record)
-		args = append(args, w.ID, string(rcv), string(rec))
+		rec, _ := json.Marshal(w.Record) // plain struct: cannot fail
+		args = append(args, traceField(w.ID, w.Record.Attempt, w.Record.Outcome == TraceDeferred), string(rec))
 	}
-	return []string{keys.TraceKey(provider), keys.TraceOrderKey(provider), keys.TraceSeqKey(provider)}, args
+	return []string{keys.TraceKey(provider), keys.TraceOrderKey(provider)}, args
 }
 
 // Trace is one event's trace as stored.
 type Trace struct {
-	Received TraceReceived
-	Records  []TraceRecord
+	// Received is the arrival, from the earliest record that has it (nil: none kept).
+	Received *TraceReceived
+	// Records are in order: by attempt, a deferral after the attempt it followed.
+	Records []TraceRecord
 }
 
-// ReadTrace reads the trace of event id; found is false when it has none (never
-// attempted, or dropped by the bound).
+// ReadTrace reads the trace of event id with one HMGET; found is false when it has none
+// (never attempted, or dropped by the bound).
 func ReadTrace(ctx context.Context, c redis.Cmdable, keys Keys, provider, id string) (t Trace, found bool, err error) {
-	v, err := c.HGet(ctx, keys.TraceKey(provider), id).Result()
-	if errors.Is(err, redis.Nil) {
-		return Trace{}, false, nil
+	fields := make([]string, 0, 2*(TraceMaxAttempts+1))
+	for n := 0; n <= TraceMaxAttempts; n++ {
+		fields = append(fields, traceField(id, n, false), traceField(id, n, true))
 	}
+	vals, err := c.HMGet(ctx, keys.TraceKey(provider), fields...).Result()
 	if err != nil {
 		return Trace{}, false, err
 	}
-	lines := strings.Split(v, "\n")
-	if len(lines) < 2 {
-		return Trace{}, false, fmt.Errorf("queue: trace of %q has %d lines", id, len(lines))
-	}
-	if err := json.Unmarshal([]byte(lines[1]), &t.Received); err != nil {
-		return Trace{}, false, fmt.Errorf("queue: trace of %q: %w", id, err)
-	}
-	for _, l := range lines[2:] {
-		var r TraceRecord
-		if err := json.Unmarshal([]byte(l), &r); err != nil {
-			return Trace{}, false, fmt.Errorf("queue: trace of %q: %w", id, err)
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue
 		}
+		var r TraceRecord
+		if err := json.Unmarshal([]byte(s), &r); err != nil {
+			return Trace{}, false, fmt.Errorf("queue: trace record %s: %w", fields[i], err)
+		}
+		if t.Received == nil {
+			t.Received = r.Received
+		}
+		r.Received = nil
 		t.Records = append(t.Records, r)
 	}
-	return t, true, nil
+	return t, len(t.Records) > 0, nil
 }
 
 // Pending is a pending entry's place in the consumer group.
@@ -231,17 +233,17 @@ func FindQueued(ctx context.Context, c redis.Cmdable, keys Keys, provider, id st
 }
 
 // TraceUsage is the memory Redis reports for provider's trace keys (MEMORY USAGE,
-// SAMPLES 0: every element counted) and the events the hash holds.
-func TraceUsage(ctx context.Context, c redis.Cmdable, keys Keys, provider string) (bytes, events int64, err error) {
-	for _, k := range []string{keys.TraceKey(provider), keys.TraceOrderKey(provider), keys.TraceSeqKey(provider)} {
+// SAMPLES 0: every element counted) and the records the hash holds.
+func TraceUsage(ctx context.Context, c redis.Cmdable, keys Keys, provider string) (bytes, records int64, err error) {
+	for _, k := range []string{keys.TraceKey(provider), keys.TraceOrderKey(provider)} {
 		n, err := c.MemoryUsage(ctx, k, 0).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return 0, 0, err
 		}
 		bytes += n
 	}
-	events, err = c.HLen(ctx, keys.TraceKey(provider)).Result()
-	return bytes, events, err
+	records, err = c.HLen(ctx, keys.TraceKey(provider)).Result()
+	return bytes, records, err
 }
 
 // FormatStreamMS is the arrival time a stream id holds (its ms part), or zero.

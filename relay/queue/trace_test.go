@@ -17,9 +17,8 @@ func writeTraces(t *testing.T, rdb *redis.Client, keys Keys, keep int, ids []str
 	for lo := 0; lo < len(ids); lo += 100 {
 		var writes []TraceWrite
 		for _, id := range ids[lo:min(lo+100, len(ids))] {
-			writes = append(writes, TraceWrite{ID: id,
-				Received: TraceReceived{StreamID: "1700000000000-0", At: 1700000000000, Route: "p/click", Source: "client:backend"},
-				Record:   TraceRecord{At: 1700000000100, Attempt: 1, Outcome: TraceDelivered, DurationMS: 12}})
+			writes = append(writes, TraceWrite{ID: id, Record: TraceRecord{At: 1700000000100, Attempt: 1, Outcome: TraceDelivered, DurationMS: 12,
+				Received: &TraceReceived{StreamID: "1700000000000-0", At: 1700000000000, Route: "p/click", Source: "client:backend"}}})
 		}
 		pipe := rdb.Pipeline()
 		cmd := WriteTrace(ctx, pipe, keys, "p", keep, writes)
@@ -55,7 +54,7 @@ func TestTraceBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	if events != keep {
-		t.Fatalf("%d events traced, want %d", events, keep)
+		t.Fatalf("%d records kept, want %d", events, keep)
 	}
 	t.Logf("trace of %d events: %d bytes (%d per event)", keep, full, full/keep)
 
@@ -84,41 +83,38 @@ func TestTraceBound(t *testing.T) {
 	}
 }
 
-// An event's records accumulate in order, its received line is its first record's, and
-// it outlives the trimming of its own older records while it has a newer one.
+// An event's records come back in order (a deferral after the attempt it followed), its
+// arrival from the first record; the bound drops records one by one, oldest first.
 func TestTraceRecordsAccumulate(t *testing.T) {
 	ctx := context.Background()
 	rdb, keys := scriptRedis(t)
-	const keep = 3
-	w := func(id string, r TraceRecord, route string) {
-		pipe := rdb.Pipeline()
-		cmd := WriteTrace(ctx, pipe, keys, "p", keep, []TraceWrite{{ID: id, Received: TraceReceived{At: 5, Route: route}, Record: r}})
-		_, _ = pipe.Exec(ctx)
-		if err := cmd.Err(); err != nil {
-			if err := RunTrace(ctx, rdb, keys, "p", keep, []TraceWrite{{ID: id, Received: TraceReceived{At: 5, Route: route}, Record: r}}); err != nil {
-				t.Fatal(err)
-			}
+	const keep = 4
+	w := func(id string, r TraceRecord) {
+		writes := []TraceWrite{{ID: id, Record: r}}
+		if err := RunTrace(ctx, rdb, keys, "p", keep, writes); err != nil {
+			t.Fatal(err)
 		}
 	}
-	w("a", TraceRecord{At: 10, Attempt: 1, Outcome: TraceRetry, Status: 503, Class: "5xx", DueAt: 20}, "p/click")
-	w("b", TraceRecord{At: 11, Attempt: 1, Outcome: TraceDelivered}, "p/click")
-	w("c", TraceRecord{At: 12, Attempt: 1, Outcome: TraceDelivered}, "p/click")
-	w("a", TraceRecord{At: 21, Attempt: 2, Outcome: TraceDelivered}, "other") // pops a's first item: a stays
+	w("a", TraceRecord{At: 10, Attempt: 1, Outcome: TraceRetry, Status: 503, Class: "5xx", DueAt: 20,
+		Received: &TraceReceived{At: 5, Route: "p/click"}})
+	w("a", TraceRecord{At: 21, Attempt: 1, Outcome: TraceDeferred, Class: "deferred"})
+	w("b", TraceRecord{At: 22, Attempt: 1, Outcome: TraceDelivered, Received: &TraceReceived{At: 6}})
+	w("a", TraceRecord{At: 30, Attempt: 2, Outcome: TraceDelivered})
 	tr, found, err := ReadTrace(ctx, rdb, keys, "p", "a")
 	if err != nil || !found {
 		t.Fatalf("a: %v %v", found, err)
 	}
-	if tr.Received.Route != "p/click" || len(tr.Records) != 2 || tr.Records[0].Status != 503 || tr.Records[1].Outcome != TraceDelivered {
+	if tr.Received == nil || tr.Received.Route != "p/click" || len(tr.Records) != 3 || tr.Records[0].Status != 503 ||
+		tr.Records[1].Outcome != TraceDeferred || tr.Records[2].Outcome != TraceDelivered || tr.Records[2].Attempt != 2 {
 		t.Errorf("a's trace %+v", tr)
 	}
-	w("d", TraceRecord{At: 22, Attempt: 1, Outcome: TraceDelivered}, "p/click") // pops b
-	if _, found, _ := ReadTrace(ctx, rdb, keys, "p", "b"); found {
-		t.Error("b still traced after 3 newer records")
+	w("c", TraceRecord{At: 31, Attempt: 1, Outcome: TraceDelivered}) // pops a#1
+	tr, _, _ = ReadTrace(ctx, rdb, keys, "p", "a")
+	if len(tr.Records) != 2 || tr.Records[0].Outcome != TraceDeferred || tr.Received != nil {
+		t.Errorf("a's trace after its oldest record left: %+v", tr)
 	}
-	for _, id := range []string{"a", "c", "d"} {
-		if _, found, _ := ReadTrace(ctx, rdb, keys, "p", id); !found {
-			t.Errorf("%s not traced", id)
-		}
+	if n := rdb.HLen(ctx, keys.TraceKey("p")).Val(); n != keep {
+		t.Errorf("%d records kept, want %d", n, keep)
 	}
 }
 
