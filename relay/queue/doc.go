@@ -12,7 +12,9 @@
 //     (MoveDue), the shared rate limit (TakeSlots), the per-minute stats fields.
 //   - retry.go: retry set members. dead.go: dead letters, their reasons, listing,
 //     replaying and purging them. depth.go: queue depths for the admin API and metrics.
-//   - scripts.go: every Lua script, with its KEYS and ARGV.
+//   - scripts.go: every Lua script, with its KEYS and ARGV (but the trace's).
+//   - trace.go: the delivery trace: its bounded keys, the script that writes a pipeline's
+//     records, the lookup by event id, and the bounded scan for a queued event.
 //
 // # Keys
 //
