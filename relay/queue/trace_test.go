@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventrelay/relay/internal/redistest"
 )
 
 // writeTraces writes one delivered record for each of ids, in pipelines of 100 records
@@ -150,4 +152,38 @@ func TestFindQueued(t *testing.T) {
 	if _, found, _ := FindQueued(ctx, rdb, keys, "p", "nope", 2000); found {
 		t.Error("found an unknown id")
 	}
+}
+
+// BenchmarkTraceWrite is the trace's cost per record: one script call per 32 records (a
+// recorder pipeline's share), on a trace kept at 5000 records (trimming on every call).
+func BenchmarkTraceWrite(b *testing.B) {
+	ctx := context.Background()
+	rs := redistest.Start(b, redistest.Options{})
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	b.Cleanup(func() { _ = rdb.Close() })
+	keys := Keys{Prefix: "t"}
+	const per = 32
+	batch := func(i int) []TraceWrite {
+		w := make([]TraceWrite, per)
+		for k := range w {
+			w[k] = TraceWrite{ID: fmt.Sprintf("%08d-0000-4000-8000-%012d", i, k), Record: TraceRecord{At: 1700000000100, Attempt: 1,
+				Outcome: TraceDelivered, DurationMS: 12, Received: &TraceReceived{StreamID: "1700000000000-0", At: 1700000000000,
+					Route: "ens/click", Source: "client:backend"}}}
+		}
+		return w
+	}
+	for i := range 200 { // fill to the bound first
+		if err := RunTrace(ctx, rdb, keys, "p", 5000, batch(-i-1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m := redistest.StartCPU(b, rdb)
+	b.ResetTimer()
+	for i := range b.N {
+		if err := RunTrace(ctx, rdb, keys, "p", 5000, batch(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m.Report(b)
+	b.ReportMetric(float64(b.N*per), "records")
 }
