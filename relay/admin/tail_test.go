@@ -219,3 +219,26 @@ func (fakeQueue) Enqueue(_ context.Context, m *delivery.Message, _ queue.IDSourc
 	}
 	return false, nil
 }
+
+// A tail stream outlives the admin server's read and write timeouts (10 s, 30 s for
+// other requests): it still delivers events after 11 s.
+func TestTailOutlivesServerTimeouts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 11 s")
+	}
+	tail := admin.NewTail(16)
+	addr := startTailServer(t, tail)
+	c, r := rawTail(t, addr, "")
+	time.Sleep(11 * time.Second) // past the server's ReadTimeout: what is tested
+	bigEvent(tail, 1)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the stream ended after the server's read timeout: %v", err)
+		}
+		if strings.HasPrefix(line, "data: ") {
+			return
+		}
+	}
+}
