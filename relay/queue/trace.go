@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -244,14 +243,4 @@ func TraceUsage(ctx context.Context, c redis.Cmdable, keys Keys, provider string
 	}
 	records, err = c.HLen(ctx, keys.TraceKey(provider)).Result()
 	return bytes, records, err
-}
-
-// FormatStreamMS is the arrival time a stream id holds (its ms part), or zero.
-func FormatStreamMS(streamID string) time.Time {
-	ms, _, _ := strings.Cut(streamID, "-")
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return time.UnixMilli(n)
 }
