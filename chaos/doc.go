@@ -5,14 +5,20 @@
 //
 // # Pieces
 //
-//   - harness.go: building the relay binary; Relay, one `relay serve` process that a test
-//     starts, kills (SIGKILL), pauses (SIGSTOP/SIGCONT) or stops (SIGTERM) by its own PID,
-//     and whose /metrics it reads; Upstream, a fake provider that records every request
-//     (arrival, reply, status, whether the relay had already given up on it) and can be
-//     told to fail, throttle, stall or hold a request; Driver, a bounded load generator
-//     that sends events with unique ids and resends after anything but a 202, with the
-//     same Idempotency-Key; Inspector, a Redis client that reads dead letters, backlogs
-//     and per-consumer pending counts.
+//   - harness.go: building the relay binary and the config of a Setup (all five
+//     providers; Cardlytics in bearer mode over mutual TLS). relay.go: Relay, one `relay
+//     serve` process that a test starts, kills (SIGKILL), pauses (SIGSTOP/SIGCONT) or
+//     stops (SIGTERM) by its own PID, and whose /metrics it reads. upstream.go, ids.go:
+//     Upstream, a fake provider that records every request (arrival, reply, status,
+//     whether the relay had already given up on it, the event ids inside) and can be told
+//     to fail, throttle, stall or hold a request, or to refuse some events of a
+//     multi-event request while accepting the others (Reply.Refuse: a Brevo 207). The
+//     fake Cardlytics answers like the real one: mutual TLS, a session token per customer
+//     from startSession, 401 for a clientEvent request whose bearer token was not issued
+//     for its customer, {"requestId":...} echoing X-CDLX-Request-Id. driver.go: Driver, a
+//     bounded load generator that sends events with unique ids and resends after anything
+//     but a 202, with the same Idempotency-Key; Inspector, a Redis client that reads dead
+//     letters, backlogs and per-consumer pending entries.
 //   - ledger.go: the Ledger of every id a relay answered 202 for, per provider, and the
 //     Checker that compares it with what the upstreams saw and the dead-letter streams
 //     hold (Report, printed as a table); exact.go: Report.Exact, the exact accounting of
@@ -20,7 +26,9 @@
 //   - scenarios_test.go: one test per scenario (kill -9 under load, kill between the
 //     upstream's success and the ack, a relay stalled past the visibility timeout, Redis
 //     crash and hang, a failing, a throttling and a slow provider, SIGTERM, and a negative
-//     control that must report loss).
+//     control that must report loss); poison_test.go: the refusals inside merged and
+//     batched requests (poison) and the merging set-up; isolation_test.go: isolation
+//     measured against a baseline in the same test.
 //
 // # Ids and the ledger
 //
@@ -33,6 +41,17 @@
 //	linkrunner/capture-payment     payment_id (absent in the body: the relay fills in its event id)
 //	brevo/events                   event_properties {"rid":"<id>"} (also inside /v3/events/batch)
 //	brevo/track-event              properties {"rid":"<id>"}
+//	cardlytics/client-events       clientEventMetadata.curationId "<id>/<k>/<n>" in each of
+//	                               the message's n clientEvents (1 or 3), X-Relay-Customer-Id
+//	                               one of 3 customers
+//
+// The ledger counts per event id, never per request: a Brevo batch delivers each of its
+// events, except those its 207 refuses; a Cardlytics request merging several messages
+// (one customer's) delivers each message once per complete set of its clientEvents (twice
+// in one request is a duplicate). A message torn apart (not all its clientEvents in the
+// request), or redelivered with another clientEventId (the relay derives it from the
+// event id: it must not change), makes a malformed request, which fails the exact
+// accounting.
 //
 // Per provider the Checker computes:
 //
@@ -54,9 +73,13 @@
 // from its crash window (in total, and per provider where it says so), or dead-lettered
 // with the reason the scenario justifies for that id (only the poison events, reason
 // permanent, in the scenarios that inject them; none elsewhere); every id in a
-// dead-letter stream, accepted or not, must be one so justified. Anything else fails, with
-// the offending ids listed by category: lost, duplicated (over the bound), unexpectedly
-// dead-lettered, dead-lettered with the wrong reason. The checker has its own unit tests
+// dead-letter stream, accepted or not, must be one so justified, and every accepted id so
+// justified must be dead-lettered, not delivered. Where a scenario can name the ids its
+// crash window may duplicate (pending under a killed relay; first delivered around a
+// Redis crash), a duplicate of any other id is over the bound, whatever the count.
+// Anything else fails, with the offending ids listed by category: lost, duplicated (over
+// the bound), unexpectedly dead-lettered, dead-lettered with the wrong reason, delivered
+// although refused for good, malformed upstream requests. The checker has its own unit tests
 // (exact_test.go, no processes), negative controls included; `go test -short ./chaos/`
 // runs only those.
 //

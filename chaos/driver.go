@@ -34,35 +34,75 @@ type Route struct {
 	Name     string // "ens/click"
 	Provider string
 	Body     func(id string) string
+	// Customer, when set, is the Cardlytics customer of the event (X-Relay-Customer-Id).
+	Customer func(id string) string
 }
 
-// AllRoutes are the routes of the four providers, each with its id carrier.
+// cardlyticsCustomers is how many customers the driver spreads Cardlytics events over:
+// few, so that one customer's events queue up and are merged into one request.
+const cardlyticsCustomers = 3
+
+// cardlyticsCustomer is id's customer.
+func cardlyticsCustomer(id string) string {
+	return fmt.Sprintf("chaos-cust-%d", hashID(id)%cardlyticsCustomers)
+}
+
+// cardlyticsBody is a message of the given clientEvents (AdImpression or AdInteraction
+// names), the k-th carrying curationId "<id>/<k>/<n>" (package doc).
+func cardlyticsBody(id string, events ...string) string {
+	var b strings.Builder
+	b.WriteString(`{"clientEvents":[`)
+	for k, ev := range events {
+		typ := "AdInteraction"
+		if ev == "AdViewableImpression" {
+			typ = "AdImpression"
+		}
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"clientEventType":%q,"clientEvent":%q,"clientEventTimestamp":"2026-03-11T08:00:00Z",`+
+			`"clientEventMetadata":{"serveToken":"91e471aed3c04b81bee792f23ad4859d","section":"LatestOffers",`+
+			`"channel":"OLB","imageSlots":["logo"],"curationId":"%s/%d/%d","displayPosition":%d}}`, typ, ev, id, k, len(events), k)
+	}
+	b.WriteString(`]}`)
+	return b.String()
+}
+
+// AllRoutes are the routes of the five providers, each with its id carrier.
 var AllRoutes = []Route{
 	{"ens/click", ENS, func(id string) string {
 		return `{"campaignId":7,"placement":"p-` + id + `"}`
-	}},
+	}, nil},
 	{"bannerflex/banner-events", BannerFlex, func(id string) string {
 		return `{"bannerId":"3f1c2a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f","event":"click","campaignId":"bnrflx-` + id + `"}`
-	}},
+	}, nil},
 	{"linkrunner/capture-event", Linkrunner, func(id string) string {
 		return `{"event_name":"chaos_event","event_data":{"rid":"` + id + `","amount":1.5},"user_id":"chaos-user-1"}`
-	}},
+	}, nil},
 	{"brevo/events", Brevo, func(id string) string {
 		return `{"event_name":"chaos_event","identifiers":{"email_id":"chaos@example.com"},"event_properties":{"rid":"` + id + `"}}`
-	}},
+	}, nil},
 	{"ens/impression", ENS, func(id string) string {
 		return `{"campaignId":7,"placement":"p-` + id + `","location":"US","device":"mobile"}`
-	}},
+	}, nil},
 	{"bannerflex/banner-events", BannerFlex, func(id string) string {
 		return `{"bannerId":"3f1c2a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f","event":"impression","campaignId":"bnrflx-` + id + `"}`
-	}},
+	}, nil},
 	// No payment_id: the relay fills in its event id (Guarantee 4).
 	{"linkrunner/capture-payment", Linkrunner, func(string) string {
 		return `{"user_id":"chaos-user-1","amount":9.99,"type":"FIRST_PAYMENT"}`
-	}},
+	}, nil},
 	{"brevo/track-event", Brevo, func(id string) string {
 		return `{"email":"chaos@example.com","event":"chaos_event","properties":{"rid":"` + id + `"}}`
-	}},
+	}, nil},
+	// One clientEvent, and three in one message: the relay must keep a message's
+	// clientEvents together in the request it merges.
+	{"cardlytics/client-events", Cardlytics, func(id string) string {
+		return cardlyticsBody(id, "AdViewableImpression")
+	}, cardlyticsCustomer},
+	{"cardlytics/client-events", Cardlytics, func(id string) string {
+		return cardlyticsBody(id, "DisplayElementExpanded", "UrlLinkClicked", "ActivateOffer")
+	}, cardlyticsCustomer},
 }
 
 // RoutesOf returns the routes of the given providers.
@@ -203,7 +243,7 @@ func (d *Driver) Send(r Route, id string) int {
 	for try := 0; ; try++ {
 		addr := d.Targets[(target+try)%len(d.Targets)]
 		start := time.Now()
-		status, retryAfter := d.post(client, addr, r.Name, id, body)
+		status, retryAfter := d.post(client, addr, r, id, body)
 		d.mu.Lock()
 		d.attempts = append(d.attempts, Attempt{ID: id, Target: addr, Start: start, Took: time.Since(start), Status: status})
 		d.mu.Unlock()
@@ -233,10 +273,13 @@ func (d *Driver) Send(r Route, id string) int {
 	}
 }
 
-func (d *Driver) post(client *http.Client, addr, route, id, body string) (int, time.Duration) {
-	req, err := http.NewRequest("POST", "http://"+addr+"/v1/"+route, strings.NewReader(body))
+func (d *Driver) post(client *http.Client, addr string, r Route, id, body string) (int, time.Duration) {
+	req, err := http.NewRequest("POST", "http://"+addr+"/v1/"+r.Name, strings.NewReader(body))
 	if err != nil {
 		return 0, 0
+	}
+	if r.Customer != nil {
+		req.Header.Set("X-Relay-Customer-Id", r.Customer(id))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+ClientToken)
@@ -277,13 +320,22 @@ func (d *Driver) Sent() int64 { return d.seq.Load() }
 
 // Inspector reads the relay's Redis keys (prefix Prefix) for the checker and the bounds.
 type Inspector struct {
-	c *redis.Client
+	c redis.UniversalClient
 }
 
 // NewInspector connects to addr (host:port); t.Cleanup closes it.
 func NewInspector(t testing.TB, addr string) *Inspector {
 	c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DialTimeout: 500 * time.Millisecond,
 		ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, PoolSize: 4})
+	t.Cleanup(func() { _ = c.Close() })
+	return &Inspector{c: c}
+}
+
+// NewClusterInspector connects to a Redis Cluster through addrs (host:port, any nodes);
+// t.Cleanup closes it. Every key of a provider is on one slot, so each read is one node's.
+func NewClusterInspector(t testing.TB, addrs []string) *Inspector {
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DialTimeout: 500 * time.Millisecond,
+		ReadTimeout: time.Second, WriteTimeout: time.Second, PoolSize: 4})
 	t.Cleanup(func() { _ = c.Close() })
 	return &Inspector{c: c}
 }
@@ -382,7 +434,7 @@ func (in *Inspector) PendingIDs(ctx context.Context, pid int, providers ...strin
 }
 
 // Client is the underlying Redis client.
-func (in *Inspector) Client() *redis.Client { return in.c }
+func (in *Inspector) Client() redis.UniversalClient { return in.c }
 
 // ---------------------------------------------------------------------------------------
 // Small helpers

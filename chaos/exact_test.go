@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +167,74 @@ func TestExactMessageListsEveryCategory(t *testing.T) {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q:\n%s", want, msg)
 		}
+	}
+}
+
+// Negative control: a poison event the upstream accepted after all (delivered, not dead)
+// is reported: a justified dead letter must be one.
+func TestExactJustifiedDeadLetterDeliveredInstead(t *testing.T) {
+	f := Tally(BannerFlex, acceptedIDs(BannerFlex, "a", "p"), delivered("a", "p"), nil)
+	v := report(f).Exact(Expect{DeadReason: poisonOnly})
+	if len(v.NotDead) != 1 || v.NotDead[0] != "bannerflex/p" || v.OK() {
+		t.Fatalf("verdict %+v; want bannerflex/p delivered although refused for good", v)
+	}
+	if err := v.Err(); err == nil || !strings.Contains(err.Error(), "delivered although refused for good (1): bannerflex/p") {
+		t.Errorf("message: %v", err)
+	}
+}
+
+// Negative control: a duplicate within the count bound but of an id outside the crash
+// window is over the bound.
+func TestExactDuplicateOutsideTheCrashWindow(t *testing.T) {
+	dels := delivered("a", "b")
+	dels["b"] = append(dels["b"], t0.Add(time.Second))
+	f := Tally(ENS, acceptedIDs(ENS, "a", "b"), dels, nil)
+	held := func(_, id string) bool { return id == "a" }
+	v := report(f).Exact(Expect{MaxDuplicates: 5, MayDuplicate: held})
+	if v.OK() || len(v.OverBound) != 1 || !strings.Contains(v.OverBound[0], "1 at ens outside the crash window (b)") {
+		t.Fatalf("verdict %+v; want ens/b over the bound", v)
+	}
+	if v := report(f).Exact(Expect{MaxDuplicates: 5, MayDuplicate: func(string, string) bool { return true }}); !v.OK() {
+		t.Errorf("a duplicate inside the window: %v", v.Err())
+	}
+}
+
+// The fake's per-event accounting inside one request: a Brevo 207 delivers the events
+// it does not refuse, and says which it refused in Brevo's batchEventsResponse; a
+// Cardlytics message counts once per complete set of its clientEvents, and one torn
+// apart is malformed.
+func TestUpstreamCountsEventsInsideRequests(t *testing.T) {
+	u := NewUpstream(t, Brevo)
+	u.SetBehavior(func(h Hit) Reply { return Reply{Status: 207, Refuse: map[string]string{"b": "bad identifiers"}} })
+	body := `{"events":[{"event_properties":{"rid":"a"}},{"event_properties":{"rid":"b"}},{"event_properties":{"rid":"c"}}]}`
+	res, err := http.Post(u.URL()+"/v3/events/batch", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 207 || !strings.Contains(string(reply), `"errors":[{"eventIndex":[1],"message":"bad identifiers"}]`) ||
+		!strings.Contains(string(reply), `"failed_events":1`) {
+		t.Errorf("reply %d %s", res.StatusCode, reply)
+	}
+	dels := u.Deliveries()
+	if len(dels) != 2 || dels["a"] == nil || dels["c"] == nil || dels["b"] != nil {
+		t.Errorf("deliveries %v; want a and c, not the refused b", dels)
+	}
+
+	cdlx := func(parts ...string) []byte {
+		var evs []string
+		for _, p := range parts {
+			evs = append(evs, `{"clientEventId":"x","clientEventMetadata":{"curationId":"`+p+`"}}`)
+		}
+		return []byte(`{"clientEvents":[` + strings.Join(evs, ",") + `]}`)
+	}
+	x := extract(cardlyticsEventsPath, cdlx("m/0/2", "m/1/2", "s/0/1", "s/0/1"))
+	if strings.Join(x.ids, " ") != "m s s" || len(x.malformed) != 0 {
+		t.Errorf("ids %v, malformed %v; want m s s (s twice in one request), none malformed", x.ids, x.malformed)
+	}
+	if x := extract(cardlyticsEventsPath, cdlx("m/0/3", "m/2/3", "s/0/1")); len(x.malformed) != 1 ||
+		!strings.Contains(x.malformed[0], "m: 2 clientEvents of a message of 3") {
+		t.Errorf("a torn message: malformed %v", x.malformed)
 	}
 }

@@ -19,16 +19,21 @@ const (
 	BannerFlex = "bannerflex"
 	Linkrunner = "linkrunner"
 	Brevo      = "brevo"
+	Cardlytics = "cardlytics"
 )
 
 // Providers are the providers every scenario enables, in table order.
-var Providers = []string{ENS, BannerFlex, Linkrunner, Brevo}
+var Providers = []string{ENS, BannerFlex, Linkrunner, Brevo, Cardlytics}
 
 // Credentials of the generated configs: fixed, test-only.
 const (
 	ClientToken = "chaos-backend-token-0123456789"
 	AdminToken  = "chaos-admin-token-0123456789"
-	Prefix      = "chaos"
+	// CardlyticsClientID and CardlyticsSecret are the fake Cardlytics's bearer-mode
+	// credentials (startSession).
+	CardlyticsClientID = "chaos-cdlx-client-0005"
+	CardlyticsSecret   = "chaos-cdlx-secret-0006"
+	Prefix             = "chaos"
 )
 
 // Bounds of the harness's own waits.
@@ -136,6 +141,8 @@ type Setup struct {
 	Upstreams   map[string]*Upstream
 	Tune        map[string]*Tune
 	AllowUnsafe bool
+	// MinReplicasAcked is redis.min_replicas_acked.
+	MinReplicasAcked int
 	// LogLevel is log.level; default "info".
 	LogLevel string
 }
@@ -159,12 +166,12 @@ func (s *Setup) Config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `server: {listen: "{{ingest}}"}
 admin: {listen: "{{admin}}", token: %q}
-redis: {url: %q, prefix: %s, allow_unsafe: %t}
+redis: {url: %q, prefix: %s, allow_unsafe: %t, min_replicas_acked: %d}
 log: {level: %s}
 clients:
   - {name: chaos, token: %q}
 providers:
-`, AdminToken, s.RedisURL, Prefix, s.AllowUnsafe, level, ClientToken)
+`, AdminToken, s.RedisURL, Prefix, s.AllowUnsafe, s.MinReplicasAcked, level, ClientToken)
 	for _, p := range Providers {
 		u := s.Upstreams[p]
 		if u == nil {
@@ -181,6 +188,11 @@ providers:
 		case Brevo:
 			fmt.Fprintf(&b, "  brevo: {base_url: %q, tracker_url: %q, api_key: brevo-key-chaos-0003, ma_key: brevo-ma-chaos-0004, batch: %t, %s}\n",
 				u.URL(), u.URL(), tu.BrevoBatch, tu.yaml())
+		case Cardlytics:
+			// Bearer mode over mutual TLS, like production.
+			fmt.Fprintf(&b, "  cardlytics: {base_url: %q, auth: bearer, client_id: %s, secret: %s, tls_cert_file: %q, "+
+				"tls_key_file: %q, tls_ca_file: %q, %s}\n", u.URL(), CardlyticsClientID, CardlyticsSecret,
+				u.PKI.ClientCertFile, u.PKI.ClientKeyFile, u.PKI.CAFile, tu.yaml())
 		}
 	}
 	return b.String()

@@ -103,6 +103,13 @@ type Figures struct {
 	AllLost     []string
 	Extra       map[string]int
 	DeadReasons map[string]string
+	// Delivered ids, for the exact accounting (an id justified as a dead letter must not
+	// be delivered instead).
+	DeliveredIDs map[string]bool
+	// Malformed are the upstream requests whose ids were malformed (a Cardlytics
+	// message torn apart or repeated in one request, or redelivered with another
+	// clientEventId): Upstream.Malformed.
+	Malformed []string
 }
 
 // Report is the checker's accounting of every provider, plus their total.
@@ -185,11 +192,15 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 		if err != nil {
 			return rep, fmt.Errorf("read %s dead letters: %w", p, err)
 		}
-		var deliveries map[string][]time.Time
+		var (
+			deliveries map[string][]time.Time
+			malformed  []string
+		)
 		if u := c.Upstreams[p]; u != nil {
-			deliveries = u.Deliveries()
+			deliveries, malformed = u.Deliveries(), u.Malformed()
 		}
 		f, lat := tally(p, c.Ledger.Accepted(p), deliveries, dead)
+		f.Malformed = malformed
 		f.NotAccepted = len(c.Ledger.Refused(p))
 		all = append(all, lat...)
 		rep.Rows = append(rep.Rows, f)
@@ -226,7 +237,8 @@ func Tally(provider string, accepted []Accepted, deliveries map[string][]time.Ti
 }
 
 func tally(provider string, accepted []Accepted, deliveries map[string][]time.Time, dead map[string]string) (Figures, []time.Duration) {
-	f := Figures{Provider: provider, Extra: map[string]int{}, DeadReasons: make(map[string]string, len(dead))}
+	f := Figures{Provider: provider, Extra: map[string]int{}, DeadReasons: make(map[string]string, len(dead)),
+		DeliveredIDs: map[string]bool{}}
 	for id, why := range dead {
 		f.DeadReasons[id] = why
 	}
@@ -244,6 +256,7 @@ func tally(provider string, accepted []Accepted, deliveries map[string][]time.Ti
 		switch {
 		case delivered:
 			f.Delivered++
+			f.DeliveredIDs[a.ID] = true
 			first := slices.MinFunc(ds, func(x, y time.Time) int { return x.Compare(y) })
 			lat = append(lat, max(first.Sub(a.Sent), 0))
 		case isDead:

@@ -2,16 +2,22 @@ package chaos
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eventrelay/relay/internal/testpki"
 )
 
 // ---------------------------------------------------------------------------------------
@@ -26,6 +32,11 @@ type Reply struct {
 	// whole delay even when the relay hangs up first, and then still counts the reply:
 	// a real upstream would have processed the request.
 	Delay time.Duration
+	// Refuse names the events of a multi-event request the upstream refuses while it
+	// accepts the others, id → the upstream's message: with Status 207 at Brevo's batch
+	// path and no Body, the fake writes Brevo's batchEventsResponse naming their indexes.
+	// Those ids are not delivered by this request; the others of a 2xx are.
+	Refuse map[string]string
 }
 
 // Behavior decides the reply to one request; nil (or a zero Status) means the
@@ -45,8 +56,17 @@ type Hit struct {
 	// late), whichever came first. Zero while it waits.
 	Left time.Time
 	Path string
-	// IDs are the event ids found in the body (several for a batch).
+	// IDs are the event ids found in the body (several for a batch or a merged request),
+	// one per occurrence, in order.
 	IDs []string
+	// Refused are the ids of IDs the reply refused within a 2xx (a Brevo 207).
+	Refused []string
+	// Customer is the Cardlytics customer of the request (x-source-customer-id).
+	Customer string
+	// Malformed describes what was wrong with the request's ids: a Cardlytics message
+	// whose clientEvents were not all in the request (torn apart), or that came with
+	// another clientEventId than before.
+	Malformed []string
 	// Status is the reply's status; 0 while in flight.
 	Status int
 	// RetryAfter is the delay the reply asked for (Retry-After or x-sib-ratelimit-reset).
@@ -63,7 +83,15 @@ func (h Hit) OK() bool { return h.Status >= 200 && h.Status < 300 }
 // Upstream is a fake provider on 127.0.0.1 that records every request by event id.
 type Upstream struct {
 	Provider string
-	srv      *httptest.Server
+	// PKI is the fake Cardlytics's certificates (mutual TLS, like the real one); nil for
+	// the other providers, which are plain HTTP on loopback.
+	PKI *testpki.PKI
+	srv *httptest.Server
+	// sessions are the Cardlytics session tokens issued, token → customer.
+	sessions map[string]string
+	// clientEventIDs are the clientEventIds seen per Cardlytics message, event id →
+	// the first clientEventId: a redelivery must carry the same (Guarantee 4).
+	clientEventIDs map[string]string
 
 	mu      sync.Mutex
 	hits    []*Hit
@@ -75,10 +103,17 @@ type Upstream struct {
 
 // NewUpstream starts a fake for provider; t.Cleanup closes it (releasing held requests).
 func NewUpstream(t testing.TB, provider string) *Upstream {
-	u := &Upstream{Provider: provider, closing: make(chan struct{})}
+	u := &Upstream{Provider: provider, closing: make(chan struct{}), sessions: map[string]string{},
+		clientEventIDs: map[string]string{}}
 	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(u.serve))
 	u.srv.Config.ReadHeaderTimeout = 10 * time.Second
-	u.srv.Start()
+	if provider == Cardlytics {
+		u.PKI = testpki.New(t)
+		u.srv.TLS = u.PKI.ServerTLS()
+		u.srv.StartTLS()
+	} else {
+		u.srv.Start()
+	}
 	t.Cleanup(func() {
 		close(u.closing)
 		u.srv.CloseClientConnections()
@@ -96,7 +131,7 @@ func NewUpstreams(t testing.TB, providers ...string) map[string]*Upstream {
 	return out
 }
 
-// URL is the fake's base URL (http://127.0.0.1:port).
+// URL is the fake's base URL (http://127.0.0.1:port; https for Cardlytics).
 func (u *Upstream) URL() string { return u.srv.URL }
 
 // SetBehavior replaces the reply policy (nil: always the normal success).
@@ -135,6 +170,8 @@ func normalReply(provider string) Reply {
 		return Reply{Status: 201, Body: `{"msg":"ok","status":200,"data":null}`}
 	case Brevo:
 		return Reply{Status: 204}
+	case Cardlytics:
+		return Reply{Status: 200}
 	default:
 		return Reply{Status: 200, Body: `{"ok":true}`}
 	}
@@ -142,15 +179,25 @@ func normalReply(provider string) Reply {
 
 func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-	ids := ExtractIDs(r.URL.Path, body)
-	h := &Hit{At: time.Now(), Path: r.URL.Path, IDs: ids}
+	x := extract(r.URL.Path, body)
+	h := &Hit{At: time.Now(), Path: r.URL.Path, IDs: x.ids, Malformed: x.malformed,
+		Customer: r.Header.Get("x-source-customer-id")}
 
 	u.mu.Lock()
 	h.N = len(u.hits)
 	u.hits = append(u.hits, h)
+	for id, cid := range x.clientEventIDs {
+		if old, ok := u.clientEventIDs[id]; !ok {
+			u.clientEventIDs[id] = cid
+		} else if old != cid {
+			h.Malformed = append(h.Malformed, fmt.Sprintf("%s: clientEventId %s, before %s", id, cid, old))
+		}
+	}
+	unauthorized := u.Provider == Cardlytics && r.URL.Path == cardlyticsEventsPath &&
+		u.sessions[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] != h.Customer
 	behave := u.behave
 	hold := u.hold
-	if hold != nil && len(ids) > 0 {
+	if hold != nil && len(x.ids) > 0 {
 		u.hold = nil
 		h.Held = true
 	} else {
@@ -189,13 +236,20 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rep := Reply{}
-	if behave != nil {
+	switch {
+	case unauthorized:
+		// Like Cardlytics: a token not issued for this customer (or none) is refused.
+		rep = Reply{Status: 401, Body: `{"message":"Unauthorized"}`}
+	case behave != nil:
 		rep = behave(snapshot)
 	}
 	if rep.Status == 0 {
 		d := rep.Delay
-		rep = normalReply(u.Provider)
+		rep = u.normal(r)
 		rep.Delay = d
+	}
+	if rep.Body == "" && len(rep.Refuse) > 0 && (rep.Status == 207 || rep.Status == 400) {
+		rep.Body = brevoBatchReply(x.ids, rep.Refuse)
 	}
 	if rep.Delay > 0 {
 		t := time.NewTimer(rep.Delay)
@@ -217,6 +271,11 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	h.Status, h.RetryAfter, h.Done = rep.Status, ra, time.Now()
 	h.Gone = r.Context().Err() != nil
+	for _, id := range x.ids {
+		if _, ok := rep.Refuse[id]; ok {
+			h.Refused = append(h.Refused, id)
+		}
+	}
 	u.mu.Unlock()
 	leave()
 	if rep.Body != "" {
@@ -224,6 +283,74 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(rep.Status)
 	_, _ = io.WriteString(w, rep.Body)
+}
+
+// Cardlytics paths.
+const (
+	cardlyticsSessionPath = "/v2/session/startSession"
+	cardlyticsEventsPath  = "/v2/events/clientEvent"
+)
+
+// normal is the provider's documented success for request r. The fake Cardlytics issues
+// a session token per startSession (bearer mode: {"token":...}), remembered for the
+// customer, and echoes X-CDLX-Request-Id as requestId.
+func (u *Upstream) normal(r *http.Request) Reply {
+	if u.Provider != Cardlytics {
+		return normalReply(u.Provider)
+	}
+	switch r.URL.Path {
+	case cardlyticsSessionPath:
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		token := "chaos-cdlx-token-" + hex.EncodeToString(b[:])
+		u.mu.Lock()
+		u.sessions[token] = r.Header.Get("x-source-customer-id")
+		u.mu.Unlock()
+		return Reply{Status: 200, Body: `{"token":"` + token + `"}`}
+	case cardlyticsEventsPath:
+		id, _ := json.Marshal(r.Header.Get("X-CDLX-Request-Id"))
+		return Reply{Status: 200, Body: `{"requestId":` + string(id) + `}`}
+	}
+	return Reply{Status: 404, Body: `{"message":"no such path"}`}
+}
+
+// brevoBatchReply is Brevo's batchEventsResponse (the body of a 207 or a 400 to
+// /v3/events/batch) for a request of ids of which refuse are refused: their 0-based
+// indexes, grouped by message.
+func brevoBatchReply(ids []string, refuse map[string]string) string {
+	byMsg := map[string][]int{}
+	var msgs []string
+	failed := 0
+	for i, id := range ids {
+		msg, ok := refuse[id]
+		if !ok {
+			continue
+		}
+		if _, seen := byMsg[msg]; !seen {
+			msgs = append(msgs, msg)
+		}
+		byMsg[msg] = append(byMsg[msg], i)
+		failed++
+	}
+	type item struct {
+		EventIndex []int  `json:"eventIndex"`
+		Message    string `json:"message"`
+	}
+	rep := struct {
+		Status     string `json:"status"`
+		Total      int    `json:"total_events"`
+		Successful int    `json:"successful_events"`
+		Failed     int    `json:"failed_events"`
+		Errors     []item `json:"errors"`
+	}{Status: "partial_success", Total: len(ids), Successful: len(ids) - failed, Failed: failed}
+	if failed == len(ids) {
+		rep.Status = "failure"
+	}
+	for _, m := range msgs {
+		rep.Errors = append(rep.Errors, item{EventIndex: byMsg[m], Message: m})
+	}
+	b, _ := json.Marshal(rep)
+	return string(b)
 }
 
 // Hits returns a copy of every request so far.
@@ -250,53 +377,47 @@ func (u *Upstream) Deliveries() map[string][]time.Time {
 	defer u.mu.Unlock()
 	out := map[string][]time.Time{}
 	for _, h := range u.hits {
-		if h.Status >= 200 && h.Status < 300 {
+		if h.OK() {
 			for _, id := range h.IDs {
-				out[id] = append(out[id], h.Done)
+				if !slices.Contains(h.Refused, id) {
+					out[id] = append(out[id], h.Done)
+				}
 			}
 		}
 	}
 	return out
 }
 
-// ExtractIDs finds the event ids in an upstream request body (see the package doc).
-func ExtractIDs(path string, body []byte) []string {
-	var v map[string]any
-	if json.Unmarshal(body, &v) != nil {
-		return nil
-	}
-	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-	obj := func(m map[string]any, k string) map[string]any { o, _ := m[k].(map[string]any); return o }
-	one := func(s string) []string {
-		if s == "" {
-			return nil
+// Receipts maps every event id the upstream accepted to the arrival of the first request
+// that delivered it: the upstream's receipt, for delivery latencies.
+func (u *Upstream) Receipts() map[string]time.Time {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := map[string]time.Time{}
+	for _, h := range u.hits {
+		if !h.OK() {
+			continue
 		}
-		return []string{s}
-	}
-	switch path {
-	case "/api/v1/campaigns/impression", "/api/v1/campaigns/click":
-		return one(strings.TrimPrefix(str(v, "placement"), "p-"))
-	case "/api/public/banner-events":
-		return one(strings.TrimPrefix(str(v, "campaignId"), "bnrflx-"))
-	case "/api/v1/capture-event":
-		return one(str(obj(v, "event_data"), "rid"))
-	case "/api/v1/capture-payment":
-		return one(str(v, "payment_id"))
-	case "/v3/events":
-		return one(str(obj(v, "event_properties"), "rid"))
-	case "/api/v2/trackEvent":
-		return one(str(obj(v, "properties"), "rid"))
-	case "/v3/events/batch":
-		evs, _ := v["events"].([]any)
-		var out []string
-		for _, e := range evs {
-			if m, ok := e.(map[string]any); ok {
-				out = append(out, one(str(obj(m, "event_properties"), "rid"))...)
+		for _, id := range h.IDs {
+			if first, ok := out[id]; !slices.Contains(h.Refused, id) && (!ok || h.At.Before(first)) {
+				out[id] = h.At
 			}
 		}
-		return out
 	}
-	return nil
+	return out
+}
+
+// Malformed lists what was wrong with the ids of every request so far (Hit.Malformed).
+func (u *Upstream) Malformed() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []string
+	for _, h := range u.hits {
+		for _, m := range h.Malformed {
+			out = append(out, fmt.Sprintf("request %d: %s", h.N, m))
+		}
+	}
+	return out
 }
 
 // MaxInFlight is the most requests the relay(s) had waiting at once among hits, each from

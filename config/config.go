@@ -47,6 +47,12 @@ type Server struct {
 	MaxBatchEvents int `yaml:"max_batch_events"`
 	// CORSMaxAge is sent as Access-Control-Max-Age on preflight replies. Default 10m.
 	CORSMaxAge time.Duration `yaml:"cors_max_age"`
+	// PathPrefix, e.g. "/t", moves every public path under it (/t/v1/ens/click,
+	// /t/brevo/v3/events) and off the bare paths, so the relay can sit on the site's own
+	// domain under a neutral path that ad blockers' rules do not match. It starts with
+	// "/", has no trailing "/" and no "//", "..", "?", "#", "%", spaces or control
+	// characters. Default "" (paths at the root).
+	PathPrefix string `yaml:"path_prefix"`
 }
 
 // Admin configures the operator listener.
@@ -96,6 +102,15 @@ type Redis struct {
 	// relay adds four per enabled provider on top (reader, recorder, mover, reclaimer; see
 	// serve.go).
 	PoolSize int `yaml:"pool_size"`
+	// MinReplicasAcked makes every group commit end with WAIT: an event is answered 202
+	// only once this many replicas hold it, else 503. Default 0 (no wait): Redis
+	// replication is asynchronous, so a master that dies right after answering can lose
+	// acknowledged events unless a replica already has them.
+	MinReplicasAcked int `yaml:"min_replicas_acked"`
+	// ConsumerExpiry removes a consumer (a relay process that stopped) from a provider's
+	// consumer group once it has been idle this long and holds no pending entry.
+	// Default 1h; at least 1m (a live relay reads several times a second).
+	ConsumerExpiry time.Duration `yaml:"consumer_expiry"`
 }
 
 // Log configures logging.
@@ -126,6 +141,32 @@ type Site struct {
 	Revenue bool `yaml:"revenue"`
 	// RateLimit is the per-client-IP token bucket.
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// Events filters the site's events by name (docs/api.md, "Event filters"). Default:
+	// every event passes. A filtered event is answered 202, marked, and never queued.
+	Events EventFilter `yaml:"events"`
+	// Consent is "required" (each event needs its route's purpose granted by the user, in
+	// X-Relay-Consent, ?consent= or the identity token's consent claim) or "none". Default
+	// "none".
+	Consent string `yaml:"consent"`
+	// Purposes overrides the purpose of routes for consent, keyed by route
+	// ({"ens/click": "analytics"}). Default: each route's own purpose (ads, attribution,
+	// marketing; docs/api.md).
+	Purposes map[string]string `yaml:"purposes"`
+}
+
+// Consent modes of a site.
+const (
+	ConsentNone     = "none"
+	ConsentRequired = "required"
+)
+
+// EventFilter selects events by name. A pattern is an exact name, or a prefix ending in
+// "*" ("debug_*"). Deny wins over allow.
+type EventFilter struct {
+	// Allow lets only the matching events through. Default (empty): every event.
+	Allow []string `yaml:"allow"`
+	// Deny drops the matching events, even those Allow lists. Default: none.
+	Deny []string `yaml:"deny"`
 }
 
 // RateLimit is a token bucket.

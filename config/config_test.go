@@ -195,13 +195,13 @@ providers:
 		Admin: config.Admin{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789"},
 		Redis: config.Redis{
 			Prefix: "relay", EnqueueTimeout: time.Second, HighWaterMark: 1000000,
-			Writers: 2, MaxBatch: 256, PoolSize: 32,
+			Writers: 2, MaxBatch: 256, PoolSize: 32, ConsumerExpiry: time.Hour,
 		},
 		Log:   config.Log{Level: "info"},
 		Trace: config.Trace{Enabled: new(true), Keep: 100_000, TailBuffer: 4096},
 		Sites: []config.Site{{
 			Name: "shop", Key: "pk_shop_0123", Routes: siteRoutes,
-			RateLimit: config.RateLimit{PerIP: 20, Burst: 40},
+			RateLimit: config.RateLimit{PerIP: 20, Burst: 40}, Consent: config.ConsentNone,
 		}},
 		Clients:   []config.Client{{Name: "backend", Token: "backend-token-0123456789", Routes: clientRoutes}},
 		Providers: config.NewProviders(providers.Specs()),

@@ -29,6 +29,7 @@ func (c *Config) setDefaults() {
 	OrDefault(&r.Writers, 2)
 	OrDefault(&r.MaxBatch, 256)
 	OrDefault(&r.PoolSize, 32)
+	OrDefault(&r.ConsumerExpiry, time.Hour)
 
 	OrDefault(&c.Log.Level, "info")
 
@@ -53,6 +54,7 @@ func (c *Config) setDefaults() {
 		}
 		OrDefault(&site.RateLimit.PerIP, 20)
 		OrDefault(&site.RateLimit.Burst, max(1, int(math.Ceil(2*site.RateLimit.PerIP))))
+		OrDefault(&site.Consent, ConsentNone)
 	}
 	for i := range c.Clients {
 		if c.Clients[i].Routes == nil {

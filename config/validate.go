@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Limits enforced by Validate.
@@ -19,6 +21,7 @@ const (
 	minBodyBytes         = 1024
 	maxBodyBytes         = 16 << 20
 	maxEnqueueTimeout    = 30 * time.Second
+	maxReplicasAcked     = 16
 	maxWorkers           = 256
 	maxUpstreamTimeout   = 5 * time.Minute
 	minSiteKeyLen        = 8
@@ -155,6 +158,32 @@ func (c *Config) validateServer(v *Validator) {
 	v.positive("server.cors_max_age", s.CORSMaxAge)
 	v.atLeast("server.max_tracked_ips", s.MaxTrackedIPs, 1)
 	v.atLeast("server.max_batch_events", s.MaxBatchEvents, 1)
+	if s.PathPrefix != "" {
+		if msg := pathPrefixProblem(s.PathPrefix); msg != "" {
+			v.Add("server.path_prefix", "%q %s", s.PathPrefix, msg)
+		}
+	}
+}
+
+// pathPrefixProblem says what is wrong with a non-empty server.path_prefix, or "". The
+// prefix is compared with fasthttp's normalised, decoded path, so anything normalisation
+// would rewrite ("//", "..", "%") could never match.
+func pathPrefixProblem(p string) string {
+	switch {
+	case p[0] != '/':
+		return `must start with "/" (e.g. "/t")`
+	case strings.HasSuffix(p, "/"):
+		return `must not end with "/" (leave it empty to serve at the root)`
+	case strings.Contains(p, "//"):
+		return `must not contain "//"`
+	case strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") || strings.Contains(p, "/./") || strings.HasSuffix(p, "/."):
+		return `must not contain "." or ".." segments`
+	case strings.ContainsAny(p, "?#%"):
+		return `must not contain "?", "#" or "%"`
+	case strings.IndexFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return "must not contain spaces or control characters"
+	}
+	return ""
 }
 
 func (c *Config) validateAdmin(v *Validator) {
@@ -191,6 +220,15 @@ func (c *Config) validateRedis(v *Validator) {
 	v.atLeast("redis.writers", r.Writers, 1)
 	v.atLeast("redis.max_batch", r.MaxBatch, 1)
 	v.atLeast("redis.pool_size", r.PoolSize, 1)
+	switch {
+	case r.MinReplicasAcked < 0 || r.MinReplicasAcked > maxReplicasAcked:
+		v.Add("redis.min_replicas_acked", "must be between 0 and %d", maxReplicasAcked)
+	case r.MinReplicasAcked > 0 && r.URL == "":
+		v.Add("redis.min_replicas_acked", "needs redis.url: the embedded development queue has no replicas")
+	}
+	if r.ConsumerExpiry < time.Minute {
+		v.Add("redis.consumer_expiry", "must be >= 1m (a live relay reads several times a second; a shorter bound would remove stalled ones that still hold work)")
+	}
 }
 
 func (c *Config) validateSites(v *Validator) {
@@ -220,7 +258,74 @@ func (c *Config) validateSites(v *Validator) {
 			v.Add(p+".rate_limit.per_ip", "must be > 0")
 		}
 		v.atLeast(p+".rate_limit.burst", s.RateLimit.Burst, 1)
+		validateEventPatterns(v, p+".events.allow", s.Events.Allow)
+		validateEventPatterns(v, p+".events.deny", s.Events.Deny)
+		if s.Consent != ConsentNone && s.Consent != ConsentRequired {
+			v.Add(p+".consent", "%q must be %s or %s", s.Consent, ConsentRequired, ConsentNone)
+		}
+		c.validatePurposes(v, p+".purposes", s.Purposes)
 	}
+}
+
+// maxEventPattern caps filter patterns: event names are capped at 255 by every provider.
+const maxEventPattern = 255
+
+// validateEventPatterns checks event filter patterns: non-empty, "*" only as the last
+// character (a prefix), no control characters, no repeats.
+func validateEventPatterns(v *Validator, path string, patterns []string) {
+	seen := make(map[string]int, len(patterns))
+	for i, pat := range patterns {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		star := strings.IndexByte(pat, '*')
+		switch {
+		case pat == "":
+			v.Add(at, "is empty: write an event name, or a prefix ending in * (\"debug_*\")")
+		case len(pat) > maxEventPattern:
+			v.Add(at, "is longer than %d bytes", maxEventPattern)
+		case star >= 0 && star != len(pat)-1:
+			v.Add(at, "%q has * before its end: * is allowed only as the last character (a prefix)", pat)
+		case strings.IndexFunc(pat, unicode.IsControl) >= 0:
+			v.Add(at, "must not contain control characters")
+		default:
+			if j, dup := seen[pat]; dup {
+				v.Add(at, "%q repeats %s[%d]", pat, path, j)
+			}
+			seen[pat] = i
+		}
+	}
+}
+
+// validatePurposes checks a site's purpose overrides: keys are routes, values purpose
+// names as X-Relay-Consent writes them.
+func (c *Config) validatePurposes(v *Validator, path string, purposes map[string]string) {
+	names := c.Providers.RouteNames()
+	for _, route := range slices.Sorted(maps.Keys(purposes)) {
+		at := path + "." + route
+		if !slices.Contains(names, route) {
+			v.Add(at, "%q is not a route (one of: %s)", route, strings.Join(names, ", "))
+		}
+		if p := purposes[route]; !IsPurpose(p) {
+			v.Add(at, "%q must be a purpose name: 1 to %d characters of a-z 0-9 _ -", p, MaxPurposeLen)
+		}
+	}
+}
+
+// MaxPurposeLen caps purpose names.
+const MaxPurposeLen = 64
+
+// IsPurpose reports whether s is a valid purpose name (1 to MaxPurposeLen characters of
+// a-z 0-9 _ -), the alphabet of X-Relay-Consent.
+func IsPurpose(s string) bool {
+	if s == "" || len(s) > MaxPurposeLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Config) validateClients(v *Validator) {

@@ -29,7 +29,8 @@ func bannerflex() *Provider {
 		Name: BannerFlex, BaseURL: "https://www.bannerflex.app", RateLimit: 50,
 		NewSection: func() Section { return new(BannerFlexConfig) },
 		Ops: func(Section) []*Op {
-			return []*Op{{Route: "bannerflex/banner-events", validate: validateBannerFlex}}
+			return []*Op{{Route: "bannerflex/banner-events", Purpose: PurposeAds, names: nameField("event"),
+				validate: validateBannerFlex}}
 		},
 	}
 }

@@ -38,8 +38,10 @@ func brevo() *Provider {
 		NewSection: func() Section { return new(BrevoConfig) },
 		Ops: func(Section) []*Op {
 			return []*Op{
-				{Route: "brevo/events", Identity: ClaimEmail, validate: validateBrevoEvent},
-				{Route: "brevo/track-event", Identity: ClaimEmail, validate: validateBrevoTrackEvent},
+				{Route: "brevo/events", Identity: ClaimEmail, Purpose: PurposeMarketing,
+					names: nameField("event_name"), validate: validateBrevoEvent},
+				{Route: "brevo/track-event", Identity: ClaimEmail, Purpose: PurposeMarketing,
+					names: nameField("event"), validate: validateBrevoTrackEvent},
 			}
 		},
 	}

@@ -80,7 +80,23 @@ func cardlyticsOps(cfg *CardlyticsConfig) []*Op {
 		events[typ] = append(append([]string(nil), events[typ]...), extra...)
 	}
 	validate := func(ev *Event, id Identity) error { return validateCardlytics(ev, id, events) }
-	return []*Op{{Route: "cardlytics/client-events", Identity: ClaimCustomer, validate: validate}}
+	return []*Op{{Route: "cardlytics/client-events", Identity: ClaimCustomer, Purpose: PurposeAds,
+		names: cardlyticsNames, validate: validate}}
+}
+
+// cardlyticsNames returns the clientEvent of every clientEvents item, in order.
+func cardlyticsNames(body *strictjson.Value) []string {
+	list := body.Get("clientEvents")
+	if list == nil {
+		return nil
+	}
+	out := make([]string, 0, len(list.Items))
+	for i := range list.Items {
+		if v := list.Items[i].Get("clientEvent"); v != nil && v.Kind == strictjson.String {
+			out = append(out, v.Str)
+		}
+	}
+	return out
 }
 
 // validateCardlytics checks {"clientEvents":[...]}; events maps each clientEventType to the

@@ -18,8 +18,9 @@ func ens() *Provider {
 		NewSection: func() Section { return new(ENSConfig) },
 		Ops: func(Section) []*Op {
 			return []*Op{
-				{Route: "ens/impression", validate: validateENS},
-				{Route: "ens/click", validate: validateENS},
+				// ENS events have no name: event filters do not apply to them.
+				{Route: "ens/impression", Purpose: PurposeAds, validate: validateENS},
+				{Route: "ens/click", Purpose: PurposeAds, validate: validateENS},
 			}
 		},
 	}

@@ -30,8 +30,11 @@ func linkrunner() *Provider {
 		NewSection: func() Section { return new(LinkrunnerConfig) },
 		Ops: func(Section) []*Op {
 			return []*Op{
-				{Route: "linkrunner/capture-event", Identity: ClaimUser, validate: validateLinkrunnerEvent},
-				{Route: "linkrunner/capture-payment", Identity: ClaimUser, Money: true, validate: validateLinkrunnerPayment},
+				{Route: "linkrunner/capture-event", Identity: ClaimUser, Purpose: PurposeAttribution,
+					names: nameField("event_name"), validate: validateLinkrunnerEvent},
+				// A payment has no event name: event filters do not apply to it.
+				{Route: "linkrunner/capture-payment", Identity: ClaimUser, Money: true, Purpose: PurposeAttribution,
+					validate: validateLinkrunnerPayment},
 			}
 		},
 	}

@@ -48,6 +48,13 @@ type Event struct {
 	Revenue string
 }
 
+// Purposes of the routes, the names of X-Relay-Consent (docs/api.md, "Consent").
+const (
+	PurposeAds         = "ads"
+	PurposeAttribution = "attribution"
+	PurposeMarketing   = "marketing"
+)
+
 // Op is one ingest operation: a route and how to validate its body.
 type Op struct {
 	// Route is the ingest path after /v1/, e.g. "ens/click".
@@ -59,6 +66,12 @@ type Op struct {
 	// Money marks business-critical events that sites may only send when they list the
 	// route explicitly.
 	Money bool
+	// Purpose is what the events are used for, the consent a site with consent: required
+	// needs from the user (Purpose* constants; a site may override it per route).
+	Purpose string
+	// names returns the event names of a validated body, nil for routes whose events have
+	// no name (site event filters do not apply to them).
+	names func(body *strictjson.Value) []string
 	// validate checks ev.Body (and may change it, setting ev.Changed) given the identity.
 	validate func(ev *Event, id Identity) error
 }
@@ -71,4 +84,28 @@ func (op *Op) Validate(body strictjson.Value, id Identity) (Event, error) {
 		return Event{}, err
 	}
 	return ev, nil
+}
+
+// EventNames returns the event names of body, which Validate accepted: one name for most
+// routes, one per clientEvents item for Cardlytics, nil for routes without names (ENS,
+// Linkrunner capture-payment).
+func (op *Op) EventNames(body *strictjson.Value) []string {
+	if op.names == nil {
+		return nil
+	}
+	return op.names(body)
+}
+
+// HasNames reports whether the route's events have names (EventNames), which site event
+// filters apply to.
+func (op *Op) HasNames() bool { return op.names != nil }
+
+// nameField returns a names function reading the string member key of the body.
+func nameField(key string) func(body *strictjson.Value) []string {
+	return func(body *strictjson.Value) []string {
+		if v := body.Get(key); v != nil && v.Kind == strictjson.String {
+			return []string{v.Str}
+		}
+		return nil
+	}
 }

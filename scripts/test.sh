@@ -4,11 +4,14 @@
 # Redis processes on free loopback ports in temporary directories.
 #
 #   FUZZTIME=5s           how long each fuzz target runs (0 skips fuzzing)
-#   RELAY_BROWSER_TEST=1  the headless-browser test (cmd/relay/e2e_browser_test.go) must
+#   RELAY_BROWSER_TEST=1  the headless-browser tests (cmd/relay/e2e_browser_test.go, e2e_charts_test.go) must
 #                         run: chromium and chromium-driver are installed when missing,
 #                         and a missing /usr/bin/chromium fails the test instead of
 #                         skipping it. Set by .ci/run, and implied by CI=true. A default
 #                         developer run downloads no browser (the test skips without one).
+#   CI=true               also: nodejs and npm are installed when missing, and the Brevo SDK
+#                         test's npm project must install (else test.sh fails). Outside CI
+#                         a failed npm ci (registry out of reach) only makes that test skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +43,38 @@ if [ "${CI:-}" = "true" ] || [ "${RELAY_BROWSER_TEST:-}" = "1" ]; then
     echo "test.sh: ${missing[*]} missing; installing the Debian package(s) for the browser test" >&2
     apt_install "${missing[@]}"
   fi
+fi
+
+# The ad-blocker test (relay/ingest/adblock_test.go) runs the relay's browser URLs through
+# EasyList, EasyPrivacy and uBlock Origin's lists as Debian ships them; it installs its
+# pinned engine (@ghostery/adblocker) with npm itself. In CI both must be there.
+if [ "${CI:-}" = "true" ] && [ ! -d /usr/share/chromium/extensions/ublock-origin/assets ]; then
+  echo "test.sh: filter lists missing; installing webext-ublock-origin-chromium for the ad-blocker test" >&2
+  apt_install webext-ublock-origin-chromium
+fi
+
+# The Brevo SDK test (cmd/relay/e2e_brevo_sdk_test.go) drives Brevo's official Node SDK,
+# pinned by cmd/relay/testdata/brevo-sdk/package-lock.json; node_modules is not committed.
+brevo_sdk=cmd/relay/testdata/brevo-sdk
+if [ "${CI:-}" = "true" ]; then
+  missing=()
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: ${missing[*]} missing; installing the Debian package(s) for the Brevo SDK test" >&2
+    apt_install "${missing[@]}"
+  fi
+fi
+if command -v npm >/dev/null 2>&1; then
+  echo "== npm ci ($brevo_sdk)"
+  if ! (cd "$brevo_sdk" && npm ci --no-audit --no-fund --loglevel=error); then
+    if [ "${CI:-}" = "true" ]; then
+      echo "test.sh: npm ci in $brevo_sdk failed; CI needs the Brevo SDK test" >&2; exit 1
+    fi
+    echo "test.sh: npm ci in $brevo_sdk failed (npm registry out of reach?); TestBrevoSDKThroughMirror will skip" >&2
+  fi
+else
+  echo "test.sh: npm is missing; TestBrevoSDKThroughMirror will skip (CI=true installs it)" >&2
 fi
 
 echo "== gofmt"

@@ -35,11 +35,11 @@ const (
 // dead-lettered, the page shows it after the operator types the admin token, and its
 // Replay button sends it again; BannerFlex accepts it the second time.
 //
-// The test skips when /usr/bin/chromium is missing unless RELAY_BROWSER_TEST=1 (as CI
-// sets), in which case it fails. Screenshots go to RELAY_SCREENSHOT_DIR when set.
+// The test skips when /usr/bin/chromium is missing unless RELAY_BROWSER_TEST=1 or
+// CI=true, in which case it fails. Screenshots go to RELAY_SCREENSHOT_DIR when set.
 func TestBrowserDeliveryPageReplaysDeadLetter(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("RELAY_BROWSER_TEST") == "1" {
+		if os.Getenv("RELAY_BROWSER_TEST") == "1" || os.Getenv("CI") == "true" {
 			t.Fatalf("RELAY_BROWSER_TEST=1 but %s is missing (%v): apt-get install chromium chromium-driver", chromiumPath, err)
 		}
 		t.Skipf("%s not found: the browser test needs the Debian package chromium (set RELAY_BROWSER_TEST=1 to make this a failure)", chromiumPath)
@@ -119,7 +119,9 @@ providers:
 		b.fatalf("%s replay-all buttons, want 1 (for bannerflex)", n)
 	}
 	if n := b.eval(`String(document.querySelectorAll('[data-action="purge"], [data-action="delete"]').length)`); n != "0" {
-		b.fatalf("the page offers a purge (%s buttons); purging is for the CLI only", n)
+		// Purging is the redrive form's two-click action (TestBrowserChartsAndRedrive),
+		// never a one-click button on a row.
+		b.fatalf("the page offers a one-click purge (%s buttons)", n)
 	}
 	b.screenshot("delivery-page-dead-letter.png")
 
@@ -129,7 +131,12 @@ providers:
 	b.waitText(deadCell, "0", 15*time.Second)
 	waitCtx(t, ctx, "BannerFlex to get the replayed event", func() bool { return len(bf.got()) >= 2 })
 	waitCtx(t, ctx, "the relay to count the delivery", func() bool { return deliveredCount(p.admin, "bannerflex") == 1 })
+	// Redis owes nothing more: exactly the refused request and the replayed one.
+	waitRelayQuiescent(t, rs.URL(), "e2eui", 20*time.Second, "bannerflex")
 	hits := bf.got()
+	if len(hits) != 2 {
+		t.Errorf("%d BannerFlex requests, want 2 (refused, then replayed once)", len(hits))
+	}
 	if hits[1].body != hits[0].body {
 		t.Errorf("replayed request body %s, first %s", hits[1].body, hits[0].body)
 	}

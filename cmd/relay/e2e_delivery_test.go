@@ -111,10 +111,11 @@ func TestEndToEndEveryRouteArrivesUpstream(t *testing.T) {
 		}
 	}
 	cx.check(t, cxID, others...)
-	time.Sleep(300 * time.Millisecond)
+	// Nothing left in Redis to deliver or retry: the counts below are final.
+	waitRelayQuiescent(t, rs.URL(), "e2e", 30*time.Second, "linkrunner", "ens", "brevo", "bannerflex", "cardlytics")
 	total := len(f.lr.got()) + len(f.ens.got()) + len(f.brevo.got()) + len(f.bf.got())
 	if total != len(cases) {
-		t.Errorf("%d upstream requests for %d events", total, len(cases))
+		t.Errorf("%d upstream requests for %d events (duplicates: %d)", total, len(cases), total-len(cases))
 	}
 	if n := len(cx.up.got()); n != 2 {
 		t.Errorf("%d Cardlytics requests, want 2 (startSession, clientEvent)", n)
@@ -163,7 +164,9 @@ func TestKill9MidAttemptIsRedelivered(t *testing.T) {
 	close(release) // the upstream accepts the first attempt after all: the relay never knew
 	b := startRelay(t, cfg)
 	waitFor(t, 20*time.Second, "redelivery by the second relay", func() bool { return len(f.bf.got()) >= 2 })
-	time.Sleep(500 * time.Millisecond)
+	// The entry leaves the dead relay's pending list only when the second relay has
+	// reclaimed, delivered and acked it; after that no relay owes anything.
+	waitRelayQuiescent(t, rs.URL(), "e2e", 20*time.Second, "bannerflex")
 	if n := len(f.bf.got()); n != 2 {
 		t.Fatalf("%d upstream requests, want 2 (the killed attempt and one redelivery)", n)
 	}
@@ -218,4 +221,10 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 		}
 		return true
 	})
+	// A clean stop finishes or gives back what it holds: once Redis owes nothing, exactly
+	// one request per event reached BannerFlex (a duplicate would need a crash).
+	waitRelayQuiescent(t, rs.URL(), "e2e", 30*time.Second, "bannerflex")
+	if got := len(f.bf.got()); got != n {
+		t.Errorf("%d upstream requests for %d events (duplicates: %d)", got, n, got-n)
+	}
 }

@@ -17,6 +17,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // relayBin is the relay binary built once for every end-to-end test.
@@ -220,4 +224,57 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-var _ = context.Background
+// waitRelayQuiescent polls Redis (bounded by d) until every listed provider's events
+// stream under prefix is empty with nothing pending in the consumer group and its retry set
+// is empty: no relay holds, owes or will retry any event, so no further upstream request
+// can come from what was sent, and counting upstream requests after it is exact.
+func waitRelayQuiescent(t *testing.T, redisURL, prefix string, d time.Duration, providers ...string) {
+	t.Helper()
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	keys := queue.Keys{Prefix: prefix}
+	busy := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var out []string
+		for _, p := range providers {
+			ready, err := rdb.XLen(ctx, keys.Events(p)).Result()
+			if err != nil {
+				out = append(out, p+": "+err.Error())
+				continue
+			}
+			retry, err := rdb.ZCard(ctx, keys.Retry(p)).Result()
+			if err != nil {
+				out = append(out, p+": "+err.Error())
+				continue
+			}
+			// The relay creates the stream and its group at start: a missing one means a
+			// wrong prefix or provider here, which must not pass as "nothing pending".
+			pend, err := rdb.XPending(ctx, keys.Events(p), queue.Group).Result()
+			if err != nil {
+				out = append(out, p+": XPENDING "+keys.Events(p)+": "+err.Error())
+				continue
+			}
+			pending := pend.Count
+			if ready+retry+pending > 0 {
+				out = append(out, fmt.Sprintf("%s: %d in stream, %d pending, %d retrying", p, ready, pending, retry))
+			}
+		}
+		return strings.Join(out, "; ")
+	}
+	deadline := time.Now().Add(d)
+	for {
+		state := busy()
+		if state == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay not quiescent after %v: %s", d, state)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}

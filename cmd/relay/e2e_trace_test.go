@@ -19,8 +19,6 @@ import (
 	"github.com/eventrelay/relay/relay/admin"
 )
 
-const e2eAdminToken = "admin-token-e2e-0123456789"
-
 // traceEmail is in the upstream's refusal: the trace and the tail must mask it.
 const traceEmail = "jane.doe@example.com"
 

@@ -110,8 +110,8 @@ func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Register
 			Adapter: adapters[p.Name], Delivery: *p.Delivery, Client: conn.Client,
 			Keys: queue.Keys{Prefix: cfg.Redis.Prefix}, Consumer: consumer,
 			Log: log.Named("forwarder"), Metrics: metrics, // New adds the provider field
-			Visibility: p.Delivery.VisibilityTimeout,
-			TraceKeep:  traceKeep(cfg.Trace), Observer: tail,
+			Visibility: p.Delivery.VisibilityTimeout, ConsumerExpiry: cfg.Redis.ConsumerExpiry,
+			TraceKeep: traceKeep(cfg.Trace), Observer: tail,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -182,7 +182,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	enq := queue.NewEnqueuer(conn.Client, queue.Keys{Prefix: cfg.Redis.Prefix}, queue.EnqueuerOptions{
 		Writers: cfg.Redis.Writers, MaxBatch: cfg.Redis.MaxBatch, Timeout: cfg.Redis.EnqueueTimeout,
-		Providers: provs, HighWaterMark: cfg.Redis.HighWaterMark,
+		Providers: provs, HighWaterMark: cfg.Redis.HighWaterMark, MinReplicas: cfg.Redis.MinReplicasAcked,
 	}, log.Named("queue"))
 	tail := admin.NewTail(cfg.Trace.TailBuffer)
 	front, err := ingest.New(ingest.Options{Config: cfg, Ops: ops, Queue: tail.Ingested(enq), Log: log.Named("ingest"), Metrics: reg})

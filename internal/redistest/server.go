@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,12 @@ type Options struct {
 	MaxmemoryPolicy string
 	// Args are extra redis-server arguments, e.g. "--maxmemory", "64mb".
 	Args []string
+	// ClusterBus picks a port whose cluster bus port (port + 10000) is free too, below
+	// 55535 (an ephemeral port from the kernel can be too high for its bus port).
+	ClusterBus bool
+	// Password, when set, is the server's --requirepass: clients must AUTH, and URL
+	// carries it (redis://:password@host:port/0), as a production redis.url would.
+	Password string
 }
 
 // Server is one redis-server process owned by a test.
@@ -85,7 +92,11 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Cleanup(s.cleanup)
 
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		pick := freePort
+		if opts.ClusterBus {
+			pick = freeBusPort
+		}
+		port, err := pick()
 		if err != nil {
 			t.Fatalf("redistest: find a free port: %v", err)
 		}
@@ -102,8 +113,14 @@ func Start(t testing.TB, opts Options) *Server {
 // Addr is "127.0.0.1:port".
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-// URL is "redis://127.0.0.1:port/0".
-func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+// URL is "redis://127.0.0.1:port/0", or "redis://:password@127.0.0.1:port/0" with
+// Options.Password.
+func (s *Server) URL() string {
+	if s.opts.Password != "" {
+		return "redis://:" + url.QueryEscape(s.opts.Password) + "@" + s.Addr() + "/0"
+	}
+	return "redis://" + s.Addr() + "/0"
+}
 
 // Dir is the server's working directory (AOF files, log).
 func (s *Server) Dir() string { return s.dir }
@@ -171,6 +188,11 @@ func (s *Server) start(port int) error {
 		"--daemonize", "no",
 		"--protected-mode", "no",
 		"--logfile", "",
+		// A replica syncs at once instead of after the default 5 s delay.
+		"--repl-diskless-sync-delay", "0",
+	}
+	if s.opts.Password != "" {
+		args = append(args, "--requirepass", s.opts.Password)
 	}
 	args = append(args, s.opts.Args...)
 	cmd := exec.Command(s.bin, args...)
@@ -191,7 +213,7 @@ func (s *Server) start(port int) error {
 
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		if pingOK(s.Addr()) {
+		if pingOK(s.Addr(), s.opts.Password) {
 			return nil
 		}
 		select {
@@ -283,17 +305,28 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// pingOK reports whether addr answers PING with PONG (not LOADING, not silence).
-func pingOK(addr string) bool {
+// pingOK reports whether addr answers PING with PONG (not LOADING, not silence), after
+// AUTH with password when there is one.
+func pingOK(addr, password string) bool {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
 		return false
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	r := bufio.NewReader(c)
+	if password != "" {
+		// A RESP array, so any byte of the password goes through unquoted.
+		if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password); err != nil {
+			return false
+		}
+		if line, err := r.ReadString('\n'); err != nil || strings.TrimSpace(line) != "+OK" {
+			return false
+		}
+	}
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return false
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	line, err := r.ReadString('\n')
 	return err == nil && strings.TrimSpace(line) == "+PONG"
 }

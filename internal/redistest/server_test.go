@@ -3,7 +3,9 @@ package redistest
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +45,16 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("after Resume: %q", got)
 	}
 
-	// AOF is on by default, and everysec loses nothing on a process kill.
-	time.Sleep(1100 * time.Millisecond)
+	// AOF is on by default, and a process kill loses nothing the server has written to
+	// its AOF file (the kernel keeps it; fsync matters only for a machine crash): wait
+	// until its AOF buffer is empty, as INFO persistence reports.
+	deadline := time.Now().Add(10 * time.Second)
+	for aofField(t, s.Addr(), "aof_buffer_length") != "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("AOF buffer not written after 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	s.Kill()
 	if _, err := do(t, s.Addr(), "PING"); err == nil {
 		t.Fatal("killed server answered PING")
@@ -87,4 +97,62 @@ func TestPauseThenCleanup(t *testing.T) {
 	// Cleanup must kill a stopped (SIGSTOP) process too.
 	s := Start(t, Options{})
 	s.Pause()
+}
+
+// With a password the server refuses clients that do not AUTH, URL carries the password,
+// and Restart (which waits for PING after AUTH) still works.
+func TestPassword(t *testing.T) {
+	const pw = "redistest-pw/with:odd@chars"
+	s := Start(t, Options{AOF: "no", Password: pw})
+	if got, _ := do(t, s.Addr(), "PING"); !strings.HasPrefix(got, "-NOAUTH") {
+		t.Fatalf("PING without AUTH = %q, want -NOAUTH", got)
+	}
+	u, err := url.Parse(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := u.User.Password(); !ok || got != pw || u.Host != s.Addr() {
+		t.Fatalf("URL() = %q: password %q, host %q", s.URL(), got, u.Host)
+	}
+	if !pingOK(s.Addr(), pw) || pingOK(s.Addr(), pw+"x") {
+		t.Fatal("pingOK does not tell the right password from a wrong one")
+	}
+	s.Kill()
+	s.Restart()
+	if !pingOK(s.Addr(), pw) {
+		t.Fatal("no PONG after Restart")
+	}
+}
+
+// aofField reads one field of INFO persistence ("" when absent).
+func aofField(t *testing.T, addr, field string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := fmt.Fprintf(c, "INFO persistence\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		t.Fatalf("INFO persistence: %q %v", head, err)
+	}
+	var n int
+	if _, err := fmt.Sscanf(head, "$%d", &n); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -55,6 +55,7 @@ func newAPI(o Options) *api {
 func (a *api) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/api/providers", a.providersStatus)
+	mux.HandleFunc("GET /admin/api/series", a.series)
 	mux.HandleFunc("GET /admin/api/dead/{provider}", a.withProvider(a.deadList))
 	mux.HandleFunc("GET /admin/api/dead/{provider}/{stream_id}", a.withProvider(a.deadGet))
 	mux.HandleFunc("POST /admin/api/dead/{provider}/replay", a.withProvider(a.replay))

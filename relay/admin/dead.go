@@ -73,41 +73,68 @@ func (a *api) deadGet(w http.ResponseWriter, r *http.Request, provider string) {
 	})
 }
 
-// purge serves DELETE /admin/api/dead/{provider}: all, or {"ids":[...]}.
+// purge serves DELETE /admin/api/dead/{provider}: all, {"ids":[...]}, a filter, a page
+// of a chunked purge, or a dry run of any of them.
 func (a *api) purge(w http.ResponseWriter, r *http.Request, provider string) {
 	var req PurgeRequest
 	err := decodeBody(w, r, &req)
 	if err == nil {
 		err = checkIDs(req.IDs)
 	}
+	if err == nil {
+		err = checkPage(req.Limit, req.After, req.Until)
+	}
+	var f queue.DeadFilter
+	if err == nil {
+		f, err = parseFilter(req.Filter, provider)
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return
 	}
-	var purged int64
-	scope := "ids"
-	if req.IDs == nil {
-		scope = "all"
+	reply := PurgeReply{DryRun: req.DryRun}
+	page := func(r *http.Request, matched []queue.DeadLetter) error {
+		if req.DryRun {
+			reply.Purged += int64(len(matched))
+			return nil
+		}
 		ctx, cancel := a.redisCtx(r)
-		purged, err = queue.PurgeDead(ctx, a.client, a.keys, provider)
+		defer cancel()
+		n, err := queue.DeleteDead(ctx, a.client, a.keys, provider, streamIDs(matched))
+		reply.Purged += n
+		return err
+	}
+	paged := req.Filter != nil || req.DryRun || req.Limit > 0 || req.After != "" || req.Until != ""
+	switch {
+	case req.IDs == nil && !paged:
+		ctx, cancel := a.redisCtx(r)
+		reply.Purged, err = queue.PurgeDead(ctx, a.client, a.keys, provider)
 		cancel()
-	} else {
+	case req.IDs != nil && req.Filter == nil && !req.DryRun:
 		for start := 0; start < len(req.IDs) && err == nil; start += chunk {
 			ctx, cancel := a.redisCtx(r)
 			var n int64
 			n, err = queue.DeleteDead(ctx, a.client, a.keys, provider, req.IDs[start:min(start+chunk, len(req.IDs))])
 			cancel()
-			purged += n
+			reply.Purged += n
 		}
+	case req.IDs != nil:
+		reply.Done = true
+		reply.Matched, _, err = a.byIDs(r, provider, req.IDs, f, page)
+	default:
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(replayWriteTimeout))
+		var res scanned
+		res, err = a.runScan(r, scan{provider: provider, filter: f, limit: req.Limit, after: req.After, until: req.Until, page: page})
+		reply.Matched, reply.LastID, reply.Until, reply.Done = res.matched, res.lastID, res.until, res.done
 	}
-	if purged > 0 || err == nil {
-		a.auditLog(r, provider, "purge", scope, purged)
+	if reply.Purged > 0 || err == nil {
+		a.auditLog(r, provider, "purge", auditScope(req.IDs, req.Filter, req.DryRun), reply.Purged)
 	}
 	if err != nil {
 		a.redisFailed(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, PurgeReply{Purged: purged})
+	writeJSON(w, http.StatusOK, reply)
 }
 
 // deadLetter is d as the API lists it, without its body.

@@ -76,6 +76,18 @@
 // lies within the last 60 s (previous × (60 − seconds into the current minute) / 60,
 // rounded).
 //
+// GET /admin/api/series?provider=P[&minutes=N]
+//
+//	{"provider":"ens","now":"2026-12-02T21:40:12.345Z","points":[{"minute":"2026-12-02T20:41:00.000Z",
+//	  "delivered":5,"retried":2,"dead":1,"depth":{"ready":0,"pending":0,"retry":0,"dead":3}}, ...]}
+//
+// One point per minute of Redis's clock, oldest first, N of them (default and at most
+// 60), the last the current minute: the deployment's outcomes from the stats hashes, and
+// the queue depth sampled in that minute (null when no relay sampled it). Every admin
+// Server samples while it runs (Options.SampleEvery, default 15 s; queue.SampleDepths):
+// the first relay in a minute records it. provider is required (400), and must be enabled
+// (404).
+//
 // GET /admin/api/dead/{provider}?limit=N
 //
 //	{"provider":"ens","total":4,"dead":[{"stream_id":"1718000000000-0",
@@ -122,6 +134,18 @@
 // Body: none or {} deletes the whole dead-letter stream; {"ids":[...]} deletes those
 // entries ([] deletes nothing). Reply {"purged":N}.
 //
+// # Redrive by filter
+//
+// A replay or purge also takes "filter": {"since":RFC 3339,"until":RFC 3339,"reason":R,
+// "status":N,"route":"P/op"} (each optional; since/until bound the dead-letter stream ids,
+// that is when Redis appended the letter: since inclusive, until exclusive) and
+// "dry_run":true (count, change nothing). With ids, the filter selects among them; without,
+// the call scans the stream in pages of 500 (XRANGE over the time range), so memory stays
+// bounded; a purge then takes limit/after/until like a replay and answers last_id, until,
+// done. Replies add "matched" and "dry_run". A bad field is 400 naming it
+// ("filter.reason ..."). redrive.go holds the scan.
+//
 // Every replay and purge logs one Info line on the "audit" logger with provider, action,
-// scope (all or ids), count and the caller's address; never the token.
+// scope (all or ids, then the filter and "dry-run" when given), count and the caller's
+// address; never the token.
 package admin

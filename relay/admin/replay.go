@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
@@ -12,101 +11,63 @@ import (
 // write timeout is shorter.
 const replayWriteTimeout = 30 * time.Minute
 
-// replay serves POST /admin/api/dead/{provider}/replay.
+// replay serves POST /admin/api/dead/{provider}/replay: all, {"ids":[...]}, a filter, a
+// page of a chunked replay, or a dry run of any of them.
 func (a *api) replay(w http.ResponseWriter, r *http.Request, provider string) {
 	var req ReplayRequest
 	err := decodeBody(w, r, &req)
 	if err == nil {
-		err = checkReplay(&req)
+		err = checkIDs(req.IDs)
+	}
+	if err == nil {
+		err = checkPage(req.Limit, req.After, req.Until)
+	}
+	var f queue.DeadFilter
+	if err == nil {
+		f, err = parseFilter(req.Filter, provider)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 		return
 	}
-	var reply ReplayReply
-	scope := "ids"
-	if req.IDs != nil {
+	reply := ReplayReply{DryRun: req.DryRun}
+	page := func(r *http.Request, matched []queue.DeadLetter) error {
+		if !req.DryRun {
+			return a.replayIDs(r, provider, streamIDs(matched), &reply)
+		}
+		for _, d := range matched {
+			if d.Replayable {
+				reply.Replayed++
+			} else {
+				reply.Skipped++
+			}
+		}
+		return nil
+	}
+	switch {
+	case req.IDs != nil && req.Filter == nil && !req.DryRun:
 		reply.Done = true
 		err = a.replayIDs(r, provider, req.IDs, &reply)
-	} else {
-		scope = "all"
+		reply.Matched = reply.Replayed + reply.Skipped
+	case req.IDs != nil:
+		reply.Done = true
+		var missing int64
+		reply.Matched, missing, err = a.byIDs(r, provider, req.IDs, f, page)
+		reply.Missing += missing
+	default:
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(replayWriteTimeout))
-		err = a.replayRange(r, provider, req, &reply)
+		var res scanned
+		res, err = a.runScan(r, scan{provider: provider, filter: f, limit: req.Limit, after: req.After, until: req.Until, page: page})
+		reply.Matched, reply.LastID, reply.Until, reply.Done = res.matched, res.lastID, res.until, res.done
 	}
 	if reply.Replayed > 0 || err == nil {
-		a.auditLog(r, provider, "replay", scope, reply.Replayed)
+		a.auditLog(r, provider, "replay", auditScope(req.IDs, req.Filter, req.DryRun), reply.Replayed)
 	}
 	if err != nil {
 		a.redisFailed(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, reply)
-}
-
-// checkReplay validates a replay request.
-func checkReplay(req *ReplayRequest) error {
-	if err := checkIDs(req.IDs); err != nil {
-		return err
-	}
-	if req.Limit < 0 {
-		return fmt.Errorf("%w: limit must not be negative", errBadBody)
-	}
-	for _, id := range []string{req.After, req.Until} {
-		if id != "" && !validStreamID(id) {
-			return fmt.Errorf("%w: %q is not a stream id", errBadBody, id)
-		}
-	}
-	return nil
-}
-
-// replayRange replays the dead letters after req.After up to req.Until (default: the
-// newest now), at most req.Limit of them (0: all), page by page: the bound keeps a
-// provider that dead-letters replayed events at once from looping forever.
-func (a *api) replayRange(r *http.Request, provider string, req ReplayRequest, reply *ReplayReply) error {
-	reply.Until = req.Until
-	if reply.Until == "" {
-		ctx, cancel := a.redisCtx(r)
-		newest, err := queue.NewestDeadID(ctx, a.client, a.keys, provider)
-		cancel()
-		if err != nil {
-			return err
-		}
-		if newest == "" {
-			reply.Done = true
-			return nil
-		}
-		reply.Until = newest
-	}
-	after, seen := req.After, 0
-	for {
-		n := chunk
-		if req.Limit > 0 {
-			n = min(n, req.Limit-seen)
-		}
-		if n == 0 {
-			return nil
-		}
-		ctx, cancel := a.redisCtx(r)
-		ids, err := queue.DeadIDs(ctx, a.client, a.keys, provider, after, reply.Until, n)
-		cancel()
-		if err != nil {
-			return err
-		}
-		if len(ids) == 0 {
-			reply.Done = true
-			return nil
-		}
-		if err := a.replayIDs(r, provider, ids, reply); err != nil {
-			return err
-		}
-		seen += len(ids)
-		reply.LastID = ids[len(ids)-1]
-		after = reply.LastID
-		if reply.LastID == reply.Until {
-			reply.Done = true
-			return nil
-		}
-	}
 }
 
 // replayIDs replays ids chunk by chunk (one pipeline each, see queue.ReplayDead) and

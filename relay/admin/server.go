@@ -50,6 +50,9 @@ type Options struct {
 	Timeout time.Duration
 	// Tail is this process's live tail (GET /admin/api/tail); nil answers 503.
 	Tail *Tail
+	// SampleEvery is how often Run offers a queue depth sample for the series (see
+	// startSampler). Default 15s; negative: never.
+	SampleEvery time.Duration
 }
 
 // Server is the admin listener.
@@ -109,6 +112,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 
 // Run serves on ln until ctx is done.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	defer s.startSampler(ctx)()
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
 	select {

@@ -46,6 +46,9 @@ type Options struct {
 	TraceKeep int
 	// Observer sees every recorded outcome (the admin live tail); optional.
 	Observer Observer
+	// ConsumerExpiry removes consumers (relays that stopped) idle this long and holding
+	// nothing pending from the provider's group (redis.consumer_expiry). Default 1h.
+	ConsumerExpiry time.Duration
 }
 
 // Forwarder delivers one provider's events. Its parts, one file each: a fetcher takes
@@ -126,6 +129,9 @@ func New(o Options) (*Forwarder, error) {
 	}
 	if o.MoveEvery <= 0 {
 		o.MoveEvery = 500 * time.Millisecond
+	}
+	if o.ConsumerExpiry <= 0 {
+		o.ConsumerExpiry = time.Hour
 	}
 	if o.Grace <= 0 {
 		o.Grace = d.Timeout

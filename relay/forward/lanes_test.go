@@ -104,12 +104,19 @@ func TestLaneRetryAfterPausesOnlyItsLane(t *testing.T) {
 	}
 }
 
-// v3KeepsDelivering sends five v3 events and waits until the upstream has all five, while
-// the tracker lane is in state (open, paused).
+// v3KeepsDelivering sends five v3 events and waits until Redis counts all five delivered
+// (the count is written with each ack, so none can be sent again), while the tracker lane
+// is in state (open, paused); then the upstream must have exactly five v3 requests.
+// The provider as a whole never goes idle here (the tracker's events wait), so this is
+// the per-lane form of settledRequests.
 func v3KeepsDelivering(e *env, state string) {
+	e.t.Helper()
 	for range 5 {
 		e.send("brevo/events", v3Body)
 	}
-	e.eventually(5*time.Second, "v3 events delivered while the tracker lane is "+state,
-		func() bool { return hitsTo(e, "/brevo/events") == 5 })
+	e.eventually(5*time.Second, "v3 events delivered and acked while the tracker lane is "+state,
+		func() bool { return e.statsTotal("brevo", "delivered") >= 5 })
+	if n, d := hitsTo(e, "/brevo/events"), e.statsTotal("brevo", "delivered"); n != 5 || d != 5 {
+		e.t.Fatalf("%d v3 requests and %d deliveries counted in Redis, want exactly 5 each", n, d)
+	}
 }

@@ -19,10 +19,7 @@ func TestInFlightStaysUnderWorkers(t *testing.T) {
 	for range 24 {
 		e.send("bannerflex/banner-events", bfBody)
 	}
-	e.eventually(15*time.Second, "drained", func() bool { return e.idle("bannerflex") })
-	if n := len(e.up["bannerflex"].got()); n != 24 {
-		t.Fatalf("%d requests, want 24", n)
-	}
+	e.settledRequests("bannerflex", 24, 15*time.Second)
 	if p := e.up["bannerflex"].peakActive(); p != 3 {
 		t.Fatalf("at most %d requests in flight at once, want exactly workers = 3", p)
 	}
@@ -38,11 +35,7 @@ func TestRateLimitHoldsInEveryWindow(t *testing.T) {
 	for range 60 {
 		e.send("ens/impression", ensBody)
 	}
-	e.eventually(20*time.Second, "drained", func() bool { return e.idle("ens") })
-	hits := e.up["ens"].got()
-	if len(hits) != 60 {
-		t.Fatalf("%d requests, want 60", len(hits))
-	}
+	hits := e.settledRequests("ens", 60, 20*time.Second)
 	// rate+1 consecutive requests span at least one second; 10% slack for the arrival
 	// jitter of requests sent on time.
 	for i := 0; i+rate < len(hits); i++ {
@@ -67,9 +60,8 @@ func TestMoreBatchKeysThanSendersDoNotStall(t *testing.T) {
 	for i := range 60 {
 		e.send("brevo/track-event", `{"email":"user`+strconv.Itoa(i)+`@example.com","event":"cart_updated"}`)
 	}
-	e.eventually(15*time.Second, "drained", func() bool { return e.idle("brevo") })
 	seen := map[string]int{}
-	for _, h := range e.up["brevo"].got() {
+	for _, h := range e.settledRequests("brevo", 60, 15*time.Second) {
 		seen[h.body]++
 	}
 	if len(seen) != 60 {
@@ -95,9 +87,8 @@ func TestLowRateManyRelaysSendEachOnce(t *testing.T) {
 	for range 12 {
 		ids[e.send("linkrunner/capture-payment", `{"user_id":"user_12345","amount":1.5}`)] = true
 	}
-	e.eventually(20*time.Second, "drained", func() bool { return e.idle("linkrunner") })
 	sent := map[string]int{}
-	for _, h := range e.up["linkrunner"].got() {
+	for _, h := range e.settledRequests("linkrunner", 12, 20*time.Second) {
 		id := h.header.Get(eventIDHeader)
 		if !ids[id] || h.body != `{"user_id":"user_12345","amount":1.5}` {
 			t.Fatalf("unexpected request %s for %q", h.body, id)

@@ -18,6 +18,8 @@ type reclaimer struct {
 	cursor string
 	// next is when the pending list is next scanned from the start.
 	next time.Time
+	// nextCleanup is when idle consumers are next removed (removeIdle).
+	nextCleanup time.Time
 }
 
 // claim takes over up to n entries idle longer than the visibility timeout, as consumer,
@@ -37,6 +39,7 @@ func (f *Forwarder) claim(ctx context.Context, r *reclaimer, consumer string, n 
 	r.cursor = next
 	if next == "0-0" || next == "" {
 		r.cursor, r.next = "0-0", time.Now().Add(max(f.o.Visibility/2, 100*time.Millisecond))
+		f.removeIdle(ctx, r)
 	}
 	for _, id := range deleted {
 		f.log.Error("pending entry was deleted before delivery (stream trimmed?): dead-lettered",
@@ -49,4 +52,24 @@ func (f *Forwarder) claim(ctx context.Context, r *reclaimer, consumer string, n 
 		f.log.Info("reclaimed a pending entry", zap.String("stream_id", e.StreamID), zap.String("event_id", e.Message.ID))
 	}
 	return out, nil
+}
+
+// removeIdle removes the consumers of relays that stopped (idle past ConsumerExpiry, with
+// nothing pending: the scan that just ended has taken over what they held), at most once
+// per quarter of ConsumerExpiry. A failure is only logged: the next round tries again.
+func (f *Forwarder) removeIdle(ctx context.Context, r *reclaimer) {
+	now := time.Now()
+	if now.Before(r.nextCleanup) {
+		return
+	}
+	r.nextCleanup = now.Add(f.o.ConsumerExpiry / 4)
+	gone, err := queue.RemoveIdleConsumers(ctx, f.o.Client, f.o.Keys, f.provider, f.o.ConsumerExpiry)
+	if err != nil {
+		f.log.Warn("could not remove idle consumers", zap.Error(err))
+		return
+	}
+	if len(gone) > 0 {
+		f.log.Info("removed consumers of stopped relays from the group",
+			zap.Strings("consumers", gone), zap.Duration("idle_at_least", f.o.ConsumerExpiry))
+	}
 }

@@ -2,6 +2,7 @@ package forward_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -253,6 +254,8 @@ type envOptions struct {
 	batch map[string]int
 	// laned are the providers whose adapter is a lanedAdapter.
 	laned map[string]bool
+	// consumerExpiry is forward.Options.ConsumerExpiry (zero: its default).
+	consumerExpiry time.Duration
 }
 
 func newEnv(t *testing.T, delivery map[string]config.Delivery) *env {
@@ -311,6 +314,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 				Adapter: a, Delivery: d, Client: conn.Client, Keys: e.keys,
 				Consumer: "test-" + uuid.NewString()[:8], Log: log.Named(name), Metrics: metrics,
 				Block: 100 * time.Millisecond, Visibility: visibility, MoveEvery: 20 * time.Millisecond,
+				ConsumerExpiry: o.consumerExpiry,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -386,4 +390,32 @@ func (e *env) idle(p string) bool {
 	n := e.rdb.XLen(ctx, e.keys.Events(p)).Val() + e.rdb.ZCard(ctx, e.keys.Retry(p)).Val()
 	pend, _ := e.rdb.XPending(ctx, e.keys.Events(p), queue.Group).Result()
 	return n == 0 && (pend == nil || pend.Count == 0)
+}
+
+// settledRequests waits (bounded by d) until provider p is idle in Redis (nothing in its
+// stream, pending or retrying: no further request can come from what was sent) and its
+// upstream has at least want requests, then checks that it has exactly want: every
+// duplicate is counted, none slips in after the count. It returns the requests.
+func (e *env) settledRequests(p string, want int, d time.Duration) []hit {
+	e.t.Helper()
+	e.eventually(d, fmt.Sprintf("%s idle in Redis with %d upstream requests", p, want),
+		func() bool { return e.idle(p) && len(e.up[p].got()) >= want })
+	hits := e.up[p].got()
+	if len(hits) != want {
+		e.t.Fatalf("%s: %d upstream requests once idle, want exactly %d (%d extra)", p, len(hits), want, len(hits)-want)
+	}
+	return hits
+}
+
+// statsTotal sums field (delivered, retried, dead) of provider p's per-minute counters in
+// Redis, which the forwarder writes atomically with each outcome's ack.
+func (e *env) statsTotal(p, field string) int64 {
+	e.t.Helper()
+	ctx := context.Background()
+	var sum int64
+	for _, k := range e.rdb.Keys(ctx, e.keys.StatsPrefix(p)+"*").Val() {
+		n, _ := strconv.ParseInt(e.rdb.HGet(ctx, k, field).Val(), 10, 64)
+		sum += n
+	}
+	return sum
 }

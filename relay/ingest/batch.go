@@ -14,6 +14,8 @@ import (
 type pending struct {
 	msg delivery.Message
 	src queue.IDSource
+	// dropped is why the site's filter or consent drops it (never queued), "" to queue it.
+	dropped string
 }
 
 // batch validates every item of a /v1/batch body before any is queued (all-or-nothing):
@@ -70,7 +72,8 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 			return nil, bad("missing_field", at+".body", at+".body is required")
 		}
 		var m pending
-		if aerr := s.event(ctx, c, op, *body, at+".body", &m.msg, nil); aerr != nil {
+		var aerr *apiError
+		if m.dropped, aerr = s.event(ctx, c, op, *body, at+".body", &m.msg, nil); aerr != nil {
 			return nil, aerr
 		}
 		if id := item.Get("id"); id != nil {

@@ -3,11 +3,13 @@ package ingest
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/valyala/fasthttp"
 	"golang.org/x/time/rate"
 
 	"github.com/eventrelay/relay/config"
@@ -29,6 +31,12 @@ type site struct {
 	revenue bool
 	limit   rate.Limit
 	burst   int
+	// filter is the compiled sites[].events, nil when it has no pattern.
+	filter *nameFilter
+	// consentRequired: events need their route's purpose granted (sites[].consent).
+	consentRequired bool
+	// purposes is the purpose of every enabled route, sites[].purposes applied.
+	purposes map[string]string
 }
 
 // client is a backend with a secret token, kept only as a hash so comparison does not
@@ -64,6 +72,15 @@ func newCallers(cfg *config.Config, ops []*providers.Op) *callers {
 			revenue:       sc.Revenue,
 			limit:         rate.Limit(sc.RateLimit.PerIP),
 			burst:         sc.RateLimit.Burst,
+			filter:        newNameFilter(sc.Events),
+			purposes:      make(map[string]string, len(ops)),
+		}
+		s.consentRequired = sc.Consent == config.ConsentRequired
+		for _, op := range ops {
+			s.purposes[op.Route] = op.Purpose
+			if p, ok := sc.Purposes[op.Route]; ok {
+				s.purposes[op.Route] = p
+			}
 		}
 		if sc.IdentitySecret != "" {
 			s.identitySecret = []byte(sc.IdentitySecret)
@@ -130,14 +147,46 @@ func (c *callers) clientByToken(token []byte) *client {
 type identityClaims struct {
 	Email      string `json:"email,omitempty"`
 	CustomerID string `json:"customer_id,omitempty"`
+	// Consent is the user's consent per purpose (parseConsentClaim).
+	Consent json.RawMessage `json:"consent,omitempty"`
 	jwt.RegisteredClaims
 }
 
 var errIdentity = errors.New("invalid identity token")
 
+// verifiedToken is what a verified identity token states.
+type verifiedToken struct {
+	id providers.Identity
+	// consent is the consent claim, nil when the token has none.
+	consent consentSet
+}
+
+// token returns the request's verified identity token (X-Relay-Identity or ?identity=),
+// verified once per request; nil when the request has none. Only sites with an
+// identity_secret have tokens.
+func (s *Server) token(ctx *fasthttp.RequestCtx, c *caller) (*verifiedToken, *apiError) {
+	if c.token != nil || c.tokenRead {
+		return c.token, nil
+	}
+	raw := ctx.Request.Header.Peek("X-Relay-Identity")
+	if len(raw) == 0 {
+		raw = ctx.QueryArgs().Peek("identity")
+	}
+	c.tokenRead = true
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	tok, err := c.site.verifyIdentity(string(raw), s.now())
+	if err != nil {
+		return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeInvalidIdentity, message: err.Error()}
+	}
+	c.token = &tok
+	return c.token, nil
+}
+
 // verifyIdentity checks an HS256 identity token signed with the site's secret; exp is
 // required. The error never includes the token.
-func (s *site) verifyIdentity(token string, now time.Time) (providers.Identity, error) {
+func (s *site) verifyIdentity(token string, now time.Time) (verifiedToken, error) {
 	var claims identityClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return s.identitySecret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -148,14 +197,20 @@ func (s *site) verifyIdentity(token string, now time.Time) (providers.Identity, 
 	if err != nil {
 		switch {
 		case errors.Is(err, jwt.ErrTokenExpired):
-			return providers.Identity{}, fmt.Errorf("%w: expired", errIdentity)
+			return verifiedToken{}, fmt.Errorf("%w: expired", errIdentity)
 		case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-			return providers.Identity{}, fmt.Errorf("%w: bad signature", errIdentity)
+			return verifiedToken{}, fmt.Errorf("%w: bad signature", errIdentity)
 		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-			return providers.Identity{}, fmt.Errorf("%w: exp is required", errIdentity)
+			return verifiedToken{}, fmt.Errorf("%w: exp is required", errIdentity)
 		default:
-			return providers.Identity{}, fmt.Errorf("%w: must be an HS256 JWT signed with the site's identity_secret", errIdentity)
+			return verifiedToken{}, fmt.Errorf("%w: must be an HS256 JWT signed with the site's identity_secret", errIdentity)
 		}
 	}
-	return providers.Identity{UserID: claims.Subject, Email: claims.Email, CustomerID: claims.CustomerID, Signed: true}, nil
+	out := verifiedToken{id: providers.Identity{UserID: claims.Subject, Email: claims.Email, CustomerID: claims.CustomerID, Signed: true}}
+	if len(claims.Consent) > 0 && string(claims.Consent) != "null" {
+		if out.consent, err = parseConsentClaim(claims.Consent); err != nil {
+			return verifiedToken{}, fmt.Errorf("%w: claim consent %s", errIdentity, err.Error())
+		}
+	}
+	return out, nil
 }

@@ -10,7 +10,7 @@ import (
 
 const (
 	corsMethods = "POST, OPTIONS"
-	corsHeaders = "Content-Type, X-Relay-Key, X-Relay-Identity, Idempotency-Key"
+	corsHeaders = "Content-Type, X-Relay-Key, X-Relay-Identity, Idempotency-Key, X-Relay-Consent"
 )
 
 // errSeveralOrigins refuses a request with more than one Origin header, which no browser

@@ -26,8 +26,12 @@ type caller struct {
 	origin []byte
 	ip     netip.Addr
 	ipText string // ip as stored with each event, formatted once per request
-	// identity caches the verified identity token of a site request.
-	identity *providers.Identity
+	// token caches the verified identity token of a site request; tokenRead is set once
+	// the request was looked at, so a request without a token is not read twice.
+	token     *verifiedToken
+	tokenRead bool
+	// consent caches the request's consent (sites with consent: required).
+	consent *consentState
 }
 
 func (c *caller) may(route string) bool {
@@ -53,7 +57,22 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.metrics.request("unknown", fasthttp.StatusBadRequest)
 		return
 	}
-	path := ctx.Path()
+	// Routing is on path, server.path_prefix already removed: a handler dispatched here
+	// (the SDK file, the Brevo mirror, any other non-/v1 path) is served under the prefix
+	// for free.
+	path, ok := s.publicPath(ctx.Path())
+	if !ok {
+		s.notFound(ctx)
+		return
+	}
+	if string(path) == SDKPath {
+		s.serveSDK(ctx)
+		return
+	}
+	if label := brevoMirrorPath(path); label != "" {
+		s.handleBrevoMirror(ctx, label)
+		return
+	}
 	op := s.routes[string(path)]
 	label := "unknown"
 	switch {
@@ -62,8 +81,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case string(path) == batchPath:
 		label = "batch"
 	default:
-		writeError(ctx, &apiError{status: fasthttp.StatusNotFound, code: codeNotFound, message: "no such route"})
-		s.metrics.request(label, fasthttp.StatusNotFound)
+		s.notFound(ctx)
 		return
 	}
 	ctx.Response.Header.SetCanonical(headerVary, valueOrigin)
@@ -73,6 +91,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	s.metrics.request(label, ctx.Response.StatusCode())
 	s.logRequest(ctx, label, err)
+}
+
+func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
+	writeError(ctx, &apiError{status: fasthttp.StatusNotFound, code: codeNotFound, message: "no such route"})
+	s.metrics.request("unknown", fasthttp.StatusNotFound)
 }
 
 // logRequest writes one line per request: refusals at Info (5xx at Warn), accepted
@@ -142,11 +165,11 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 		if aerr != nil {
 			return aerr
 		}
-		ids, aerr := s.enqueueAll(msgs)
+		ids, dropped, aerr := s.enqueueAll(c, msgs)
 		if aerr != nil {
 			return aerr
 		}
-		writeAccepted(ctx, ids)
+		writeAccepted(ctx, ids, dropped)
 		return nil
 	}
 	// One event, the hot path: its message and re-encoded body are pooled, since the
@@ -154,7 +177,8 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 	sc := s.scratch.Get().(*scratch)
 	defer s.putScratch(sc)
 	m := &sc.msg
-	if aerr := s.event(ctx, c, op, tree, "", m, sc.body[:0]); aerr != nil {
+	dropped, aerr := s.event(ctx, c, op, tree, "", m, sc.body[:0])
+	if aerr != nil {
 		return aerr
 	}
 	sc.body = m.Body[:0]
@@ -166,11 +190,16 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 		}
 		m.ID, src = string(key), queue.ClientID
 	}
+	ids := [1]string{m.ID} // does not escape
+	if dropped != "" {
+		s.metrics.filteredEvent(c.site.name, op.Route, dropped)
+		writeAccepted(ctx, ids[:], []string{dropped})
+		return nil
+	}
 	if aerr := s.enqueueOne(m, src); aerr != nil {
 		return aerr
 	}
-	ids := [1]string{m.ID} // does not escape
-	writeAccepted(ctx, ids[:])
+	writeAccepted(ctx, ids[:], nil)
 	return nil
 }
 
@@ -279,12 +308,14 @@ func checkContentType(ctx *fasthttp.RequestCtx) *apiError {
 
 // event validates one event for op and stamps it into m, its re-encoded body appended to
 // buf. path prefixes field names in errors (batch items). m owns all its bytes (but buf's,
-// which are the caller's): nothing refers to ctx.
+// which are the caller's): nothing refers to ctx. dropped is the reason the site's event
+// filter or consent drops the event (filter.go), "" when it is to be queued; a dropped
+// event is stamped all the same, for its id.
 func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, body strictjson.Value, path string,
-	m *delivery.Message, buf []byte) *apiError {
+	m *delivery.Message, buf []byte) (dropped string, _ *apiError) {
 	id, aerr := s.identity(ctx, c, op)
 	if aerr != nil {
-		return aerr
+		return "", aerr
 	}
 	ev, err := op.Validate(body, id)
 	if err != nil {
@@ -296,9 +327,9 @@ func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, bo
 				field = joinPath(path, field)
 				msg = path + ": " + msg
 			}
-			return &apiError{status: fasthttp.StatusBadRequest, code: fe.Code, field: field, message: msg}
+			return "", &apiError{status: fasthttp.StatusBadRequest, code: fe.Code, field: field, message: msg}
 		}
-		return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: path, message: "invalid event"}
+		return "", &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: path, message: "invalid event"}
 	}
 	if ev.Revenue != "" && c.site != nil && !c.site.revenue {
 		// Revenue is money: a browser may report it only where the site says so.
@@ -306,8 +337,11 @@ func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, bo
 		if path != "" {
 			field = joinPath(path, field)
 		}
-		return &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, field: field,
+		return "", &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, field: field,
 			message: field + " is revenue: site " + c.site.name + " may not send it (site setting revenue: true)"}
+	}
+	if dropped, aerr = s.dropReason(ctx, c, op, &ev); aerr != nil {
+		return "", aerr
 	}
 	*m = delivery.Message{
 		ID:         uuid.NewString(),
@@ -321,7 +355,7 @@ func (s *Server) event(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op, bo
 		CustomerID: ev.CustomerID,
 		Source:     c.source(),
 	}
-	return nil
+	return dropped, nil
 }
 
 // isHeaderName tells field names that are headers (Idempotency-Key, X-Relay-Customer-Id),
@@ -378,23 +412,15 @@ func (s *Server) identity(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op)
 	case c.client != nil:
 		return providers.Identity{CustomerID: customer}, nil
 	case c.site.identitySecret != nil:
-		if c.identity != nil {
-			return *c.identity, nil
+		tok, aerr := s.token(ctx, c)
+		if aerr != nil {
+			return providers.Identity{}, aerr
 		}
-		token := ctx.Request.Header.Peek("X-Relay-Identity")
-		if len(token) == 0 {
-			token = ctx.QueryArgs().Peek("identity")
-		}
-		if len(token) == 0 {
+		if tok == nil {
 			return providers.Identity{}, &apiError{status: fasthttp.StatusUnauthorized, code: codeIdentityRequired,
 				message: "route " + op.Route + " needs an identity token (X-Relay-Identity header or identity query parameter)"}
 		}
-		id, err := c.site.verifyIdentity(string(token), s.now())
-		if err != nil {
-			return providers.Identity{}, &apiError{status: fasthttp.StatusUnauthorized, code: codeInvalidIdentity, message: err.Error()}
-		}
-		c.identity = &id
-		return id, nil
+		return tok.id, nil
 	case c.site.trustIdentity:
 		return providers.Identity{CustomerID: customer}, nil
 	default:
@@ -428,30 +454,52 @@ func (s *Server) enqueueOne(m *delivery.Message, src queue.IDSource) *apiError {
 	return nil
 }
 
-// enqueueAll appends every message durably, concurrently so the group commit batches
-// them, and answers with their ids (the first id seen for a duplicate is the same id).
-func (s *Server) enqueueAll(msgs []pending) ([]string, *apiError) {
+// enqueueAll appends every message that is not dropped durably, concurrently so the group
+// commit batches them, and answers with every id (the first id seen for a duplicate is
+// the same id) and, when some were dropped, each id's drop reason ("" for queued ones).
+func (s *Server) enqueueAll(c *caller, msgs []pending) (ids, dropped []string, _ *apiError) {
 	ctx := s.base
 	errs := make([]error, len(msgs))
 	done := make(chan struct{}, len(msgs))
+	n := 0
 	for i := range msgs {
+		if msgs[i].dropped != "" {
+			continue
+		}
+		n++
 		go func() {
 			_, errs[i] = s.queue.Enqueue(ctx, &msgs[i].msg, msgs[i].src)
 			done <- struct{}{}
 		}()
 	}
-	for range msgs {
+	for range n {
 		<-done
 	}
-	ids := make([]string, len(msgs))
+	var failed error
 	for i := range msgs {
-		if errs[i] != nil {
-			return nil, unavailable(errs[i])
+		switch {
+		case errs[i] != nil:
+			failed = errs[i]
+		case msgs[i].dropped == "":
+			s.metrics.enqueuedTo(msgs[i].msg.Provider)
 		}
-		ids[i] = msgs[i].msg.ID
-		s.metrics.enqueuedTo(msgs[i].msg.Provider)
 	}
-	return ids, nil
+	if failed != nil {
+		return nil, nil, unavailable(failed)
+	}
+	ids = make([]string, len(msgs))
+	for i := range msgs {
+		ids[i] = msgs[i].msg.ID
+		if r := msgs[i].dropped; r != "" {
+			if dropped == nil {
+				dropped = make([]string, len(msgs))
+			}
+			dropped[i] = r
+			// Counted once the request is answered 202: a 503 is resent and would count twice.
+			s.metrics.filteredEvent(c.site.name, msgs[i].msg.Route, r)
+		}
+	}
+	return ids, dropped, nil
 }
 
 // unavailable is the 503 for an enqueue error.

@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	enqueued *prometheus.CounterVec
+	filtered *prometheus.CounterVec
 	// accepted (by route label) and byProvider hold the counters every accepted request
 	// adds to, so the hot path skips the vec's lookup by label values (hashing them and
 	// formatting the code). Their keys are fixed at construction: read-only maps.
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer, routes, providers []string) (*metrics
 			Name: "relay_events_enqueued_total",
 			Help: "Events durably appended to a provider's stream.",
 		}, []string{"provider"}),
+		filtered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_events_filtered_total",
+			Help: "Site events answered 202 but never queued, by reason: deny, not_allowed (sites[].events) or consent.",
+		}, []string{"site", "route", "reason"}),
 		accepted:   make(map[string]*lazyCounter, len(routes)),
 		byProvider: make(map[string]*lazyCounter, len(providers)),
 	}
@@ -60,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, routes, providers []string) (*metrics
 		m.byProvider[p] = &lazyCounter{vec: m.enqueued, labels: []string{p}}
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.enqueued} {
+		for _, c := range []prometheus.Collector{m.requests, m.enqueued, m.filtered} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -86,4 +91,15 @@ func (m *metrics) enqueuedTo(provider string) {
 		return
 	}
 	m.enqueued.WithLabelValues(provider).Inc()
+}
+
+// filteredEvent counts one event of site dropped for reason (filter.go).
+func (m *metrics) filteredEvent(site, route, reason string) {
+	m.filtered.WithLabelValues(site, route, reason).Inc()
+}
+
+// filteredZero exports the series of site, route and reason as 0 before anything is
+// filtered, so a rate over it exists from the start.
+func (m *metrics) filteredZero(site, route, reason string) {
+	m.filtered.WithLabelValues(site, route, reason)
 }

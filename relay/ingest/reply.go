@@ -70,7 +70,10 @@ func truncate(s string) string {
 	return s
 }
 
-func writeAccepted(ctx *fasthttp.RequestCtx, ids []string) {
+// writeAccepted answers 202 {"ok":true,"ids":[...]}. dropped is nil when every event was
+// queued; otherwise it parallels ids, and each id with a reason is added to the object
+// "filtered" ({"<id>":"deny"}): answered, never queued (docs/api.md, "Event filters").
+func writeAccepted(ctx *fasthttp.RequestCtx, ids, dropped []string) {
 	ctx.SetStatusCode(fasthttp.StatusAccepted)
 	ctx.SetContentType("application/json")
 	var one [128]byte // enough for one generated id: no allocation on the hot path
@@ -82,6 +85,24 @@ func writeAccepted(ctx *fasthttp.RequestCtx, ids []string) {
 		}
 		buf = strictjson.AppendString(buf, id)
 	}
-	buf = append(buf, "]}"...)
+	buf = append(buf, ']')
+	if dropped != nil {
+		buf = append(buf, `,"filtered":{`...)
+		first := true
+		for i, r := range dropped {
+			if r == "" {
+				continue
+			}
+			if !first {
+				buf = append(buf, ',')
+			}
+			first = false
+			buf = strictjson.AppendString(buf, ids[i])
+			buf = append(buf, ':')
+			buf = strictjson.AppendString(buf, r)
+		}
+		buf = append(buf, '}')
+	}
+	buf = append(buf, '}')
 	ctx.SetBody(buf) // copies
 }

@@ -44,9 +44,14 @@ type Options struct {
 
 // Server is the ingest front.
 type Server struct {
-	log           *zap.Logger
-	queue         Enqueuer
-	routes        map[string]*providers.Op // by full path, "/v1/ens/click"
+	log    *zap.Logger
+	queue  Enqueuer
+	routes map[string]*providers.Op // by full path, "/v1/ens/click"
+	// prefix is server.path_prefix ("/t"), empty for none: every public path is under it.
+	prefix []byte
+	// brevo is the brevo/events operation the Brevo SDK mirror paths feed; nil when
+	// providers.brevo has no api_key.
+	brevo         *providers.Op
 	callers       *callers
 	limiter       *ipLimiter
 	proxies       proxies
@@ -76,6 +81,7 @@ func New(o Options) (*Server, error) {
 		log:           o.Log,
 		queue:         o.Queue,
 		routes:        make(map[string]*providers.Op, len(o.Ops)),
+		prefix:        []byte(cfg.Server.PathPrefix),
 		callers:       newCallers(cfg, o.Ops),
 		limiter:       newIPLimiter(cfg.Server.MaxTrackedIPs),
 		proxies:       px,
@@ -88,10 +94,13 @@ func New(o Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	labels := []string{"batch"}
+	labels := []string{"batch", labelBrevoMirror, labelBrevoMirrorBatch}
 	var provs []string
 	for _, op := range o.Ops {
 		s.routes["/v1/"+op.Route] = op
+		if op.Route == brevoMirrorRoute {
+			s.brevo = op
+		}
 		labels = append(labels, op.Route)
 		if !slices.Contains(provs, op.Provider) {
 			provs = append(provs, op.Provider)
@@ -101,6 +110,7 @@ func New(o Options) (*Server, error) {
 	if s.metrics, err = newMetrics(o.Metrics, labels, provs); err != nil {
 		return nil, fmt.Errorf("ingest metrics: %w", err)
 	}
+	s.exportFilterZeros(o.Ops)
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handle,
 		ErrorHandler:                  s.readError,
@@ -144,21 +154,25 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, grace time.Duration) 
 
 // readError answers requests fasthttp refused while reading them, in the API's shape.
 func (s *Server) readError(ctx *fasthttp.RequestCtx, err error) {
+	write := writeError
+	if path, ok := s.publicPath(ctx.Path()); ok && brevoMirrorPath(path) != "" {
+		write = writeBrevoError // the Brevo SDK reads Brevo's error shape
+	}
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, &apiError{status: fasthttp.StatusRequestEntityTooLarge, code: codeTooLarge,
+		write(ctx, &apiError{status: fasthttp.StatusRequestEntityTooLarge, code: codeTooLarge,
 			message: "body is larger than server.max_body_bytes"})
 	case errors.As(err, &small):
-		writeError(ctx, &apiError{status: fasthttp.StatusRequestHeaderFieldsTooLarge, code: codeHeaderTooLarge,
+		write(ctx, &apiError{status: fasthttp.StatusRequestHeaderFieldsTooLarge, code: codeHeaderTooLarge,
 			message: "request headers are too large"})
 	default:
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			writeError(ctx, &apiError{status: fasthttp.StatusRequestTimeout, code: codeBadRequest, message: "request read timed out"})
+			write(ctx, &apiError{status: fasthttp.StatusRequestTimeout, code: codeBadRequest, message: "request read timed out"})
 			return
 		}
-		writeError(ctx, &apiError{status: fasthttp.StatusBadRequest, code: codeBadRequest, message: "malformed HTTP request"})
+		write(ctx, &apiError{status: fasthttp.StatusBadRequest, code: codeBadRequest, message: "malformed HTTP request"})
 	}
 	ctx.SetConnectionClose()
 	s.metrics.request("unknown", ctx.Response.StatusCode())

@@ -54,6 +54,9 @@ type DeadLetter struct {
 	Error            string
 	// DeadAt is when it was dead-lettered; zero when unknown.
 	DeadAt time.Time
+	// Replayable reports that it holds the event (an envelope, or the required fields of
+	// earlier relays): what ReplayDead needs to replay it rather than skip it.
+	Replayable bool
 }
 
 // DecodeDeadLetter decodes an entry of provider's dead-letter stream, in either format;
@@ -76,6 +79,15 @@ func DecodeDeadLetter(provider string, m redis.XMessage) DeadLetter {
 	}
 	if ms, err := strconv.ParseInt(stringField(v, FieldDeadAt), 10, 64); err == nil {
 		d.DeadAt = time.UnixMilli(ms)
+	}
+	_, d.Replayable = v[FieldEnvelope]
+	if !d.Replayable {
+		d.Replayable = true
+		for _, name := range entryFields[:requiredFields] {
+			if _, ok := v[name]; !ok {
+				d.Replayable = false
+			}
+		}
 	}
 	return d
 }

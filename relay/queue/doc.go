@@ -12,7 +12,10 @@
 //     (MoveDue), the shared rate limit (TakeSlots), the per-minute stats fields.
 //   - retry.go: retry set members. dead.go: dead letters, their reasons, listing,
 //     replaying and purging them. depth.go: queue depths for the admin API and metrics.
-//   - scripts.go: every Lua script, with its KEYS and ARGV (but the trace's).
+//   - deadfilter.go: selecting dead letters by time range, reason, status and route,
+//     page by page (ScanDead). series.go: the per-minute series (SampleDepths, Series)
+//     and its sample script.
+//   - scripts.go: every other Lua script, with its KEYS and ARGV (the trace's is in trace.go).
 //   - trace.go: the delivery trace: its bounded keys, the script that writes a pipeline's
 //     records, the lookup by event id, and the bounded scan for a queued event.
 //

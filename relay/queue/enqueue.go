@@ -50,6 +50,12 @@ type EnqueuerOptions struct {
 	HighWaterMark int64
 	// HighWaterPoll is how often the backlog is polled. Zero means 1 s.
 	HighWaterPoll time.Duration
+	// MinReplicas (redis.min_replicas_acked) ends every pipeline with WAIT: its events are
+	// answered as written only once this many replicas acknowledged them, else with
+	// ErrUnavailable (the events are in the master, and a resend with the same client id
+	// is answered as a duplicate). Zero: no WAIT. On a Cluster client each master then
+	// gets its own pipeline and WAIT.
+	MinReplicas int
 }
 
 // Stats count the Enqueuer's work since it was built.
@@ -64,6 +70,9 @@ type Stats struct {
 	Events uint64
 	// ScriptReloads counts pipelines redone because Redis had lost the script.
 	ScriptReloads uint64
+	// UnderReplicated counts provider groups (one provider's events in one group commit)
+	// refused because WAIT saw fewer than MinReplicas replicas acknowledge them.
+	UnderReplicated uint64
 }
 
 // Enqueuer appends events durably to their provider's stream, group-committing concurrent
@@ -90,8 +99,8 @@ type Enqueuer struct {
 	running atomic.Bool
 	pool    sync.Pool // of *request
 
-	pipelines, commands, nevents, reloads atomic.Uint64
-	failing                               atomic.Bool // for logging state changes only
+	pipelines, commands, nevents, reloads, underReplicated atomic.Uint64
+	failing                                                atomic.Bool // for logging state changes only
 }
 
 // IDSource says who chose an event's id, which decides whether it gets a dedupe marker.
@@ -166,7 +175,7 @@ func NewEnqueuer(client redis.UniversalClient, keys Keys, opts EnqueuerOptions, 
 // Stats returns the counters.
 func (e *Enqueuer) Stats() Stats {
 	return Stats{Pipelines: e.pipelines.Load(), Commands: e.commands.Load(), Events: e.nevents.Load(),
-		ScriptReloads: e.reloads.Load()}
+		ScriptReloads: e.reloads.Load(), UnderReplicated: e.underReplicated.Load()}
 }
 
 // Enqueue appends m to its provider's stream and returns once Redis has answered: nil

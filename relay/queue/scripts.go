@@ -228,3 +228,30 @@ local byAge = redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f', math.m
 local byCount = redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[2])
 return {byAge, byCount}
 `)
+
+// removeIdleConsumersScript removes, from the events stream's consumer group, every
+// consumer idle at least ARGV[2] ms that holds no pending entry (a relay process that
+// stopped; each process reads under its own name, so names pile up as relays are
+// replaced). KEYS[1] is the events stream, ARGV[1] the group. It returns the removed
+// names. Atomic: a consumer cannot take an entry between the check and the removal, so an
+// entry is never dropped from the pending list by it. A removed consumer that comes back
+// is recreated by its next read.
+const removeIdleConsumersScript = `local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return {} end
+local minIdle = tonumber(ARGV[2])
+local removed = {}
+for _, c in ipairs(consumers) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1]
+    elseif c[i] == 'pending' then pending = c[i + 1]
+    elseif c[i] == 'idle' then idle = c[i + 1] end
+  end
+  if name and pending == 0 and idle and idle >= minIdle then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    removed[#removed + 1] = name
+  end
+end
+return removed`
+
+var removeIdleConsumers = redis.NewScript(removeIdleConsumersScript)

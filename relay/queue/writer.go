@@ -14,7 +14,8 @@ import (
 type writer struct {
 	e      *Enqueuer
 	batch  []*request
-	groups []*group // groups[:n] are in use in the current pipeline
+	groups []*group  // groups[:n] are in use in the current pipeline
+	runs   []pipeRun // the current group commit's pipelines (route)
 }
 
 // group is one provider's part of a pipeline: one script call for all its events with a
@@ -25,6 +26,15 @@ type group struct {
 	plain  []*request // each with its own XADD (request.cmd)
 	args   []any      // the script call's arguments; the Cmd refers to them until answered
 	cmd    *redis.Cmd // the script call, nil without keyed events
+	// run is the index of the pipeline the group's commands go in (writer.route), and
+	// routeErr why it has none: its events are answered with it.
+	run      int
+	routeErr error
+	// wait is the WAIT that covers the group's writes (nil without MinReplicas);
+	// replicasErr is set when too few replicas acknowledged them: events written are
+	// answered with it instead of success.
+	wait        *redis.IntCmd
+	replicasErr error
 }
 
 func (e *Enqueuer) newWriter() *writer {
@@ -91,9 +101,13 @@ func (w *writer) write(runCtx context.Context) {
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(runCtx), deadline)
 	defer cancel()
 
-	pipe := e.client.Pipeline()
+	runs := w.route(ctx, groups)
 	events, commands := 0, 0
 	for _, g := range groups {
+		if g.routeErr != nil {
+			continue
+		}
+		pipe := runs[g.run].pipe
 		// An event without a marker needs no script: a plain XADD answers for it alone,
 		// and Redis spends a fraction of a script call on it.
 		for _, r := range g.plain {
@@ -120,14 +134,20 @@ func (w *writer) write(runCtx context.Context) {
 		commands++
 		events += len(g.keyed)
 	}
-	_, _ = pipe.Exec(ctx) // per-call errors are read below
+	e.exec(ctx, runs, deadline)
 	e.pipelines.Add(1)
 	e.commands.Add(uint64(commands))
 	e.nevents.Add(uint64(events))
-	e.redoNoScript(ctx, groups)
+	for _, g := range groups {
+		if g.routeErr == nil {
+			g.wait = runs[g.run].wait
+		}
+	}
+	e.redoNoScript(ctx, groups, runs, deadline)
 
 	var firstErr error
 	for _, g := range groups {
+		g.replicasErr = e.replicasErr(g.wait)
 		if err := g.answer(); err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -166,6 +186,12 @@ func (w *writer) add(r *request, n int) int {
 // answer replies to every request of g from its commands' replies, and returns the first
 // error, for health logging.
 func (g *group) answer() error {
+	if g.routeErr != nil {
+		for _, r := range append(g.plain, g.keyed...) {
+			r.reply <- result{err: g.routeErr}
+		}
+		return g.routeErr
+	}
 	var firstErr error
 	for _, r := range g.plain {
 		// Read before replying: once replied to, r belongs to its caller again.
@@ -179,7 +205,7 @@ func (g *group) answer() error {
 			r.reply <- result{err: fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, g.events, err)}
 			continue
 		}
-		r.reply <- result{}
+		r.reply <- result{err: g.replicasErr}
 	}
 	if len(g.keyed) == 0 {
 		return firstErr
@@ -208,7 +234,11 @@ func (g *group) answerKeyed() error {
 		var res result
 		switch v := vals[i].(type) {
 		case int64:
+			// A duplicate was acknowledged before: its answer does not depend on this WAIT.
 			res.duplicate = v == 0
+			if !res.duplicate {
+				res.err = g.replicasErr
+			}
 		case error:
 			res.err = fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, g.events, v)
 			if firstErr == nil {
@@ -232,13 +262,17 @@ func (g *group) reset() {
 	clear(g.args)
 	g.args = g.args[:0]
 	g.cmd = nil
+	g.replicasErr, g.routeErr, g.wait = nil, nil, nil
 }
 
 // redoNoScript redoes, with EVAL, the calls Redis answered NOSCRIPT: its script cache is
 // empty after a restart or SCRIPT FLUSH. A NOSCRIPT call ran nothing, so redoing it is
-// safe, and EVAL puts the script back in the cache for the next EVALSHA.
-func (e *Enqueuer) redoNoScript(ctx context.Context, groups []*group) {
-	var pipe redis.Pipeliner
+// safe, and EVAL puts the script back in the cache for the next EVALSHA. Each call is
+// redone through its group's own connection target, followed by a WAIT of its own with
+// MinReplicas (the first WAIT did not cover writes made after it).
+func (e *Enqueuer) redoNoScript(ctx context.Context, groups []*group, runs []pipeRun, deadline time.Time) {
+	var redo []pipeRun // by the index of the run the group first went through
+	var redone []*group
 	for _, g := range groups {
 		// The nil checks first: HasErrorPrefix allocates even for a nil error.
 		if g.cmd == nil {
@@ -247,19 +281,60 @@ func (e *Enqueuer) redoNoScript(ctx context.Context, groups []*group) {
 		if err := g.cmd.Err(); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			continue
 		}
-		if pipe == nil {
-			pipe = e.client.Pipeline()
+		if redo == nil {
+			redo = make([]pipeRun, len(runs))
+		}
+		if redo[g.run].pipe == nil {
+			redo[g.run] = pipeRun{via: runs[g.run].via, pipe: runs[g.run].via.Pipeline()}
 		}
 		args := append([]any{"eval", enqueueScript}, g.args[2:]...)
 		g.cmd = redis.NewCmd(ctx, args...)
 		g.cmd.SetFirstKeyPos(3)
-		_ = pipe.Process(ctx, g.cmd)
+		_ = redo[g.run].pipe.Process(ctx, g.cmd)
+		redone = append(redone, g)
 	}
-	if pipe == nil {
+	if redo == nil {
 		return
 	}
 	e.reloads.Add(1)
+	n := 0
+	for _, r := range redo {
+		if r.pipe != nil {
+			n += r.pipe.Len()
+		}
+	}
 	e.log.Info("redis lost the enqueue script (restart or SCRIPT FLUSH); reloaded it with EVAL",
-		zap.Int("redone", pipe.Len()))
-	_, _ = pipe.Exec(ctx)
+		zap.Int("redone", n))
+	e.exec(ctx, redo, deadline)
+	// A redone group's writes went over the redo's connection: its WAIT covers them.
+	for _, g := range redone {
+		g.wait = redo[g.run].wait
+	}
+}
+
+// waitTimeout is WAIT's timeout: what is left of the pipeline's deadline, less a margin
+// (a tenth, at least 50 ms) for WAIT's own reply to arrive before the connection's read
+// deadline, which is the same deadline. Never 0, which would make WAIT block forever.
+func waitTimeout(deadline time.Time) time.Duration {
+	left := time.Until(deadline)
+	return max(left-max(left/10, 50*time.Millisecond), time.Millisecond)
+}
+
+// replicasErr turns the pipeline's WAIT reply into the error its written events are
+// answered with: nil when enough replicas acknowledged (or no WAIT was asked).
+func (e *Enqueuer) replicasErr(wait *redis.IntCmd) error {
+	if wait == nil {
+		return nil
+	}
+	n, err := wait.Result()
+	switch {
+	case err != nil:
+		e.underReplicated.Add(1)
+		return fmt.Errorf("%w: waiting for %d replica(s) to acknowledge: %w", ErrUnavailable, e.opts.MinReplicas, err)
+	case n < int64(e.opts.MinReplicas):
+		e.underReplicated.Add(1)
+		return fmt.Errorf("%w: %d of %d replica(s) acknowledged the write within the enqueue timeout (redis.min_replicas_acked)",
+			ErrUnavailable, n, e.opts.MinReplicas)
+	}
+	return nil
 }
