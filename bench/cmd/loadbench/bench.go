@@ -48,6 +48,8 @@ type bench struct {
 	memQueued, memQueuedKeyed, memLeft, memLeftKeyed memResult
 	// (w) wrk against the no-op server and the relay's ingest.
 	wrkNoop, wrkRelay wrkResult
+	// traceYAML is appended to every relay config (phase t switches the trace off).
+	traceYAML string
 }
 
 // cpuPaced is a paced run with the cores used during its window; Skipped says why it did
@@ -167,6 +169,9 @@ func (b *bench) run() {
 	b.flush()
 	if b.has("f") {
 		b.phaseF()
+	}
+	if b.has("t") {
+		b.phaseT()
 	}
 }
 
@@ -299,8 +304,8 @@ providers:
   bannerflex: {%s}
   linkrunner: {%s, server_key: %q}
   brevo: {%s, tracker_url: %q, api_key: %q, ma_key: %q}
-`, ingest, adminAddr, adminToken, b.rAddr, prefix, 4*workers+64, siteKey, siteOrigin, backendToken,
-		d, ensKey, d, d, lrKey, d, upstream, brevoKey, brevoMAKey)
+%s`, ingest, adminAddr, adminToken, b.rAddr, prefix, 4*workers+64, siteKey, siteOrigin, backendToken,
+		d, ensKey, d, d, lrKey, d, upstream, brevoKey, brevoMAKey, b.traceYAML)
 	path := filepath.Join(b.dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		fatalf("%v", err)
