@@ -38,21 +38,11 @@ const (
 // The test skips when /usr/bin/chromium is missing unless RELAY_BROWSER_TEST=1 or
 // CI=true, in which case it fails. Screenshots go to RELAY_SCREENSHOT_DIR when set.
 func TestBrowserDeliveryPageReplaysDeadLetter(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("RELAY_BROWSER_TEST") == "1" || os.Getenv("CI") == "true" {
-			t.Fatalf("RELAY_BROWSER_TEST=1 but %s is missing (%v): apt-get install chromium chromium-driver", chromiumPath, err)
-		}
-		t.Skipf("%s not found: the browser test needs the Debian package chromium (set RELAY_BROWSER_TEST=1 to make this a failure)", chromiumPath)
-	}
+	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), browserTestBudget)
 	defer cancel()
 
-	shots := os.Getenv("RELAY_SCREENSHOT_DIR")
-	if shots == "" {
-		shots = t.TempDir()
-	} else if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	shots := screenshotDir(t)
 
 	rs := redistest.Start(t, redistest.Options{})
 	bf := newFake(t, func(n int, _ fakeHit) (int, string) {
@@ -392,4 +382,31 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// requireChromium skips the test when /usr/bin/chromium is missing, or fails it when the
+// browser tests are required (RELAY_BROWSER_TEST=1, or CI=true: scripts/test.sh then
+// installs chromium and chromium-driver).
+func requireChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("RELAY_BROWSER_TEST") == "1" || os.Getenv("CI") == "true" {
+			t.Fatalf("the browser tests are required but %s is missing (%v): apt-get install chromium chromium-driver", chromiumPath, err)
+		}
+		t.Skipf("%s not found: the browser test needs the Debian package chromium (set RELAY_BROWSER_TEST=1 to make this a failure)", chromiumPath)
+	}
+}
+
+// screenshotDir is RELAY_SCREENSHOT_DIR (created when missing), else a temporary
+// directory of the test.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("RELAY_SCREENSHOT_DIR")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -39,20 +39,10 @@ const (
 // unless RELAY_BROWSER_TEST=1. Screenshots go to RELAY_SCREENSHOT_DIR when set;
 // RELAY_UPDATE_DOCS_IMG=1 also writes docs/img/charts.png.
 func TestBrowserChartsAndRedrive(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("RELAY_BROWSER_TEST") == "1" {
-			t.Fatalf("RELAY_BROWSER_TEST=1 but %s is missing (%v): apt-get install chromium chromium-driver", chromiumPath, err)
-		}
-		t.Skipf("%s not found: the browser test needs the Debian package chromium (set RELAY_BROWSER_TEST=1 to make this a failure)", chromiumPath)
-	}
+	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), chartsTestBudget)
 	defer cancel()
-	shots := os.Getenv("RELAY_SCREENSHOT_DIR")
-	if shots == "" {
-		shots = t.TempDir()
-	} else if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	shots := screenshotDir(t)
 
 	rs := redistest.Start(t, redistest.Options{})
 	opt, err := redis.ParseURL(rs.URL())

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,12 +21,7 @@ import (
 // ?consent= (beacons cannot set headers). Granted events reach the ENS fake; refused ones
 // are answered 202 marked "consent", counted, and never delivered.
 func TestBrowserConsent(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("RELAY_BROWSER_TEST") == "1" {
-			t.Fatalf("RELAY_BROWSER_TEST=1 but %s is missing (%v): apt-get install chromium chromium-driver", chromiumPath, err)
-		}
-		t.Skipf("%s not found: the browser test needs the Debian package chromium (set RELAY_BROWSER_TEST=1 to make this a failure)", chromiumPath)
-	}
+	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), browserTestBudget)
 	defer cancel()
 

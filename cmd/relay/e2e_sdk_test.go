@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -87,12 +86,7 @@ function sendRound() {
 // Gated like TestBrowserDeliveryPageReplaysDeadLetter: skips without /usr/bin/chromium
 // unless RELAY_BROWSER_TEST=1.
 func TestBrowserSDKDeliversEveryEventOnce(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("RELAY_BROWSER_TEST") == "1" {
-			t.Fatalf("RELAY_BROWSER_TEST=1 but %s is missing (%v): apt-get install chromium chromium-driver", chromiumPath, err)
-		}
-		t.Skipf("%s not found: the browser test needs the Debian package chromium (set RELAY_BROWSER_TEST=1 to make this a failure)", chromiumPath)
-	}
+	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), sdkTestBudget)
 	defer cancel()
 
@@ -351,12 +345,7 @@ window.fetch = function (u, o) {
 // item; the queue is bounded (oldest dropped, counted); bad calls return "" and nothing
 // throws into the page.
 func TestBrowserSDKRetryAfterRejectsAndNeverThrows(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("RELAY_BROWSER_TEST") == "1" {
-			t.Fatalf("RELAY_BROWSER_TEST=1 but %s is missing (%v): apt-get install chromium chromium-driver", chromiumPath, err)
-		}
-		t.Skipf("%s not found: the browser test needs the Debian package chromium (set RELAY_BROWSER_TEST=1 to make this a failure)", chromiumPath)
-	}
+	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), sdkTestBudget)
 	defer cancel()
 	rs := redistest.Start(t, redistest.Options{})
