@@ -1,5 +1,5 @@
 # Convenience targets; the README's two commands work without make.
-.PHONY: run test build fuzz chaos
+.PHONY: run test build fuzz chaos mutants
 
 run:
 	go run ./cmd/relay serve --config relay.example.yaml
@@ -21,6 +21,12 @@ fuzz:
 # durations and loads by 6 (CHAOS_LONG=N by N). The bounded version runs with `go test ./...`.
 chaos:
 	CHAOS_LONG=$${CHAOS_LONG:-1} go test -count=1 ./chaos/ -run . -v -timeout 60m
+
+# Negative controls (docs/guarantees.md): each scripts/mutants/*.patch breaks the relay in
+# a temporary copy and the suite must fail; exits non-zero if a mutant survives.
+# MUTANTS, MUTANT_PKGS, MUTANT_FAILFAST=0: see scripts/mutants.sh.
+mutants:
+	./scripts/mutants.sh
 
 # Load benchmark against its ceilings in one run (bench/README.md): prints the table and
 # writes bench/results.md. QUICK=1 for a short run (under 3 minutes). Installs nginx,

@@ -320,13 +320,22 @@ func (d *Driver) Sent() int64 { return d.seq.Load() }
 
 // Inspector reads the relay's Redis keys (prefix Prefix) for the checker and the bounds.
 type Inspector struct {
-	c *redis.Client
+	c redis.UniversalClient
 }
 
 // NewInspector connects to addr (host:port); t.Cleanup closes it.
 func NewInspector(t testing.TB, addr string) *Inspector {
 	c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DialTimeout: 500 * time.Millisecond,
 		ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, PoolSize: 4})
+	t.Cleanup(func() { _ = c.Close() })
+	return &Inspector{c: c}
+}
+
+// NewClusterInspector connects to a Redis Cluster through addrs (host:port, any nodes);
+// t.Cleanup closes it. Every key of a provider is on one slot, so each read is one node's.
+func NewClusterInspector(t testing.TB, addrs []string) *Inspector {
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DialTimeout: 500 * time.Millisecond,
+		ReadTimeout: time.Second, WriteTimeout: time.Second, PoolSize: 4})
 	t.Cleanup(func() { _ = c.Close() })
 	return &Inspector{c: c}
 }
@@ -425,7 +434,7 @@ func (in *Inspector) PendingIDs(ctx context.Context, pid int, providers ...strin
 }
 
 // Client is the underlying Redis client.
-func (in *Inspector) Client() *redis.Client { return in.c }
+func (in *Inspector) Client() redis.UniversalClient { return in.c }
 
 // ---------------------------------------------------------------------------------------
 // Small helpers

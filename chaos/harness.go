@@ -141,6 +141,8 @@ type Setup struct {
 	Upstreams   map[string]*Upstream
 	Tune        map[string]*Tune
 	AllowUnsafe bool
+	// MinReplicasAcked is redis.min_replicas_acked.
+	MinReplicasAcked int
 	// LogLevel is log.level; default "info".
 	LogLevel string
 }
@@ -164,12 +166,12 @@ func (s *Setup) Config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `server: {listen: "{{ingest}}"}
 admin: {listen: "{{admin}}", token: %q}
-redis: {url: %q, prefix: %s, allow_unsafe: %t}
+redis: {url: %q, prefix: %s, allow_unsafe: %t, min_replicas_acked: %d}
 log: {level: %s}
 clients:
   - {name: chaos, token: %q}
 providers:
-`, AdminToken, s.RedisURL, Prefix, s.AllowUnsafe, level, ClientToken)
+`, AdminToken, s.RedisURL, Prefix, s.AllowUnsafe, s.MinReplicasAcked, level, ClientToken)
 	for _, p := range Providers {
 		u := s.Upstreams[p]
 		if u == nil {

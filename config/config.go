@@ -13,6 +13,8 @@ type Config struct {
 	Redis Redis `yaml:"redis"`
 	// Log sets the logger.
 	Log Log `yaml:"log"`
+	// Trace configures the delivery trace and the live tail.
+	Trace Trace `yaml:"trace"`
 	// Sites are browser-facing callers identified by a public key.
 	Sites []Site `yaml:"sites"`
 	// Clients are backends identified by a secret bearer token.
@@ -60,6 +62,23 @@ type Admin struct {
 	// Token is the bearer token for /admin/. Required when admin.listen is set.
 	Token string `yaml:"token"`
 }
+
+// Trace configures the delivery trace (GET /admin/api/events/{provider}/{id}, relay
+// trace) and the live tail (GET /admin/api/tail, relay tail).
+type Trace struct {
+	// Enabled records each delivery attempt in the provider's trace in Redis (one extra
+	// script call per recorder pipeline). Default true.
+	Enabled *bool `yaml:"enabled"`
+	// Keep is how many attempt records each provider's trace keeps, the newest (about
+	// that many events: most take one attempt). Default 100000.
+	Keep int `yaml:"keep"`
+	// TailBuffer is how many events the in-memory live tail holds for a slow reader
+	// before it skips. Default 4096.
+	TailBuffer int `yaml:"tail_buffer"`
+}
+
+// On reports whether the trace is enabled (after defaults).
+func (t Trace) On() bool { return t.Enabled == nil || *t.Enabled }
 
 // Redis configures the queue.
 type Redis struct {

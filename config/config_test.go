@@ -197,7 +197,8 @@ providers:
 			Prefix: "relay", EnqueueTimeout: time.Second, HighWaterMark: 1000000,
 			Writers: 2, MaxBatch: 256, PoolSize: 32, ConsumerExpiry: time.Hour,
 		},
-		Log: config.Log{Level: "info"},
+		Log:   config.Log{Level: "info"},
+		Trace: config.Trace{Enabled: new(true), Keep: 100_000, TailBuffer: 4096},
 		Sites: []config.Site{{
 			Name: "shop", Key: "pk_shop_0123", Routes: siteRoutes,
 			RateLimit: config.RateLimit{PerIP: 20, Burst: 40}, Consent: config.ConsentNone,

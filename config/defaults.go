@@ -33,6 +33,13 @@ func (c *Config) setDefaults() {
 
 	OrDefault(&c.Log.Level, "info")
 
+	if c.Trace.Enabled == nil {
+		on := true
+		c.Trace.Enabled = &on
+	}
+	OrDefault(&c.Trace.Keep, 100_000)
+	OrDefault(&c.Trace.TailBuffer, 4096)
+
 	for _, p := range c.Providers.Enabled() {
 		p.Delivery.setDefaults(p.Spec.BaseURL, p.Spec.RateLimit)
 		p.Section.SetDefaults()

@@ -41,6 +41,8 @@ func (c *Config) Validate() error {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		v.Add("log.level", "must be debug, info, warn or error")
 	}
+	v.atLeast("trace.keep", c.Trace.Keep, 1)
+	v.atLeast("trace.tail_buffer", c.Trace.TailBuffer, 1)
 	c.validateSites(&v)
 	c.validateClients(&v)
 	c.validateProviders(&v)

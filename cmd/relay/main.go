@@ -1,6 +1,6 @@
 // Command relay is the event relay: `relay serve --config FILE` runs it,
 // `relay check-config --config FILE` reports every configuration problem at once,
-// `relay status` and `relay dlq list|replay|purge` talk to a running relay's admin API,
+// `relay status`, `relay dlq list|replay|purge`, `relay trace` and `relay tail` talk to a running relay's admin API,
 // `relay version` prints the build.
 package main
 
@@ -31,9 +31,13 @@ commands:
                               send dead letters again (all without --id)
   dlq purge --config FILE --provider P [--id ID ...] [--yes]
                               delete dead letters (all of them needs --yes)
+  trace --config FILE --provider P ID
+                              what happened to one event: arrival, attempts, where it is now
+  tail --config FILE [--provider P] [--route R] [--status S] [--count N]
+                              live events (ingested, delivery outcomes) as they happen
   version                     print the version
 
-status and dlq call the admin API at the configuration's admin.listen with admin.token.
+status, dlq, trace and tail call the admin API at the configuration's admin.listen with admin.token.
 Exit status: 0 done, 1 failed, 2 usage.
 `
 
@@ -62,6 +66,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = statusCmd(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		err = dlqCmd(ctx, args[1:], stdout, stderr)
+	case "trace":
+		err = traceCmd(ctx, args[1:], stdout, stderr)
+	case "tail":
+		err = tailCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

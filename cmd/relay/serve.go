@@ -90,7 +90,7 @@ func startCPUProfile(log *zap.Logger) func() {
 
 // newForwarders builds one Forwarder per enabled provider, also returned by provider
 // name as the admin API's breakers.
-func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Registerer, log *zap.Logger) ([]*forward.Forwarder, map[string]admin.BreakerStater, error) {
+func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Registerer, tail *admin.Tail, log *zap.Logger) ([]*forward.Forwarder, map[string]admin.BreakerStater, error) {
 	adapters, err := providers.NewAdapters(cfg.Providers, log.Named("providers"))
 	if err != nil {
 		return nil, nil, err
@@ -111,6 +111,7 @@ func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Register
 			Keys: queue.Keys{Prefix: cfg.Redis.Prefix}, Consumer: consumer,
 			Log: log.Named("forwarder"), Metrics: metrics, // New adds the provider field
 			Visibility: p.Delivery.VisibilityTimeout, ConsumerExpiry: cfg.Redis.ConsumerExpiry,
+			TraceKeep: traceKeep(cfg.Trace), Observer: tail,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -119,6 +120,14 @@ func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Register
 		breakers[p.Name] = f
 	}
 	return out, breakers, nil
+}
+
+// traceKeep is forward.Options.TraceKeep: 0 when the trace is off.
+func traceKeep(t config.Trace) int {
+	if !t.On() {
+		return 0
+	}
+	return t.Keep
 }
 
 // consumerName is unique per process: host, pid and a random suffix, so a restarted
@@ -175,11 +184,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		Writers: cfg.Redis.Writers, MaxBatch: cfg.Redis.MaxBatch, Timeout: cfg.Redis.EnqueueTimeout,
 		Providers: provs, HighWaterMark: cfg.Redis.HighWaterMark, MinReplicas: cfg.Redis.MinReplicasAcked,
 	}, log.Named("queue"))
-	front, err := ingest.New(ingest.Options{Config: cfg, Ops: ops, Queue: enq, Log: log.Named("ingest"), Metrics: reg})
+	tail := admin.NewTail(cfg.Trace.TailBuffer)
+	front, err := ingest.New(ingest.Options{Config: cfg, Ops: ops, Queue: tail.Ingested(enq), Log: log.Named("ingest"), Metrics: reg})
 	if err != nil {
 		return err
 	}
-	forwarders, breakers, err := newForwarders(cfg, conn, reg, log)
+	forwarders, breakers, err := newForwarders(cfg, conn, reg, tail, log)
 	if err != nil {
 		return err
 	}
@@ -200,7 +210,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	adm := admin.New(admin.Options{Gatherer: reg, Queue: conn, Log: log.Named("admin"), Audit: log.Named("audit"),
-		Client: conn.Client, Keys: keys, Providers: enabled, Breakers: breakers, Token: cfg.Admin.Token})
+		Client: conn.Client, Keys: keys, Providers: enabled, Breakers: breakers, Token: cfg.Admin.Token, Tail: tail})
 
 	ingestLn, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {

@@ -26,6 +26,16 @@
 // The page asks the operator for the token and sends it with every API call; the page
 // itself holds nothing secret.
 //
+// # Trace and live tail (token required; trace.go, tail.go)
+//
+// GET /admin/api/events/{provider}/{id} answers what happened to one event (EventTrace:
+// arrival, attempts, where it is now) from the provider's trace (queue.ReadTrace) and, for
+// an event not settled, a bounded scan of its stream (queue.FindQueued). GET
+// /admin/api/tail streams, as Server-Sent Events, this process's Tail: an in-memory ring
+// fed by the ingest queue's wrapper (Tail.Ingested) and the forwarders' recorded outcomes
+// (Tail.Observe, a forward.Observer); publishing never waits for a reader. They are routed
+// beside the API's own mux (liveAPI), behind the same token check.
+//
 // # The API (token required)
 //
 // Every /admin/api/ request needs "Authorization: Bearer <admin.token>". The token is

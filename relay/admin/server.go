@@ -48,6 +48,8 @@ type Options struct {
 	Token string
 	// Timeout bounds the Redis work of one API call. Default 10s.
 	Timeout time.Duration
+	// Tail is this process's live tail (GET /admin/api/tail); nil answers 503.
+	Tail *Tail
 	// SampleEvery is how often Run offers a queue depth sample for the series (see
 	// startSampler). Default 15s; negative: never.
 	SampleEvery time.Duration
@@ -80,7 +82,9 @@ func New(o Options) *Server {
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	handlePage(mux)
-	mux.Handle("/admin/api/", requireToken(o.Token, newAPI(o).handler()))
+	a := newAPI(o)
+	mux.Handle("/admin/api/", requireToken(o.Token, a.handler()))
+	(&liveAPI{api: a, ring: o.Tail}).route(mux, o.Token)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: zap.NewStdLog(o.Log)}
 	return s

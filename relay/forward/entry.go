@@ -14,6 +14,10 @@ type entry struct {
 	owner string
 	// took is when it was read or claimed: its idle time in the pending list began then.
 	took time.Time
+	// tried and spent are when its last attempt started and how long that request took
+	// (zero for a deferral): the trace's record of the attempt.
+	tried time.Time
+	spent time.Duration
 }
 
 // held wraps entries read or claimed as owner.

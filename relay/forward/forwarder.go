@@ -41,6 +41,11 @@ type Options struct {
 	MoveEvery time.Duration
 	// Grace bounds in-flight attempts after shutdown starts. Default the upstream timeout.
 	Grace time.Duration
+	// TraceKeep, when > 0, records each attempt in the provider's trace, keeping the last
+	// TraceKeep records (see queue.WriteTrace); 0: no trace.
+	TraceKeep int
+	// Observer sees every recorded outcome (the admin live tail); optional.
+	Observer Observer
 	// ConsumerExpiry removes consumers (relays that stopped) idle this long and holding
 	// nothing pending from the provider's group (redis.consumer_expiry). Default 1h.
 	ConsumerExpiry time.Duration

@@ -75,7 +75,7 @@ func (f *Forwarder) write(batch []record) {
 			time.Sleep(min(time.Duration(try)*200*time.Millisecond, 2*time.Second))
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(f.attempts), 2*time.Second)
-		todo = f.writeOnce(ctx, batch, todo, applied, errs)
+		todo = f.writeOnce(ctx, batch, todo, applied, errs, try == 0)
 		cancel()
 	}
 	for i, r := range batch {
@@ -90,6 +90,7 @@ func (f *Forwarder) write(batch []record) {
 				zap.String("event_id", r.e.Message.ID), zap.String("stream_id", r.e.StreamID))
 		default:
 			f.count(r.o)
+			f.observe(r)
 			if r.o.kind == kindRetry && !r.o.uncounted {
 				// The error says what is wrong (a 401, a redirect: which setting to
 				// check); a configuration fault shows here first, long before max_age.
@@ -110,7 +111,8 @@ func (f *Forwarder) write(batch []record) {
 // owner for the deliveries, one queue.RecordOutcome call per other outcome. It fills
 // applied and errs and returns the indexes to try again. A NOSCRIPT reply ran nothing, so
 // the scripts are loaded and the call redone.
-func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, applied []int64, errs []error) []int {
+// With trace, the pipeline also carries the records' trace (see traceWrite).
+func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, applied []int64, errs []error, trace bool) []int {
 	pipe := f.o.Client.Pipeline()
 	cmds := map[*redis.Cmd][]int{} // each call → the indexes of its records, in its order
 	acks := map[string][]int{}     // owner → indexes of its deliveries
@@ -137,7 +139,12 @@ func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, a
 	if pipe.Len() == 0 {
 		return nil
 	}
+	var tr *traced
+	if trace {
+		tr = f.traceWrite(ctx, pipe, batch, todo)
+	}
 	_, _ = pipe.Exec(ctx) // per-command errors are read below
+	f.traceWritten(ctx, tr)
 
 	var again []int
 	noScript := false

@@ -46,7 +46,12 @@ func (f *Forwarder) send(ctx context.Context, j job) {
 		f.deferAll(j.batch, left, errPaused)
 		return
 	}
+	start := time.Now()
 	results := f.attempt(l, j.batch)
+	spent := time.Since(start)
+	for _, e := range j.batch {
+		e.tried, e.spent = start, spent
+	}
 	done(breakerVerdict(results))
 	for i, e := range j.batch {
 		f.settle(e, results[i])

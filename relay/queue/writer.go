@@ -14,7 +14,7 @@ import (
 type writer struct {
 	e      *Enqueuer
 	batch  []*request
-	groups []*group // groups[:n] are in use in the current pipeline
+	groups []*group  // groups[:n] are in use in the current pipeline
 	runs   []pipeRun // the current group commit's pipelines (route)
 }
 

@@ -53,6 +53,8 @@ type bench struct {
 	kRuns      []kRun
 	kPlacement string
 	kLoad      [2]string // load average at the start and end of phase k
+	// traceYAML is appended to every relay config (phase t switches the trace off).
+	traceYAML string
 }
 
 // cpuPaced is a paced run with the cores used during its window; Skipped says why it did
@@ -172,6 +174,9 @@ func (b *bench) run() {
 	b.flush()
 	if b.has("f") {
 		b.phaseF()
+	}
+	if b.has("t") {
+		b.phaseT()
 	}
 	if b.selected("k") {
 		// (k) one node vs a local Redis Cluster with two relays: only when asked for.
@@ -335,8 +340,8 @@ providers:
   bannerflex: {%s}
   linkrunner: {%s, server_key: %q}
   brevo: {%s, tracker_url: %q, api_key: %q, ma_key: %q}
-`, ingest, adminAddr, adminToken, url, prefix, r.MinReplicasAcked, 4*workers+64, siteKey, siteOrigin, backendToken,
-		d, ensKey, d, d, lrKey, d, upstream, brevoKey, brevoMAKey)
+%s`, ingest, adminAddr, adminToken, url, prefix, r.MinReplicasAcked, 4*workers+64, siteKey, siteOrigin, backendToken,
+		d, ensKey, d, d, lrKey, d, upstream, brevoKey, brevoMAKey, b.traceYAML)
 	path := filepath.Join(b.dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		fatalf("%v", err)
