@@ -48,6 +48,11 @@ type bench struct {
 	memQueued, memQueuedKeyed, memLeft, memLeftKeyed memResult
 	// (w) wrk against the no-op server and the relay's ingest.
 	wrkNoop, wrkRelay wrkResult
+	// (k) one relay on one Redis node vs two relays on a Redis Cluster, and which master
+	// holds each provider's stream.
+	kRuns      []kRun
+	kPlacement string
+	kLoad      [2]string // load average at the start and end of phase k
 	// traceYAML is appended to every relay config (phase t switches the trace off).
 	traceYAML string
 }
@@ -173,11 +178,19 @@ func (b *bench) run() {
 	if b.has("t") {
 		b.phaseT()
 	}
+	if b.selected("k") {
+		// (k) one node vs a local Redis Cluster with two relays: only when asked for.
+		b.phaseK()
+	}
 }
 
 func (b *bench) has(phase string) bool {
 	return b.s.Phases == "" || strings.Contains(b.s.Phases, phase)
 }
+
+// selected reports whether -phases names phase: for phases outside the default run (k
+// starts seven more processes and has its own document).
+func (b *bench) selected(phase string) bool { return strings.Contains(b.s.Phases, phase) }
 
 func (b *bench) phaseA() {
 	s := b.s
@@ -274,6 +287,28 @@ func (b *bench) ingestRun(name string) (genResult, cpuUse, float64) {
 // pass rate 0.001 and 1 worker: the forwarders then make at most one attempt per provider
 // per 1000 s, so delivery does not compete with ingest.
 func (b *bench) startRelay(name, upstream string, workers int, rate float64) (*proc, string) {
+	return b.startRelayWith(relayRun{Name: name, Upstream: upstream, Workers: workers, Rate: rate})
+}
+
+// relayRun is one relay process's setup: startRelay's arguments, and the Redis it uses.
+type relayRun struct {
+	Name     string
+	Upstream string
+	Workers  int
+	Rate     float64
+	// RedisURL is the relay's redis.url; default the harness's single redis-server.
+	RedisURL string
+	// MinReplicasAcked is redis.min_replicas_acked (0: no WAIT).
+	MinReplicasAcked int
+}
+
+// startRelayWith is startRelay for any relayRun.
+func (b *bench) startRelayWith(r relayRun) (*proc, string) {
+	name, upstream, workers, rate := r.Name, r.Upstream, r.Workers, r.Rate
+	url := r.RedisURL
+	if url == "" {
+		url = "redis://" + b.rAddr + "/0"
+	}
 	ingest, adminAddr := freeAddr(), freeAddr()
 	d := fmt.Sprintf("base_url: %q, workers: %d, rate_limit: %g, timeout: 5s", upstream, workers, rate)
 	cfg := fmt.Sprintf(`server:
@@ -282,9 +317,10 @@ admin:
   listen: %q
   token: %q
 redis:
-  url: "redis://%s/0"
+  url: %q
   prefix: %q
   high_water_mark: -1
+  min_replicas_acked: %d
   # A blocked XREADGROUP (a drained provider's idle workers wait up to 2 s) holds a pool
   # connection: the pool must exceed all workers, or drained providers starve the rest.
   pool_size: %d
@@ -304,7 +340,7 @@ providers:
   bannerflex: {%s}
   linkrunner: {%s, server_key: %q}
   brevo: {%s, tracker_url: %q, api_key: %q, ma_key: %q}
-%s`, ingest, adminAddr, adminToken, b.rAddr, prefix, 4*workers+64, siteKey, siteOrigin, backendToken,
+%s`, ingest, adminAddr, adminToken, url, prefix, r.MinReplicasAcked, 4*workers+64, siteKey, siteOrigin, backendToken,
 		d, ensKey, d, d, lrKey, d, upstream, brevoKey, brevoMAKey, b.traceYAML)
 	path := filepath.Join(b.dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -359,7 +395,11 @@ providers:
 // pipelined XADDs in the queue's entry format (queue.EncodeEntry), the fastest way to build a
 // large backlog. The relay's forwarders create their consumer group from id 0, so they
 // see all of it.
-func (b *bench) prefill(n int) {
+func (b *bench) prefill(n int) { b.prefillInto(b.rdb, n) }
+
+// prefillInto is prefill into any Redis (a single node or a cluster: every key of a
+// provider carries its hash tag, so a cluster pipeline sends each XADD to its master).
+func (b *bench) prefillInto(rdb redis.UniversalClient, n int) {
 	if n <= 0 {
 		return
 	}
@@ -377,7 +417,7 @@ func (b *bench) prefill(n int) {
 			ctx := context.Background()
 			at := time.Now()
 			for base := g * chunk; base < n; base += par * chunk {
-				pipe := b.rdb.Pipeline()
+				pipe := rdb.Pipeline()
 				for i := base; i < min(base+chunk, n); i++ {
 					k := sched[i%len(sched)]
 					s := &ingestMix[k]
@@ -409,21 +449,27 @@ func (b *bench) prefill(n int) {
 }
 
 // backlog is the total length of the events streams (delivered entries are deleted).
-func (b *bench) backlog() int64 {
+func (b *bench) backlog() int64 { return backlogOf(b.rdb) }
+
+// backlogOf is backlog for any Redis.
+func backlogOf(rdb redis.UniversalClient) int64 {
 	ctx := context.Background()
 	var n int64
 	for _, p := range []string{"ens", "bannerflex", "linkrunner", "brevo"} {
-		n += b.rdb.XLen(ctx, queue.Keys{Prefix: prefix}.Events(p)).Val()
+		n += rdb.XLen(ctx, queue.Keys{Prefix: prefix}.Events(p)).Val()
 	}
 	return n
 }
 
-func (b *bench) deadAndRetry() (dead, retry int64) {
+func (b *bench) deadAndRetry() (dead, retry int64) { return deadAndRetryOf(b.rdb) }
+
+// deadAndRetryOf is deadAndRetry for any Redis.
+func deadAndRetryOf(rdb redis.UniversalClient) (dead, retry int64) {
 	ctx := context.Background()
 	k := queue.Keys{Prefix: prefix}
 	for _, p := range []string{"ens", "bannerflex", "linkrunner", "brevo"} {
-		dead += b.rdb.XLen(ctx, k.Dead(p)).Val()
-		retry += b.rdb.ZCard(ctx, k.Retry(p)).Val()
+		dead += rdb.XLen(ctx, k.Dead(p)).Val()
+		retry += rdb.ZCard(ctx, k.Retry(p)).Val()
 	}
 	return
 }
@@ -470,20 +516,36 @@ func (d drain) Rate() float64 {
 func (b *bench) drainRun(name string, n, rest int) (drain, float64) {
 	p, _ := b.startRelay("relay-deliver", "http://"+b.fakeAddr, b.s.Workers, 1e6)
 	logf("%s: %d workers/provider, rate_limit 1e6/s", name, b.s.Workers)
+	pids := map[string]int{"relay": p.pid(), "redis": b.redis.pid(), "fake": b.fake.pid()}
+	d := b.watchDrain(b.rdb, n, rest, pids)
+	d.Commands = b.commandsPerEvent(d.Delivered)
+	rss := vmHWM(p.pid())
+	logf("    delivered %d in %s = %.0f/s (complete %v), dead %d, retry %d | cores: %s | relay VmHWM %.0f MB\n    redis calls per event: %s",
+		d.Delivered, d.Elapsed.Round(time.Millisecond), d.Rate(), d.Complete, d.Dead, d.Retry, d.Cores, rss, d.Commands)
+	p.stop(15 * time.Second)
+	return d, rss
+}
+
+// watchDrain measures the delivery of the first n of n+rest queued events in rdb by the
+// relays already started: from 5 % to 95 % of n delivered (start-up and tail left out),
+// bounded by DrainCap, with the cores each of pids used over that span. On a single
+// node it resets INFO commandstats at 5 %, for commandsPerEvent.
+func (b *bench) watchDrain(rdb redis.UniversalClient, n, rest int, pids map[string]int) drain {
 	total := int64(n + rest)
 	lo, hi := int64(n)*5/100, int64(n)*95/100
 	var t1, t2 time.Time
 	var c1, c2 int64
-	pids := map[string]int{"relay": p.pid(), "redis": b.redis.pid(), "fake": b.fake.pid()}
 	before := map[string]float64{}
 	deadline := time.Now().Add(b.s.DrainCap)
 	complete := false
 	for time.Now().Before(deadline) {
-		delivered := total - b.backlog()
+		delivered := total - backlogOf(rdb)
 		now := time.Now()
 		if t1.IsZero() && delivered >= lo {
 			t1, c1 = now, delivered
-			_ = b.rdb.ConfigResetStat(context.Background()).Err()
+			if c, ok := rdb.(*redis.Client); ok {
+				_ = c.ConfigResetStat(context.Background()).Err()
+			}
 			for k, pid := range pids {
 				before[k] = cpuSeconds(pid)
 			}
@@ -501,11 +563,6 @@ func (b *bench) drainRun(name string, n, rest int) (drain, float64) {
 	for k, pid := range pids {
 		d.Cores[k] = (cpuSeconds(pid) - before[k]) / max(d.Elapsed.Seconds(), 1e-9)
 	}
-	d.Dead, d.Retry = b.deadAndRetry()
-	d.Commands = b.commandsPerEvent(d.Delivered)
-	rss := vmHWM(p.pid())
-	logf("    delivered %d in %s = %.0f/s (complete %v), dead %d, retry %d | cores: %s | relay VmHWM %.0f MB\n    redis calls per event: %s",
-		d.Delivered, d.Elapsed.Round(time.Millisecond), d.Rate(), complete, d.Dead, d.Retry, d.Cores, rss, d.Commands)
-	p.stop(15 * time.Second)
-	return d, rss
+	d.Dead, d.Retry = deadAndRetryOf(rdb)
+	return d
 }

@@ -85,7 +85,17 @@ func (t *replies) addTo(r *genResult) {
 // generate drives addr with conns connections, each a goroutine with one request in
 // flight (closed loop), for warmup (not recorded) then dur (recorded).
 func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.Duration) genResult {
-	hc := newHostClient(addr, conns)
+	return generateSpread([]string{addr}, conns, mix, tgt, warmup, dur)
+}
+
+// generateSpread is generate over several servers (relay processes behind one load
+// balancer): connection w goes to addrs[w % len(addrs)], so the load is split evenly, and
+// the window's figures are over all of them.
+func generateSpread(addrs []string, conns int, mix []shot, tgt target, warmup, dur time.Duration) genResult {
+	hcs := make([]*fasthttp.HostClient, len(addrs))
+	for i, a := range addrs {
+		hcs[i] = newHostClient(a, conns)
+	}
 	sched := schedule(mix)
 	var recording, stop atomic.Bool
 	type workerOut struct {
@@ -98,6 +108,7 @@ func generate(addr string, conns int, mix []shot, tgt target, warmup, dur time.D
 	for w := range conns {
 		wg.Go(func() {
 			out := &outs[w]
+			addr, hc := addrs[w%len(addrs)], hcs[w%len(addrs)]
 			out.lat = make([]time.Duration, 0, 1<<14)
 			req := fasthttp.AcquireRequest()
 			res := fasthttp.AcquireResponse()

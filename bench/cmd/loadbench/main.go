@@ -90,8 +90,9 @@ func runMain(args []string) {
 	fs.IntVar(&s.WrkThreads, "wrk-threads", 1, "wrk threads in the wrk rows (w); connections are -conns")
 	fs.StringVar(&s.Out, "out", "bench/results.md", "write the results table here too")
 	fs.StringVar(&s.RelayBin, "relay", "", "relay binary to use (default: go build ./cmd/relay)")
-	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f,m,t,w; default all): b includes the paced b' (which needs a), f the paced f', "+
-		"m the Redis memory rows, t ingest and delivery with the delivery trace off and on, w the wrk rows")
+	fs.StringVar(&s.Phases, "phases", "", "run only these phases (letters of a,b,c,e,f,k,m,t,w; default all but k): b includes the paced b' (which needs a), f the paced f', "+
+		"m the Redis memory rows, t ingest and delivery with the delivery trace off and on, w the wrk rows, "+
+		"k one Redis node vs a local Redis Cluster (only when named; alone, -out gets only its tables)")
 	fs.BoolVar(&s.KeepDir, "keep", false, "keep the temp dir (logs, configs)")
 	_ = fs.Parse(args)
 	def := func(v *time.Duration, full, quick time.Duration) {
@@ -132,6 +133,12 @@ func runMain(args []string) {
 	b.run()
 	cleanupAll()
 	table := b.table(time.Since(began))
+	if s.Phases == "k" {
+		// Phase k alone: its own document (bench/results-cluster.md), not the main table.
+		table = b.clusterTable(time.Since(began))
+	} else if b.selected("k") {
+		table += "\n" + b.clusterTable(time.Since(began))
+	}
 	fmt.Println()
 	fmt.Println(table)
 	if s.Out != "" {
