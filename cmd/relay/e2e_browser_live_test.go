@@ -92,4 +92,3 @@ providers:
 	b.screenshot("live-tail.png")
 	b.checkClean()
 }
-
