@@ -60,8 +60,10 @@ func TestLaneBreakerOpensOnlyItsLane(t *testing.T) {
 		return false
 	})
 	v3KeepsDelivering(e, "open")
-	if n := hitsTo(e, "/brevo/track-event"); n != 2 {
-		t.Errorf("%d tracker requests, want 2 (the breaker opened after 2 failures)", n)
+	// The breaker opens at the 2nd failure; a request another sender was already allowed
+	// to make (the breaker was still closed then) may be in flight: at most workers-1 more.
+	if n, most := hitsTo(e, "/brevo/track-event"), 2+fastDelivery().Workers-1; n < 2 || n > most {
+		t.Errorf("%d tracker requests, want 2 to %d (the breaker opened after 2 failures)", n, most)
 	}
 	if s := e.fwd["brevo"].BreakerState(); s != gobreaker.StateOpen {
 		t.Errorf("provider breaker state %v, want open (a lane is open)", s)
