@@ -166,24 +166,28 @@ func TestFindQueued(t *testing.T) {
 	}
 }
 
-// BenchmarkTraceWrite is the trace's cost per record: one XADD per 32 records (a
-// recorder pipeline's share), on a trace kept at 5000 records (trimming on every call).
+// BenchmarkTraceWrite is the trace's cost per pipeline: one XADD of per records (a
+// recorder pipeline's share), on a trace kept at keep records (trimming on every call):
+// exact MAXLEN below 1000 entries, "~" from there.
 func BenchmarkTraceWrite(b *testing.B) {
-	rs := redistest.Start(b, redistest.Options{})
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
-	b.Cleanup(func() { _ = rdb.Close() })
-	keys := Keys{Prefix: "t"}
-	const per = 32
-	w := &TraceWriter{Keys: keys, Provider: "p", Keep: 5000}
-	writeTraces(b, rdb, w, per, ids(0, 200*per)) // fill to the bound first
-	batch := ids(0, per)
-	m := redistest.StartCPU(b, rdb)
-	b.ResetTimer()
-	for range b.N {
-		writeTraces(b, rdb, w, per, batch)
+	for _, c := range []struct{ per, keep int }{{1, 5000}, {32, 5000}, {128, 5000}, {32, 100000}, {128, 100000}} {
+		b.Run(fmt.Sprintf("per%d_keep%d", c.per, c.keep), func(b *testing.B) {
+			rs := redistest.Start(b, redistest.Options{})
+			rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+			b.Cleanup(func() { _ = rdb.Close() })
+			keys := Keys{Prefix: "t"}
+			w := &TraceWriter{Keys: keys, Provider: "p", Keep: c.keep}
+			writeTraces(b, rdb, w, c.per, ids(0, c.keep+c.keep/2)) // fill to the bound first
+			batch := ids(0, c.per)
+			m := redistest.StartCPU(b, rdb)
+			b.ResetTimer()
+			for range b.N {
+				writeTraces(b, rdb, w, c.per, batch)
+			}
+			m.Report(b)
+			b.ReportMetric(float64(c.per), "records/op")
+		})
 	}
-	m.Report(b)
-	b.ReportMetric(float64(b.N*per), "records")
 }
 
 // BenchmarkTraceLookup is a lookup by id on a full trace of 100,000 records (32 per
