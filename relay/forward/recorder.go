@@ -37,7 +37,11 @@ func (f *Forwarder) record(e *entry, o outcome) { f.records <- record{e: e, o: o
 func (f *Forwarder) recorder() {
 	batch := make([]record, 0, maxRecordBatch)
 	tw := f.traceWriter()
-	for r := range f.records {
+	for {
+		r, ok := f.nextRecord(tw)
+		if !ok {
+			break
+		}
 		batch = append(batch[:0], r)
 	fill:
 		for len(batch) < maxRecordBatch {
@@ -54,6 +58,7 @@ func (f *Forwarder) recorder() {
 		f.write(batch, tw)
 		clear(batch)
 	}
+	f.traceFlush(tw)
 }
 
 // write records batch in Redis, retrying what failed, then counts and logs each outcome.
@@ -117,7 +122,7 @@ func (f *Forwarder) write(batch []record, tw *queue.TraceWriter) {
 // owner for the deliveries, one queue.RecordOutcome call per other outcome. It fills
 // applied and errs and returns the indexes to try again. A NOSCRIPT reply ran nothing, so
 // the scripts are loaded and the call redone.
-// With tw, the pipeline also carries the records' trace: one XADD (see traceWrite).
+// With tw, the records are traced, their XADD in this pipeline when due (see traceWrite).
 func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, applied []int64, errs []error, tw *queue.TraceWriter) []int {
 	pipe := f.o.Client.Pipeline()
 	cmds := map[*redis.Cmd][]int{} // each call → the indexes of its records, in its order
@@ -147,7 +152,7 @@ func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, a
 	}
 	tr := f.traceWrite(ctx, pipe, tw, batch, todo)
 	_, _ = pipe.Exec(ctx) // per-command errors are read below
-	f.traceWritten(tr)
+	f.traceWritten(tw, tr)
 
 	var again []int
 	noScript := false

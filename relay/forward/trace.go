@@ -82,14 +82,14 @@ func (f *Forwarder) traceWriter() *queue.TraceWriter {
 	return &queue.TraceWriter{Keys: f.o.Keys, Provider: f.provider, Keep: f.o.TraceKeep}
 }
 
-// traceWrite queues on pipe the one XADD that traces the records at todo that carry an
-// event (an entry whose data is gone has no id to find it by), packed by tw into its
-// reused buffer; nil when tw is nil or there are none.
+// traceWrite packs with tw the trace of the records at todo that carry an event (an
+// entry whose data is gone has no id to find it by) and, once tw's records are due (see
+// queue.TraceWriter.Due), queues their one XADD on pipe; nil when tw is nil or nothing is
+// due yet (they ride with a later pipeline, or traceIdle writes them).
 func (f *Forwarder) traceWrite(ctx context.Context, pipe redis.Pipeliner, tw *queue.TraceWriter, batch []record, todo []int) *redis.StringCmd {
 	if tw == nil {
 		return nil
 	}
-	tw.Reset()
 	for _, i := range todo {
 		r := batch[i]
 		if r.e.Bad != nil || r.e.Message.ID == "" {
@@ -104,15 +104,58 @@ func (f *Forwarder) traceWrite(ctx context.Context, pipe redis.Pipeliner, tw *qu
 		}
 		tw.Add(m.ID, &rec)
 	}
+	if !tw.Due(time.Now()) {
+		return nil
+	}
 	return tw.Queue(ctx, pipe)
 }
 
-// traceWritten logs a failed trace write: its records are lost, delivery goes on.
-func (f *Forwarder) traceWritten(cmd *redis.StringCmd) {
-	if cmd == nil || cmd.Err() == nil {
+// traceWritten logs a failed trace write (its records are lost, delivery goes on) and
+// empties tw once its XADD ran.
+func (f *Forwarder) traceWritten(tw *queue.TraceWriter, cmd *redis.StringCmd) {
+	if cmd == nil {
 		return
 	}
-	f.log.Warn("could not write trace records (delivery is not affected)", zap.Error(cmd.Err()))
+	tw.Reset()
+	if cmd.Err() != nil {
+		f.log.Warn("could not write trace records (delivery is not affected)", zap.Error(cmd.Err()))
+	}
+}
+
+// traceFlush writes tw's packed records alone: when they are due and no outcome came to
+// carry them, and when the recorder stops.
+func (f *Forwarder) traceFlush(tw *queue.TraceWriter) {
+	if tw == nil || tw.Len() == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.attempts), 2*time.Second)
+	defer cancel()
+	pipe := f.o.Client.Pipeline()
+	cmd := tw.Queue(ctx, pipe)
+	_, _ = pipe.Exec(ctx)
+	f.traceWritten(tw, cmd)
+}
+
+// nextRecord waits for the next outcome; while tw holds records, only until they are
+// due, then it writes them alone and waits on.
+func (f *Forwarder) nextRecord(tw *queue.TraceWriter) (record, bool) {
+	for tw != nil && tw.Len() > 0 {
+		select {
+		case r, ok := <-f.records:
+			return r, ok
+		default:
+		}
+		t := time.NewTimer(tw.Wait(time.Now()))
+		select {
+		case r, ok := <-f.records:
+			t.Stop()
+			return r, ok
+		case <-t.C:
+			f.traceFlush(tw)
+		}
+	}
+	r, ok := <-f.records
+	return r, ok
 }
 
 func nowMS() int64 { return time.Now().UnixMilli() }

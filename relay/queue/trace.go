@@ -93,9 +93,31 @@ type TraceWriter struct {
 	Provider string
 	Keep     int
 
-	buf  []byte
-	n    int
-	mean float64 // running mean of records per entry
+	buf   []byte
+	n     int
+	first time.Time // when the oldest record packed was added
+	mean  float64   // running mean of records per entry
+}
+
+// A recorder writes its packed records once they reach TraceFlushBytes or the oldest of
+// them is TraceFlushAfter old (TraceWriter.Due): fewer, larger entries cost Redis less
+// per record, and a record reaches the trace at most TraceFlushAfter after its outcome.
+const (
+	TraceFlushBytes = 16 << 10
+	TraceFlushAfter = 100 * time.Millisecond
+)
+
+// Due says whether the packed records are to be written now.
+func (w *TraceWriter) Due(now time.Time) bool {
+	return w.n > 0 && (len(w.buf) >= TraceFlushBytes || now.Sub(w.first) >= TraceFlushAfter)
+}
+
+// Wait is how long until the packed records are due (0: due now or none packed).
+func (w *TraceWriter) Wait(now time.Time) time.Duration {
+	if w.n == 0 || len(w.buf) >= TraceFlushBytes {
+		return 0
+	}
+	return max(TraceFlushAfter-now.Sub(w.first), 0)
 }
 
 // Reset empties the buffer for the next pipeline (after the previous one was sent: the
@@ -115,6 +137,9 @@ func (w *TraceWriter) Add(id string, r *TraceRecord) {
 	if len(w.buf) == 0 {
 		w.Reset()
 	}
+	if w.n == 0 {
+		w.first = time.Now()
+	}
 	w.buf = appendRecord(w.buf, id, r)
 	w.n++
 }
@@ -130,8 +155,9 @@ func (w *TraceWriter) MaxLen() int64 {
 	return max(int64(math.Ceil(float64(w.Keep)/w.mean)), 1)
 }
 
-// Queue queues on pipe the XADD of the packed records; nil when there are none. Its error
-// is the caller's to log: a failed trace write never affects delivery.
+// Queue queues on pipe the XADD of the packed records; nil when there are none. The XADD
+// refers to the buffer: Reset only after the pipeline ran. Its error is the caller's to
+// log: a failed trace write never affects delivery.
 func (w *TraceWriter) Queue(ctx context.Context, pipe redis.Pipeliner) *redis.StringCmd {
 	if w.n == 0 {
 		return nil
@@ -257,7 +283,7 @@ func decodeTrace(packed []byte, id string, fn func(r *TraceRecord)) error {
 // traceEntries calls fn with each entry of the trace's packed records, newest first, in
 // pages, until fn returns false or the stream ends.
 func traceEntries(ctx context.Context, c redis.Cmdable, keys Keys, provider string, fn func(sid string, packed []byte) bool) error {
-	const page = 1000
+	const page = 200 // entries of up to ~TraceFlushBytes each
 	end := "+"
 	for {
 		msgs, err := c.XRevRangeN(ctx, keys.TraceLogKey(provider), end, "-", page).Result()

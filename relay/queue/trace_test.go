@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -214,5 +215,33 @@ func BenchmarkTraceLookup(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A writer's records are due once they reach TraceFlushBytes or the oldest is
+// TraceFlushAfter old, and Wait counts down to that.
+func TestTraceWriterDue(t *testing.T) {
+	w := &TraceWriter{Keep: 10}
+	now := time.Now()
+	if w.Due(now) || w.Wait(now) != 0 {
+		t.Fatal("an empty writer is due or waits")
+	}
+	w.Add("a", &TraceRecord{At: 1, Attempt: 1, Outcome: TraceDelivered})
+	now = time.Now()
+	if w.Due(now) || w.Wait(now) <= 0 || w.Wait(now) > TraceFlushAfter {
+		t.Fatalf("one fresh record: due %v, wait %v", w.Due(now), w.Wait(now))
+	}
+	if later := now.Add(TraceFlushAfter + time.Millisecond); !w.Due(later) || w.Wait(later) != 0 {
+		t.Fatalf("a record %v old: due %v, wait %v", TraceFlushAfter, w.Due(later), w.Wait(later))
+	}
+	w.Reset()
+	for i := 0; !w.Due(now); i++ {
+		if i > TraceFlushBytes {
+			t.Fatal("never due by size")
+		}
+		w.Add(fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), &TraceRecord{At: 1, Attempt: 1, Outcome: TraceDelivered})
+	}
+	if len(w.buf) < TraceFlushBytes || w.Wait(now) != 0 {
+		t.Fatalf("due by size at %d bytes, wait %v", len(w.buf), w.Wait(now))
 	}
 }
