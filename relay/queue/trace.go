@@ -16,10 +16,11 @@ import (
 // The delivery trace keeps, per provider, about the last trace.keep records of delivery
 // attempts (and deferrals without an attempt), so that an operator can ask "what happened
 // to event X" by its id. It is one stream, <prefix>:{P}:trace:log, with one entry per
-// recorder pipeline: field "r", the pipeline's records packed (TraceWriter, see
-// appendRecord for the format). Writing costs one plain XADD with MAXLEN ~ in the pipeline
-// that already carries the outcomes: one append for all the records of a pipeline, no
-// script, no per-record key work.
+// few recorder pipelines: field "r", their records packed (TraceWriter, see appendRecord
+// for the format). A recorder packs records into one reused buffer and writes them with
+// one plain XADD in the pipeline that already carries its outcomes once they are due
+// (TraceFlushBytes, or the oldest TraceFlushAfter old; alone when idle): at most one extra
+// command per pipeline, one append for many records, no script, no per-record key work.
 //
 // Bound: MAXLEN counts entries, so the writer asks for keep / (mean records per entry)
 // entries, the mean a running average of its own pipelines: about keep records. Redis

@@ -191,8 +191,8 @@ func BenchmarkTraceWrite(b *testing.B) {
 	}
 }
 
-// BenchmarkTraceLookup is a lookup by id on a full trace of 100,000 records (32 per
-// entry): an event that is not there (the whole trace read) and the oldest one traced.
+// BenchmarkTraceLookup is a lookup by id on a full trace of 100,000 records (160 per
+// entry, ~16 KB: as a busy recorder writes them): an event that is not there (the whole trace read) and the oldest one traced.
 func BenchmarkTraceLookup(b *testing.B) {
 	ctx := context.Background()
 	rs := redistest.Start(b, redistest.Options{})
@@ -201,7 +201,7 @@ func BenchmarkTraceLookup(b *testing.B) {
 	keys := Keys{Prefix: "t"}
 	const keep = 100000
 	w := &TraceWriter{Keys: keys, Provider: "p", Keep: keep}
-	writeTraces(b, rdb, w, 32, ids(0, 2*keep))
+	writeTraces(b, rdb, w, 160, ids(0, 2*keep))
 	_, n, err := TraceUsage(ctx, rdb, keys, "p")
 	if err != nil {
 		b.Fatal(err)
