@@ -18,7 +18,7 @@
 //   - recorder.go: writes outcomes in pipelines, every delivery of a pipeline acked and
 //     deleted by one script call (queue.AckDelivered); retries and dead letters one
 //     script call each (queue.RecordOutcome). With Options.TraceKeep the same pipeline
-//     carries one trace call for all its records (trace.go, queue.WriteTrace), and each
+//     carries one trace XADD for all its records (trace.go, queue.TraceWriter), and each
 //     recorded outcome goes to Options.Observer (the admin live tail) when someone looks.
 //   - mover.go puts due retries back into the stream; reclaimer.go is the fetcher's
 //     XAUTOCLAIM of entries left pending by dead or stalled consumers.

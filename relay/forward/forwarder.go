@@ -42,7 +42,7 @@ type Options struct {
 	// Grace bounds in-flight attempts after shutdown starts. Default the upstream timeout.
 	Grace time.Duration
 	// TraceKeep, when > 0, records each attempt in the provider's trace, keeping the last
-	// TraceKeep records (see queue.WriteTrace); 0: no trace.
+	// TraceKeep records (see queue.TraceWriter); 0: no trace.
 	TraceKeep int
 	// Observer sees every recorded outcome (the admin live tail); optional.
 	Observer Observer

@@ -36,7 +36,12 @@ func (f *Forwarder) record(e *entry, o outcome) { f.records <- record{e: e, o: o
 // watch Run's context.
 func (f *Forwarder) recorder() {
 	batch := make([]record, 0, maxRecordBatch)
-	for r := range f.records {
+	tw := f.traceWriter()
+	for {
+		r, ok := f.nextRecord(tw)
+		if !ok {
+			break
+		}
 		batch = append(batch[:0], r)
 	fill:
 		for len(batch) < maxRecordBatch {
@@ -50,13 +55,15 @@ func (f *Forwarder) recorder() {
 				break fill
 			}
 		}
-		f.write(batch)
+		f.write(batch, tw)
 		clear(batch)
 	}
+	f.traceFlush(tw)
 }
 
 // write records batch in Redis, retrying what failed, then counts and logs each outcome.
-func (f *Forwarder) write(batch []record) {
+// tw, when not nil, traces the batch (with its first try).
+func (f *Forwarder) write(batch []record, tw *queue.TraceWriter) {
 	applied := make([]int64, len(batch))
 	errs := make([]error, len(batch))
 	todo := make([]int, len(batch)) // indexes in batch not yet written
@@ -75,7 +82,11 @@ func (f *Forwarder) write(batch []record) {
 			time.Sleep(min(time.Duration(try)*200*time.Millisecond, 2*time.Second))
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(f.attempts), 2*time.Second)
-		todo = f.writeOnce(ctx, batch, todo, applied, errs, try == 0)
+		var trace *queue.TraceWriter
+		if try == 0 {
+			trace = tw
+		}
+		todo = f.writeOnce(ctx, batch, todo, applied, errs, trace)
 		cancel()
 	}
 	for i, r := range batch {
@@ -111,8 +122,8 @@ func (f *Forwarder) write(batch []record) {
 // owner for the deliveries, one queue.RecordOutcome call per other outcome. It fills
 // applied and errs and returns the indexes to try again. A NOSCRIPT reply ran nothing, so
 // the scripts are loaded and the call redone.
-// With trace, the pipeline also carries the records' trace (see traceWrite).
-func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, applied []int64, errs []error, trace bool) []int {
+// With tw, the records are traced, their XADD in this pipeline when due (see traceWrite).
+func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, applied []int64, errs []error, tw *queue.TraceWriter) []int {
 	pipe := f.o.Client.Pipeline()
 	cmds := map[*redis.Cmd][]int{} // each call → the indexes of its records, in its order
 	acks := map[string][]int{}     // owner → indexes of its deliveries
@@ -139,12 +150,9 @@ func (f *Forwarder) writeOnce(ctx context.Context, batch []record, todo []int, a
 	if pipe.Len() == 0 {
 		return nil
 	}
-	var tr *traced
-	if trace {
-		tr = f.traceWrite(ctx, pipe, batch, todo)
-	}
+	tr := f.traceWrite(ctx, pipe, tw, batch, todo)
 	_, _ = pipe.Exec(ctx) // per-command errors are read below
-	f.traceWritten(ctx, tr)
+	f.traceWritten(tw, tr)
 
 	var again []int
 	noScript := false

@@ -74,19 +74,22 @@ func errorClass(o outcome) string {
 	}
 }
 
-// traced is a trace call queued on a pipeline, with what it writes.
-type traced struct {
-	cmd    *redis.Cmd
-	writes []queue.TraceWrite
-}
-
-// traceWrite queues on pipe the trace of the records at todo that carry an event (an
-// entry whose data is gone has no id to find it by); nil when tracing is off or none.
-func (f *Forwarder) traceWrite(ctx context.Context, pipe redis.Pipeliner, batch []record, todo []int) *traced {
+// traceWriter is the recorder's trace writer; nil when tracing is off.
+func (f *Forwarder) traceWriter() *queue.TraceWriter {
 	if f.o.TraceKeep <= 0 {
 		return nil
 	}
-	writes := make([]queue.TraceWrite, 0, len(todo))
+	return &queue.TraceWriter{Keys: f.o.Keys, Provider: f.provider, Keep: f.o.TraceKeep}
+}
+
+// traceWrite packs with tw the trace of the records at todo that carry an event (an
+// entry whose data is gone has no id to find it by) and, once tw's records are due (see
+// queue.TraceWriter.Due), queues their one XADD on pipe; nil when tw is nil or nothing is
+// due yet (they ride with a later pipeline, or traceIdle writes them).
+func (f *Forwarder) traceWrite(ctx context.Context, pipe redis.Pipeliner, tw *queue.TraceWriter, batch []record, todo []int) *redis.StringCmd {
+	if tw == nil {
+		return nil
+	}
 	for _, i := range todo {
 		r := batch[i]
 		if r.e.Bad != nil || r.e.Message.ID == "" {
@@ -94,31 +97,65 @@ func (f *Forwarder) traceWrite(ctx context.Context, pipe redis.Pipeliner, batch 
 		}
 		m := &r.e.Message
 		rec := traceRecord(r)
+		var rcv queue.TraceReceived
 		if r.e.Attempts == 0 {
-			rec.Received = &queue.TraceReceived{StreamID: r.e.StreamID, At: m.ReceivedAt.UnixMilli(), Route: m.Route, Source: m.Source}
+			rcv = queue.TraceReceived{StreamID: r.e.StreamID, At: m.ReceivedAt.UnixMilli(), Route: m.Route, Source: m.Source}
+			rec.Received = &rcv
 		}
-		writes = append(writes, queue.TraceWrite{ID: m.ID, Record: rec})
+		tw.Add(m.ID, &rec)
 	}
-	if len(writes) == 0 {
+	if !tw.Due(time.Now()) {
 		return nil
 	}
-	return &traced{cmd: queue.WriteTrace(ctx, pipe, f.o.Keys, f.provider, f.o.TraceKeep, writes), writes: writes}
+	return tw.Queue(ctx, pipe)
 }
 
-// traceWritten checks the trace call: after NOSCRIPT (first use, or Redis restarted) it
-// is run again on its own, loading the script; any other failure loses the records and
-// is logged (delivery goes on).
-func (f *Forwarder) traceWritten(ctx context.Context, t *traced) {
-	if t == nil || t.cmd.Err() == nil {
+// traceWritten logs a failed trace write (its records are lost, delivery goes on) and
+// empties tw once its XADD ran.
+func (f *Forwarder) traceWritten(tw *queue.TraceWriter, cmd *redis.StringCmd) {
+	if cmd == nil {
 		return
 	}
-	err := t.cmd.Err()
-	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		if err = queue.RunTrace(ctx, f.o.Client, f.o.Keys, f.provider, f.o.TraceKeep, t.writes); err == nil {
-			return
+	tw.Reset()
+	if cmd.Err() != nil {
+		f.log.Warn("could not write trace records (delivery is not affected)", zap.Error(cmd.Err()))
+	}
+}
+
+// traceFlush writes tw's packed records alone: when they are due and no outcome came to
+// carry them, and when the recorder stops.
+func (f *Forwarder) traceFlush(tw *queue.TraceWriter) {
+	if tw == nil || tw.Len() == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.attempts), 2*time.Second)
+	defer cancel()
+	pipe := f.o.Client.Pipeline()
+	cmd := tw.Queue(ctx, pipe)
+	_, _ = pipe.Exec(ctx)
+	f.traceWritten(tw, cmd)
+}
+
+// nextRecord waits for the next outcome; while tw holds records, only until they are
+// due, then it writes them alone and waits on.
+func (f *Forwarder) nextRecord(tw *queue.TraceWriter) (record, bool) {
+	for tw != nil && tw.Len() > 0 {
+		select {
+		case r, ok := <-f.records:
+			return r, ok
+		default:
+		}
+		t := time.NewTimer(tw.Wait(time.Now()))
+		select {
+		case r, ok := <-f.records:
+			t.Stop()
+			return r, ok
+		case <-t.C:
+			f.traceFlush(tw)
 		}
 	}
-	f.log.Warn("could not write trace records (delivery is not affected)", zap.Error(err))
+	r, ok := <-f.records
+	return r, ok
 }
 
 func nowMS() int64 { return time.Now().UnixMilli() }

@@ -1,77 +1,75 @@
 package queue
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// The delivery trace keeps, per provider, the last trace.keep records of delivery
+// The delivery trace keeps, per provider, about the last trace.keep records of delivery
 // attempts (and deferrals without an attempt), so that an operator can ask "what happened
-// to event X" by its id:
+// to event X" by its id. It is one stream, <prefix>:{P}:trace:log, with one entry per
+// few recorder pipelines: field "r", their records packed (TraceWriter, see appendRecord
+// for the format). A recorder packs records into one reused buffer and writes them with
+// one plain XADD in the pipeline that already carries its outcomes once they are due
+// (TraceFlushBytes, or the oldest TraceFlushAfter old; alone when idle): at most one extra
+// command per pipeline, one append for many records, no script, no per-record key work.
 //
-//   - <prefix>:{P}:trace (hash): one field per record, "<event id>#<attempt>" for an
-//     attempt and "<event id>#<attempts so far>d" for a deferral, whose value is the
-//     record's JSON (TraceRecord; the event's arrival rides on the records made before its
-//     first attempt ended). An event's records are found with one HMGET of its possible
-//     fields (attempts 0 to TraceMaxAttempts): O(1) each, no scan.
-//   - <prefix>:{P}:trace:order (list): the fields, newest first. It is what bounds the
-//     hash: traceScript trims it to trace.keep items exactly and deletes the hash fields it
-//     pops, so neither holds more than trace.keep records whatever the rate. (Repeated
-//     deferrals at one attempt count share a field: the field goes when the oldest of them
-//     leaves the list.)
-//
-// The records of one recorder pipeline are written by one script call in that pipeline
-// (HSET, LPUSH, LLEN, and when full RPOP and HDEL, each once for all of them): never more
-// than one extra Redis call per attempt, and a few per pipeline. The events stream itself
+// Bound: MAXLEN counts entries, so the writer asks for keep / (mean records per entry)
+// entries, the mean a running average of its own pipelines: about keep records. Redis
+// trims "~" by whole stream nodes (stream-node-max-entries 100, stream-node-max-bytes
+// 4 KB by default), so the trace holds at most that many entries more than the MAXLEN; at
+// a steady rate the records kept stay within keep plus one node. The events stream itself
 // is never trimmed.
+//
+// Lookup (ReadTrace) reads the stream backwards in pages, skips entries not containing the
+// id's bytes, and stops at the event's arrival record: a bounded scan of at most the
+// trace's entries.
 
-// TraceKey and TraceOrderKey name the provider's trace keys (see above).
-func (k Keys) TraceKey(provider string) string      { return k.key(provider, "trace") }
-func (k Keys) TraceOrderKey(provider string) string { return k.key(provider, "trace:order") }
-
-// TraceMaxAttempts is the highest attempt number ReadTrace looks for.
-const TraceMaxAttempts = 100
+// TraceLogKey names the provider's trace stream (see above).
+func (k Keys) TraceLogKey(provider string) string { return k.key(provider, "trace:log") }
 
 // TraceReceived is what a trace keeps of an event's arrival.
 type TraceReceived struct {
 	// StreamID is the entry's id in the events stream when the record was written (it
 	// changes when a retry is moved back).
-	StreamID string `json:"sid,omitempty"`
+	StreamID string
 	// At is received_at, unix ms.
-	At     int64  `json:"at"`
-	Route  string `json:"route,omitempty"`
-	Source string `json:"src,omitempty"`
+	At     int64
+	Route  string
+	Source string
 }
 
 // TraceRecord is one attempt (or one deferral without an attempt) of an event.
 type TraceRecord struct {
 	// At is when the attempt started (a deferral: when it was decided), unix ms.
-	At int64 `json:"at"`
+	At int64
 	// Attempt is the attempt's number, from 1 (a deferral: the attempts made before it).
-	Attempt int `json:"n"`
+	Attempt int
 	// Outcome is "delivered", "retry", "deferred" or "dead".
-	Outcome string `json:"o"`
+	Outcome string
 	// Status is the upstream's HTTP status, 0 when there was none (no reply, or a
 	// delivery: adapters report success without its code).
-	Status int `json:"s,omitempty"`
+	Status int
 	// DurationMS is how long the upstream request took (the whole batch's request).
-	DurationMS int64 `json:"d,omitempty"`
+	DurationMS int64
 	// Class sorts the error: timeout, 5xx, 429, 4xx, permanent, transport, deferred.
-	Class string `json:"c,omitempty"`
+	Class string
 	// DueAt is when a retry is due again (unix ms, this relay's clock).
-	DueAt int64 `json:"due,omitempty"`
+	DueAt int64
 	// Reason is a dead letter's reason.
-	Reason string `json:"r,omitempty"`
+	Reason string
 	// Error is the error, shortened and redacted as in dead letters.
-	Error string `json:"e,omitempty"`
+	Error string
 	// Received is the event's arrival, on records written before its first attempt ended.
-	Received *TraceReceived `json:"rcv,omitempty"`
+	Received *TraceReceived
 }
 
 // Trace outcomes.
@@ -82,66 +80,228 @@ const (
 	TraceDead      = "dead"
 )
 
-// TraceWrite is one record to write for the event ID.
-type TraceWrite struct {
-	ID     string
-	Record TraceRecord
+// traceOutcomes are the outcomes' codes in a packed record (their index).
+var traceOutcomes = [...]string{TraceDelivered, TraceRetry, TraceDeferred, TraceDead}
+
+// traceVersion starts every packed entry: a reader skips entries of another format.
+const traceVersion = 1
+
+// TraceWriter packs the trace records of one recorder pipeline into a reused buffer and
+// queues them as one XADD. It is not safe for concurrent use (one per recorder).
+type TraceWriter struct {
+	// Keys, Provider and Keep say where to write and about how many records to keep.
+	Keys     Keys
+	Provider string
+	Keep     int
+
+	buf   []byte
+	n     int
+	first time.Time // when the oldest record packed was added
+	mean  float64   // running mean of records per entry
 }
 
-// traceField is the hash field of an event's record.
-func traceField(id string, attempt int, deferred bool) string {
-	f := id + "#" + strconv.Itoa(attempt)
-	if deferred {
-		f += "d"
+// A recorder writes its packed records once they reach TraceFlushBytes or the oldest of
+// them is TraceFlushAfter old (TraceWriter.Due): fewer, larger entries cost Redis less
+// per record, and a record reaches the trace at most TraceFlushAfter after its outcome.
+const (
+	TraceFlushBytes = 16 << 10
+	TraceFlushAfter = 100 * time.Millisecond
+)
+
+// Due says whether the packed records are to be written now.
+func (w *TraceWriter) Due(now time.Time) bool {
+	return w.n > 0 && (len(w.buf) >= TraceFlushBytes || now.Sub(w.first) >= TraceFlushAfter)
+}
+
+// Wait is how long until the packed records are due (0: due now or none packed).
+func (w *TraceWriter) Wait(now time.Time) time.Duration {
+	if w.n == 0 || len(w.buf) >= TraceFlushBytes {
+		return 0
 	}
-	return f
+	return max(TraceFlushAfter-now.Sub(w.first), 0)
 }
 
-// traceScript writes records and trims the trace to its bound. KEYS: trace hash, order
-// list (one {provider} slot). ARGV: keep, then per record its field and value. Returns
-// how many records it dropped.
-var traceScript = redis.NewScript(`
-local hs, fs = {}, {}
-for i = 2, #ARGV, 2 do
-  hs[#hs + 1] = ARGV[i]
-  hs[#hs + 1] = ARGV[i + 1]
-  fs[#fs + 1] = ARGV[i]
-end
-redis.call('HSET', KEYS[1], unpack(hs))
-redis.call('LPUSH', KEYS[2], unpack(fs))
-local over = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[1])
-if over > 0 then
-  local old = redis.call('RPOP', KEYS[2], over)
-  redis.call('HDEL', KEYS[1], unpack(old))
-  return over
-end
-return 0
-`)
-
-// WriteTrace queues on pipe the one traceScript call that writes writes (at least one)
-// to provider's trace, keeping its last keep records. Its error is the caller's to log:
-// a failed trace write never affects delivery. The call is EVALSHA: after a NOSCRIPT
-// reply, RunTrace.
-func WriteTrace(ctx context.Context, pipe redis.Pipeliner, keys Keys, provider string, keep int, writes []TraceWrite) *redis.Cmd {
-	k, args := traceArgs(keys, provider, keep, writes)
-	return traceScript.EvalSha(ctx, pipe, k, args...)
-}
-
-// RunTrace is WriteTrace as one call of its own, loading the script if need be: for a
-// pipeline's trace call that found the script missing.
-func RunTrace(ctx context.Context, c redis.Scripter, keys Keys, provider string, keep int, writes []TraceWrite) error {
-	k, args := traceArgs(keys, provider, keep, writes)
-	return traceScript.Run(ctx, c, k, args...).Err()
-}
-
-func traceArgs(keys Keys, provider string, keep int, writes []TraceWrite) ([]string, []any) {
-	args := make([]any, 1, 1+2*len(writes))
-	args[0] = keep
-	for _, w := range writes {
-		rec, _ := json.Marshal(w.Record) // plain struct: cannot fail
-		args = append(args, traceField(w.ID, w.Record.Attempt, w.Record.Outcome == TraceDeferred), string(rec))
+// Reset empties the buffer for the next pipeline (after the previous one was sent: the
+// queued XADD refers to the buffer until then).
+func (w *TraceWriter) Reset() {
+	if w.buf == nil {
+		w.buf = make([]byte, 0, 4096)
 	}
-	return []string{keys.TraceKey(provider), keys.TraceOrderKey(provider)}, args
+	w.buf, w.n = append(w.buf[:0], traceVersion), 0
+}
+
+// Len is how many records are packed.
+func (w *TraceWriter) Len() int { return w.n }
+
+// Add packs event id's record r (r.Received is used, not kept).
+func (w *TraceWriter) Add(id string, r *TraceRecord) {
+	if len(w.buf) == 0 {
+		w.Reset()
+	}
+	if w.n == 0 {
+		w.first = time.Now()
+	}
+	w.buf = appendRecord(w.buf, id, r)
+	w.n++
+}
+
+// MaxLen is the MAXLEN the next entry is written with: Keep over the running mean of
+// records per entry (including the records packed now), at least 1.
+func (w *TraceWriter) MaxLen() int64 {
+	if w.mean == 0 {
+		w.mean = float64(max(w.n, 1))
+	} else {
+		w.mean += (float64(max(w.n, 1)) - w.mean) / 16
+	}
+	return max(int64(math.Ceil(float64(w.Keep)/w.mean)), 1)
+}
+
+// Queue queues on pipe the XADD of the packed records; nil when there are none. The XADD
+// refers to the buffer: Reset only after the pipeline ran. Its error is the caller's to
+// log: a failed trace write never affects delivery.
+func (w *TraceWriter) Queue(ctx context.Context, pipe redis.Pipeliner) *redis.StringCmd {
+	if w.n == 0 {
+		return nil
+	}
+	n := w.MaxLen()
+	// "~" trims whole stream nodes (up to 100 entries): cheap, and at most 10% over from
+	// 1000 entries up; a smaller trace is trimmed exactly (it is small, so that is cheap).
+	return pipe.XAdd(ctx, &redis.XAddArgs{Stream: w.Keys.TraceLogKey(w.Provider), MaxLen: n, Approx: n >= 1000,
+		ID: "*", Values: []any{"r", w.buf}})
+}
+
+// Packed record format (all integers uvarint, strings as uvarint length then bytes): id,
+// attempt, outcome code (traceOutcomes index), status, at, duration ms, class, due at,
+// reason, error, then 0, or 1 and the arrival: stream id, at, route, source.
+func appendRecord(b []byte, id string, r *TraceRecord) []byte {
+	b = appendTraceString(b, id)
+	b = binary.AppendUvarint(b, uint64(max(r.Attempt, 0)))
+	b = binary.AppendUvarint(b, uint64(outcomeCode(r.Outcome)))
+	b = binary.AppendUvarint(b, uint64(max(r.Status, 0)))
+	b = binary.AppendUvarint(b, uint64(max(r.At, 0)))
+	b = binary.AppendUvarint(b, uint64(max(r.DurationMS, 0)))
+	b = appendTraceString(b, r.Class)
+	b = binary.AppendUvarint(b, uint64(max(r.DueAt, 0)))
+	b = appendTraceString(b, r.Reason)
+	b = appendTraceString(b, r.Error)
+	if r.Received == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = appendTraceString(b, r.Received.StreamID)
+	b = binary.AppendUvarint(b, uint64(max(r.Received.At, 0)))
+	b = appendTraceString(b, r.Received.Route)
+	return appendTraceString(b, r.Received.Source)
+}
+
+func appendTraceString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+func outcomeCode(o string) int {
+	for i, s := range traceOutcomes {
+		if s == o {
+			return i
+		}
+	}
+	return len(traceOutcomes) // unknown: read back as ""
+}
+
+// errTraceFormat reports a packed entry cut short or of another version.
+var errTraceFormat = errors.New("queue: malformed trace entry")
+
+// traceReader decodes a packed entry.
+type traceReader struct {
+	b   []byte
+	err error
+}
+
+func (d *traceReader) uint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err, d.b = errTraceFormat, nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *traceReader) bytes() []byte {
+	n := d.uint()
+	if n > uint64(len(d.b)) {
+		d.err, d.b = errTraceFormat, nil
+		return nil
+	}
+	s := d.b[:n]
+	d.b = d.b[n:]
+	return s
+}
+
+// next decodes the next record, filling r only when its id is id (or id is "").
+func (d *traceReader) next(id string, r *TraceRecord) (rid []byte, match bool) {
+	rid = d.bytes()
+	match = id == "" || string(rid) == id
+	attempt, code, status, at, dur := d.uint(), d.uint(), d.uint(), d.uint(), d.uint()
+	class := d.bytes()
+	due := d.uint()
+	reason, msg := d.bytes(), d.bytes()
+	var rcv *TraceReceived
+	if d.uint() == 1 {
+		sid := d.bytes()
+		rat := d.uint()
+		route, src := d.bytes(), d.bytes()
+		if match {
+			rcv = &TraceReceived{StreamID: string(sid), At: int64(rat), Route: string(route), Source: string(src)}
+		}
+	}
+	if !match || d.err != nil {
+		return rid, false
+	}
+	*r = TraceRecord{At: int64(at), Attempt: int(attempt), Status: int(status), DurationMS: int64(dur),
+		Class: string(class), DueAt: int64(due), Reason: string(reason), Error: string(msg), Received: rcv}
+	if code < uint64(len(traceOutcomes)) {
+		r.Outcome = traceOutcomes[code]
+	}
+	return rid, true
+}
+
+// decodeTrace calls fn for each record of a packed entry whose id is id ("" for all), in
+// the order written.
+func decodeTrace(packed []byte, id string, fn func(r *TraceRecord)) error {
+	if len(packed) == 0 || packed[0] != traceVersion {
+		return errTraceFormat
+	}
+	d := traceReader{b: packed[1:]}
+	var r TraceRecord
+	for len(d.b) > 0 && d.err == nil {
+		if _, ok := d.next(id, &r); ok {
+			fn(&r)
+		}
+	}
+	return d.err
+}
+
+// traceEntries calls fn with each entry of the trace's packed records, newest first, in
+// pages, until fn returns false or the stream ends.
+func traceEntries(ctx context.Context, c redis.Cmdable, keys Keys, provider string, fn func(sid string, packed []byte) bool) error {
+	const page = 200 // entries of up to ~TraceFlushBytes each
+	end := "+"
+	for {
+		msgs, err := c.XRevRangeN(ctx, keys.TraceLogKey(provider), end, "-", page).Result()
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			s, _ := m.Values["r"].(string)
+			if !fn(m.ID, []byte(s)) {
+				return nil
+			}
+		}
+		if len(msgs) < page {
+			return nil
+		}
+		end = "(" + msgs[len(msgs)-1].ID
+	}
 }
 
 // Trace is one event's trace as stored.
@@ -152,33 +312,67 @@ type Trace struct {
 	Records []TraceRecord
 }
 
-// ReadTrace reads the trace of event id with one HMGET; found is false when it has none
-// (never attempted, or dropped by the bound).
+// ReadTrace reads the trace of event id: a backwards scan of the trace stream (entries
+// without the id's bytes are skipped undecoded) that stops at the event's arrival record,
+// so at most the trace's ~keep records. found is false when it has none (never attempted,
+// or dropped by the bound). Repeated deferrals at one attempt count come back as one
+// record, the newest.
 func ReadTrace(ctx context.Context, c redis.Cmdable, keys Keys, provider, id string) (t Trace, found bool, err error) {
-	fields := make([]string, 0, 2*(TraceMaxAttempts+1))
-	for n := 0; n <= TraceMaxAttempts; n++ {
-		fields = append(fields, traceField(id, n, false), traceField(id, n, true))
+	type slot struct {
+		n        int
+		deferred bool
 	}
-	vals, err := c.HMGet(ctx, keys.TraceKey(provider), fields...).Result()
-	if err != nil {
+	seen := map[slot]bool{}
+	var recs []TraceRecord // newest first
+	idb := []byte(id)
+	var derr error
+	err = traceEntries(ctx, c, keys, provider, func(sid string, packed []byte) bool {
+		if !bytes.Contains(packed, idb) {
+			return true
+		}
+		var here []TraceRecord
+		if e := decodeTrace(packed, id, func(r *TraceRecord) { here = append(here, *r) }); e != nil {
+			derr = fmt.Errorf("queue: trace entry %s: %w", sid, e)
+			return false
+		}
+		arrived := false
+		for i := len(here) - 1; i >= 0; i-- { // newest first
+			r := here[i]
+			s := slot{r.Attempt, r.Outcome == TraceDeferred}
+			if s.deferred && seen[s] {
+				continue
+			}
+			seen[s] = true
+			recs = append(recs, r)
+			arrived = arrived || r.Received != nil
+		}
+		return !arrived // nothing older belongs to this event
+	})
+	if err = errors.Join(err, derr); err != nil {
 		return Trace{}, false, err
 	}
-	for i, v := range vals {
-		s, ok := v.(string)
-		if !ok {
-			continue
+	slices.Reverse(recs) // oldest first
+	slices.SortStableFunc(recs, func(a, b TraceRecord) int {
+		if a.Attempt != b.Attempt {
+			return a.Attempt - b.Attempt
 		}
-		var r TraceRecord
-		if err := json.Unmarshal([]byte(s), &r); err != nil {
-			return Trace{}, false, fmt.Errorf("queue: trace record %s: %w", fields[i], err)
-		}
+		return boolInt(a.Outcome == TraceDeferred) - boolInt(b.Outcome == TraceDeferred)
+	})
+	for i := range recs {
 		if t.Received == nil {
-			t.Received = r.Received
+			t.Received = recs[i].Received
 		}
-		r.Received = nil
-		t.Records = append(t.Records, r)
+		recs[i].Received = nil
 	}
-	return t, len(t.Records) > 0, nil
+	t.Records = recs
+	return t, len(recs) > 0, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Pending is a pending entry's place in the consumer group.
@@ -231,16 +425,20 @@ func FindQueued(ctx context.Context, c redis.Cmdable, keys Keys, provider, id st
 	return Queued{}, false, nil
 }
 
-// TraceUsage is the memory Redis reports for provider's trace keys (MEMORY USAGE,
-// SAMPLES 0: every element counted) and the records the hash holds.
+// TraceUsage is the memory Redis reports for provider's trace stream (MEMORY USAGE,
+// SAMPLES 0: every element counted) and the records it holds (read through).
 func TraceUsage(ctx context.Context, c redis.Cmdable, keys Keys, provider string) (bytes, records int64, err error) {
-	for _, k := range []string{keys.TraceKey(provider), keys.TraceOrderKey(provider)} {
-		n, err := c.MemoryUsage(ctx, k, 0).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return 0, 0, err
-		}
-		bytes += n
+	bytes, err = c.MemoryUsage(ctx, keys.TraceLogKey(provider), 0).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, err
 	}
-	records, err = c.HLen(ctx, keys.TraceKey(provider)).Result()
-	return bytes, records, err
+	var derr error
+	err = traceEntries(ctx, c, keys, provider, func(sid string, packed []byte) bool {
+		if e := decodeTrace(packed, "", func(*TraceRecord) { records++ }); e != nil {
+			derr = fmt.Errorf("queue: trace entry %s: %w", sid, e)
+			return false
+		}
+		return true
+	})
+	return bytes, records, errors.Join(err, derr)
 }
