@@ -26,7 +26,7 @@ func TestEveryRouteDeliveredOnce(t *testing.T) {
 	// answering within fastDelivery's 500 ms on a loaded machine (a timed-out attempt the
 	// upstream processed is a legitimate duplicate, Guarantee 4, and not what this tests).
 	d := fastDelivery()
-	d.Timeout = 5 * time.Second
+	d.Timeout, d.VisibilityTimeout = 5*time.Second, 15*time.Second
 	e := newEnv(t, map[string]config.Delivery{"linkrunner": d, "ens": d, "brevo": d, "bannerflex": d})
 	cases := []struct{ route, body, provider, secret string }{
 		{"linkrunner/capture-event", `{"event_name":"product_viewed","user_id":"user_12345"}`, "linkrunner", lrKey},
