@@ -1,0 +1,167 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventrelay/relay/internal/redistest"
+	"github.com/eventrelay/relay/relay/queue"
+)
+
+// shardsConfig is e2eConfig with redis.shards: n.
+func shardsConfig(redisURL string, f fakes, n int) string {
+	return strings.Replace(e2eConfig(redisURL, f, ""), "prefix: e2e}", fmt.Sprintf("prefix: e2e, shards: %d}", n), 1)
+}
+
+// entriesAdded is how many entries a stream was ever given (XINFO STREAM entries-added),
+// 0 when it does not exist: delivered entries are deleted, the count stays.
+func entriesAdded(t *testing.T, rdb *redis.Client, key string) int64 {
+	t.Helper()
+	info, err := rdb.XInfoStream(context.Background(), key).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return 0
+		}
+		t.Fatalf("XINFO STREAM %s: %v", key, err)
+	}
+	return info.EntriesAdded
+}
+
+// With redis.shards: 4 a provider's events spread over its 4 streams and are each
+// delivered exactly once, and a keyed resend meets its marker on its shard.
+func TestShardsSpreadAndDeliverOnce(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rdb.Close()
+	f := newFakes(t)
+	p := startRelay(t, shardsConfig(rs.URL(), f, 4))
+	auth := map[string]string{"Authorization": "Bearer " + e2eBackend}
+	const n = 48
+	post := func(i int) {
+		h := map[string]string{"Authorization": auth["Authorization"], "Idempotency-Key": fmt.Sprintf("shard-key-%d", i)}
+		if status, body := p.post(t, "/v1/ens/click", fmt.Sprintf(`{"campaignId":%d,"placement":"p"}`, i+1), h); status != 202 {
+			t.Fatalf("event %d: %d %s", i, status, body)
+		}
+	}
+	for i := range n {
+		post(i)
+	}
+	keys := queue.Keys{Prefix: "e2e", Shards: 4}
+	var added [4]int64
+	var total int64
+	for s, k := range keys.EachShard() {
+		added[s] = entriesAdded(t, rdb, k.Events("ens"))
+		total += added[s]
+		if added[s] == 0 {
+			t.Errorf("shard %d (%s) got no event of %d", s, k.Events("ens"), n)
+		}
+	}
+	if total != n {
+		t.Fatalf("the shards got %v events, %d in all, want %d", added, total, n)
+	}
+	waitFor(t, 30*time.Second, "every event delivered", func() bool { return len(f.ens.got()) >= n })
+	waitShardsQuiescent(t, rdb, keys, "ens")
+	seen := map[int]int{}
+	for _, h := range f.ens.got() {
+		var b struct{ CampaignID int }
+		_ = json.Unmarshal([]byte(h.body), &b)
+		seen[b.CampaignID]++
+	}
+	for i := range n {
+		if seen[i+1] != 1 {
+			t.Errorf("event %d delivered %d times, want 1", i+1, seen[i+1])
+		}
+	}
+	// Resends with the same keys: duplicates, on the same shard (no stream grows, no
+	// request goes upstream).
+	for i := range 8 {
+		post(i)
+	}
+	for s, k := range keys.EachShard() {
+		if got := entriesAdded(t, rdb, k.Events("ens")); got != added[s] {
+			t.Errorf("shard %d: %d entries after the resends, want %d (a resend was not a duplicate)", s, got, added[s])
+		}
+	}
+	if got := len(f.ens.got()); got != n {
+		t.Errorf("%d upstream requests after the resends, want %d", got, n)
+	}
+}
+
+// waitShardsQuiescent polls until every shard of provider is empty, nothing pending.
+func waitShardsQuiescent(t *testing.T, rdb *redis.Client, keys queue.Keys, provider string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "every shard quiescent", func() bool {
+		ctx := context.Background()
+		for _, k := range keys.EachShard() {
+			n, err := rdb.XLen(ctx, k.Events(provider)).Result()
+			r, err2 := rdb.ZCard(ctx, k.Retry(provider)).Result()
+			if err != nil || err2 != nil || n+r > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Lowering redis.shards while a dropped shard holds an entry is refused with how to
+// drain; once the shard is empty, the relay starts.
+func TestShardsLoweringRefusedWhileDroppedShardHoldsEntries(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	f := newFakes(t)
+	k3 := queue.Keys{Prefix: "e2e", Shards: 4, Shard: 3}
+	for _, c := range []struct {
+		name string
+		fill func() error
+	}{
+		{"stream", func() error {
+			return rdb.XAdd(ctx, &redis.XAddArgs{Stream: k3.Events("ens"), Values: []any{"e", "x"}}).Err()
+		}},
+		{"retry", func() error { return rdb.ZAdd(ctx, k3.Retry("ens"), redis.Z{Score: 1, Member: "x"}).Err() }},
+		{"dead", func() error {
+			return rdb.XAdd(ctx, &redis.XAddArgs{Stream: k3.Dead("ens"), Values: []any{"e", "x"}}).Err()
+		}},
+	} {
+		if err := c.fill(); err != nil {
+			t.Fatal(err)
+		}
+		out, err := runServe(t, shardsConfig(rs.URL(), f, 2))
+		if err == nil || !strings.Contains(out, "shard 3") || !strings.Contains(out, "redis.shards: 4") {
+			t.Fatalf("%s: serve with shards 2 and shard 3 holding an entry: err %v, output:\n%s", c.name, err, out)
+		}
+		if err := rdb.Del(ctx, k3.Events("ens"), k3.Retry("ens"), k3.Dead("ens")).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Empty (an emptied stream with its group left behind counts as empty): it starts.
+	if err := rdb.XGroupCreateMkStream(ctx, k3.Events("ens"), queue.Group, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	startRelay(t, shardsConfig(rs.URL(), f, 2))
+}
+
+// runServe runs `relay serve` expecting it to exit at start, and returns its output.
+func runServe(t *testing.T, cfg string) (string, error) {
+	t.Helper()
+	p := &relayProc{t: t, ingest: freeAddr(t), admin: freeAddr(t)}
+	cfg = strings.NewReplacer("{{ingest}}", p.ingest, "{{admin}}", p.admin).Replace(cfg)
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, relayBin, "serve", "--config", path).CombinedOutput()
+	return string(out), err
+}
