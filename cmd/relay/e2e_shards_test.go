@@ -7,13 +7,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventrelay/relay/internal/redistest"
+	"github.com/eventrelay/relay/relay/admin"
 	"github.com/eventrelay/relay/relay/queue"
 )
 
@@ -164,4 +167,97 @@ func runServe(t *testing.T, cfg string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, relayBin, "serve", "--config", path).CombinedOutput()
 	return string(out), err
+}
+
+// With shards, the admin API sums the shards' depths and lists every shard's dead
+// letters; a replay puts a dead letter back into the shard it came from, and a purge
+// empties every shard.
+func TestShardsAdminDeadLettersAcrossShards(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	f := newFakes(t)
+	var accept atomic.Bool
+	f.ens.reply = func(int, fakeHit) (int, string) {
+		if accept.Load() {
+			return 200, `{"status":"success"}`
+		}
+		return 400, `{"status":"error","message":"bad campaign"}` // permanent: dead-lettered at once
+	}
+	p := startRelay(t, shardsConfig(rs.URL(), f, 4))
+	const n = 24
+	for i := range n {
+		if status, body := p.post(t, "/v1/ens/click", fmt.Sprintf(`{"campaignId":%d,"placement":"p"}`, i+1),
+			map[string]string{"Authorization": "Bearer " + e2eBackend}); status != 202 {
+			t.Fatalf("event %d: %d %s", i, status, body)
+		}
+	}
+	waitFor(t, 30*time.Second, "every event dead-lettered", func() bool { return p.deadTotal(t, "ens") == n })
+	keys := queue.Keys{Prefix: "e2e", Shards: 4}
+	var deadPer [4]int64
+	for s, k := range keys.EachShard() {
+		deadPer[s] = rdb.XLen(ctx, k.Dead("ens")).Val()
+	}
+	if deadPer[1]+deadPer[2]+deadPer[3] == 0 || deadPer[0]+deadPer[1]+deadPer[2]+deadPer[3] != n {
+		t.Fatalf("dead letters per shard %v, want %d in all, some beyond shard 0", deadPer, n)
+	}
+	var st admin.ProvidersReply
+	p.adminCall(t, "GET", "/admin/api/providers", "", &st)
+	for _, ps := range st.Providers {
+		if ps.Name == "ens" && ps.Dead != n {
+			t.Errorf("/admin/api/providers ens dead = %d, want %d (the sum over the shards)", ps.Dead, n)
+		}
+	}
+	var list admin.DeadListReply
+	p.adminCall(t, "GET", "/admin/api/dead/ens?limit=1000", "", &list)
+	if list.Total != n || len(list.Dead) != n {
+		t.Fatalf("dead list: total %d, %d listed, want %d", list.Total, len(list.Dead), n)
+	}
+	// Pick a dead letter of a shard k ≥ 1: its handle is "<id>@k".
+	var pick string
+	shard := 0
+	for _, d := range list.Dead {
+		if id, k, ok := strings.Cut(d.StreamID, "@"); ok {
+			pick = d.StreamID
+			shard, _ = strconv.Atoi(k)
+			if got := rdb.XRangeN(ctx, keys.ForShard(shard).Dead("ens"), id, id, 1).Val(); len(got) != 1 {
+				t.Fatalf("handle %s: no such entry in shard %d's dead letters", d.StreamID, shard)
+			}
+			break
+		}
+	}
+	if pick == "" {
+		t.Fatal("no dead letter of a shard >= 1 listed")
+	}
+	var added [4]int64
+	for s, k := range keys.EachShard() {
+		added[s] = entriesAdded(t, rdb, k.Events("ens"))
+	}
+	accept.Store(true)
+	var rep admin.ReplayReply
+	p.adminCall(t, "POST", "/admin/api/dead/ens/replay", fmt.Sprintf(`{"ids":[%q]}`, pick), &rep)
+	if rep.Replayed != 1 {
+		t.Fatalf("replay %s: %+v", pick, rep)
+	}
+	for s, k := range keys.EachShard() {
+		want := added[s]
+		if s == shard {
+			want++
+		}
+		if got := entriesAdded(t, rdb, k.Events("ens")); got != want {
+			t.Errorf("shard %d: %d entries added after replaying a dead letter of shard %d, want %d", s, got, shard, want)
+		}
+	}
+	waitFor(t, 30*time.Second, "the replayed event delivered", func() bool { return p.deadTotal(t, "ens") == n-1 && len(f.ens.got()) > n })
+	var purged admin.PurgeReply
+	p.adminCall(t, "DELETE", "/admin/api/dead/ens", "", &purged)
+	if purged.Purged != n-1 {
+		t.Errorf("purged %d, want %d", purged.Purged, n-1)
+	}
+	for s, k := range keys.EachShard() {
+		if l := rdb.XLen(ctx, k.Dead("ens")).Val(); l != 0 {
+			t.Errorf("shard %d: %d dead letters after the purge", s, l)
+		}
+	}
 }
