@@ -261,3 +261,53 @@ func TestShardsAdminDeadLettersAcrossShards(t *testing.T) {
 		}
 	}
 }
+
+// On a Redis Cluster, redis.shards: 6 puts one provider's shards on several masters, and
+// every event is delivered once.
+func TestShardsOnClusterSpreadOverMasters(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 1)
+	keys := queue.Keys{Prefix: "e2e", Shards: 6}
+	masters := map[string]bool{}
+	for _, k := range keys.EachShard() {
+		masters[c.MasterOf(k.Events("ens")).Addr()] = true
+	}
+	if len(masters) < 2 {
+		t.Fatalf("the 6 shards of ens sit on %d master(s), want at least 2", len(masters))
+	}
+	f := newFakes(t)
+	p := startRelay(t, shardsConfig(c.URL(), f, 6))
+	const n = 36
+	for i := range n {
+		if status, body := p.post(t, "/v1/ens/click", fmt.Sprintf(`{"campaignId":%d,"placement":"p"}`, i+1),
+			map[string]string{"Authorization": "Bearer " + e2eBackend}); status != 202 {
+			t.Fatalf("event %d: %d %s", i, status, body)
+		}
+	}
+	waitFor(t, 60*time.Second, "every event delivered", func() bool { return len(f.ens.got()) >= n })
+	var total int64
+	used := map[string]bool{}
+	for _, k := range keys.EachShard() {
+		m := c.MasterOf(k.Events("ens"))
+		rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		added := entriesAdded(t, rdb, k.Events("ens"))
+		_ = rdb.Close()
+		total += added
+		if added > 0 {
+			used[m.Addr()] = true
+		}
+	}
+	if total != n || len(used) < 2 {
+		t.Errorf("%d events over the shards on %d master(s), want %d on at least 2", total, len(used), n)
+	}
+	seen := map[int]int{}
+	for _, h := range f.ens.got() {
+		var b struct{ CampaignID int }
+		_ = json.Unmarshal([]byte(h.body), &b)
+		seen[b.CampaignID]++
+	}
+	for i := 1; i <= n; i++ {
+		if seen[i] != 1 {
+			t.Errorf("event %d delivered %d times, want 1", i, seen[i])
+		}
+	}
+}
