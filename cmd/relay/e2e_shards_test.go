@@ -250,6 +250,22 @@ func TestShardsAdminDeadLettersAcrossShards(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, "the replayed event delivered", func() bool { return p.deadTotal(t, "ens") == n-1 && len(f.ens.got()) > n })
+	// A dry-run replay paged 5 at a time walks every shard once.
+	var matched int64
+	after, until := "", ""
+	for range 100 {
+		var r admin.ReplayReply
+		p.adminCall(t, "POST", "/admin/api/dead/ens/replay",
+			fmt.Sprintf(`{"dry_run":true,"limit":5,"after":%q,"until":%q}`, after, until), &r)
+		matched += r.Matched
+		if r.Done || r.LastID == "" {
+			break
+		}
+		after, until = r.LastID, r.Until
+	}
+	if matched != n-1 {
+		t.Errorf("a paged dry-run replay matched %d dead letters, want %d", matched, n-1)
+	}
 	var purged admin.PurgeReply
 	p.adminCall(t, "DELETE", "/admin/api/dead/ens", "", &purged)
 	if purged.Purged != n-1 {
