@@ -2,9 +2,13 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/eventrelay/relay/internal/redistest"
 )
@@ -67,5 +71,39 @@ func TestShardsEnqueueSpreadAndDepthsSum(t *testing.T) {
 	}
 	if k2.Rate("ens") != keys.Rate("ens") {
 		t.Errorf("the rate key must be provider-wide: %q vs %q", k2.Rate("ens"), keys.Rate("ens"))
+	}
+}
+
+// The high-water mark applies to the provider's backlog summed over its shards: no
+// shard alone is over it here.
+func TestShardsHighWaterSumsShards(t *testing.T) {
+	_, conn := openRedis(t, redistest.Options{})
+	keys := Keys{Prefix: testPrefix, Shards: 4}
+	opts := defaultEnqOpts()
+	opts.Providers = []string{"ens"}
+	opts.HighWaterMark = 5
+	opts.HighWaterPoll = 20 * time.Millisecond
+	c := conn.Client
+	ctx := t.Context()
+	c.ZAdd(ctx, keys.ForShard(1).Retry("ens"), redisZ(1), redisZ(2))
+	c.ZAdd(ctx, keys.ForShard(2).Retry("ens"), redisZ(1), redisZ(2))
+	for range 2 {
+		c.XAdd(ctx, &redis.XAddArgs{Stream: keys.ForShard(3).Events("ens"), Values: []any{"e", "x"}})
+	}
+	e := NewEnqueuer(c, keys, opts, zaptest.NewLogger(t))
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	// Poll the monitor's verdict rather than enqueue: an enqueue would grow the backlog.
+	deadline := time.Now().Add(5 * time.Second)
+	for !e.over["ens"].Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("not over the high-water mark after 5 s: backlog 6 over 4 shards, mark 5")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := e.Enqueue(ctx, testMessage("ens", 1), RelayID); !errors.Is(err, ErrOverHighWater) {
+		t.Fatalf("err = %v, want ErrOverHighWater", err)
 	}
 }
