@@ -111,6 +111,12 @@ type Redis struct {
 	// consumer group once it has been idle this long and holds no pending entry.
 	// Default 1h; at least 1m (a live relay reads several times a second).
 	ConsumerExpiry time.Duration `yaml:"consumer_expiry"`
+	// Shards spreads each provider's events over this many streams (each with its own
+	// retry set, dead letters and consumer group), by a hash of the event's id; on Redis
+	// Cluster the shards of one provider sit on different slots. Default 1, at most 64.
+	// Raising it is safe online; lowering it is refused at start while a dropped shard
+	// still holds entries (docs/storage.md, "Shards").
+	Shards int `yaml:"shards"`
 }
 
 // Log configures logging.

@@ -195,7 +195,7 @@ providers:
 		Admin: config.Admin{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789"},
 		Redis: config.Redis{
 			Prefix: "relay", EnqueueTimeout: time.Second, HighWaterMark: 1000000,
-			Writers: 2, MaxBatch: 256, PoolSize: 32, ConsumerExpiry: time.Hour,
+			Writers: 2, MaxBatch: 256, PoolSize: 32, ConsumerExpiry: time.Hour, Shards: 1,
 		},
 		Log:   config.Log{Level: "info"},
 		Trace: config.Trace{Enabled: new(true), Keep: 100_000, TailBuffer: 4096},

@@ -30,6 +30,7 @@ func (c *Config) setDefaults() {
 	OrDefault(&r.MaxBatch, 256)
 	OrDefault(&r.PoolSize, 32)
 	OrDefault(&r.ConsumerExpiry, time.Hour)
+	OrDefault(&r.Shards, 1)
 
 	OrDefault(&c.Log.Level, "info")
 

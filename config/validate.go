@@ -18,10 +18,12 @@ import (
 
 // Limits enforced by Validate.
 const (
-	minBodyBytes         = 1024
-	maxBodyBytes         = 16 << 20
-	maxEnqueueTimeout    = 30 * time.Second
-	maxReplicasAcked     = 16
+	minBodyBytes      = 1024
+	maxBodyBytes      = 16 << 20
+	maxEnqueueTimeout = 30 * time.Second
+	maxReplicasAcked  = 16
+	// MaxShards bounds redis.shards (and the shards checked at start for leftovers).
+	MaxShards            = 64
 	maxWorkers           = 256
 	maxUpstreamTimeout   = 5 * time.Minute
 	minSiteKeyLen        = 8
@@ -220,6 +222,9 @@ func (c *Config) validateRedis(v *Validator) {
 	v.atLeast("redis.writers", r.Writers, 1)
 	v.atLeast("redis.max_batch", r.MaxBatch, 1)
 	v.atLeast("redis.pool_size", r.PoolSize, 1)
+	if r.Shards < 1 || r.Shards > MaxShards {
+		v.Add("redis.shards", "must be between 1 and %d", MaxShards)
+	}
 	switch {
 	case r.MinReplicasAcked < 0 || r.MinReplicasAcked > maxReplicasAcked:
 		v.Add("redis.min_replicas_acked", "must be between 0 and %d", maxReplicasAcked)

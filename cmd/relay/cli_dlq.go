@@ -100,7 +100,7 @@ func dlqList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newCLIFlags("dlq replay", stderr).withProvider()
-	f.fs.Var(&f.ids, "id", "stream id of a dead letter to replay (repeatable; default: all)")
+	f.fs.Var(&f.ids, "id", "stream id of a dead letter to replay, as dlq list shows it (<id>@k on shard k >= 1; repeatable; default: all)")
 	ff := addFilterFlags(f.fs)
 	if err := f.parse(args, "relay dlq replay --config FILE --provider P [--id ID ...] [FILTER] [--dry-run]"); err != nil {
 		return err
@@ -186,7 +186,7 @@ func replayAll(ctx context.Context, c *adminClient, provider string, req admin.R
 
 func dlqPurge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newCLIFlags("dlq purge", stderr).withProvider()
-	f.fs.Var(&f.ids, "id", "stream id of a dead letter to delete (repeatable; default: all, with --yes)")
+	f.fs.Var(&f.ids, "id", "stream id of a dead letter to delete, as dlq list shows it (<id>@k on shard k >= 1; repeatable; default: all, with --yes)")
 	f.fs.BoolVar(&f.yes, "yes", false, "confirm deleting every dead letter of the provider, or every one the filter matches")
 	ff := addFilterFlags(f.fs)
 	if err := f.parse(args, "relay dlq purge --config FILE --provider P [--id ID ...] [FILTER] [--dry-run] [--yes]"); err != nil {

@@ -63,7 +63,7 @@ func newLogger(level string) (*zap.Logger, error) {
 // ingest waited once blocked readers outnumbered the pool).
 func redisWithDeliveryConns(cfg *config.Config) config.Redis {
 	r := cfg.Redis
-	r.PoolSize += 4 * len(cfg.Providers.Enabled())
+	r.PoolSize += 4 * len(cfg.Providers.Enabled()) * max(r.Shards, 1)
 	return r
 }
 
@@ -88,8 +88,8 @@ func startCPUProfile(log *zap.Logger) func() {
 	return func() { pprof.StopCPUProfile(); _ = f.Close() }
 }
 
-// newForwarders builds one Forwarder per enabled provider, also returned by provider
-// name as the admin API's breakers.
+// newForwarders builds one Forwarder per enabled provider and shard (see shardWorkers),
+// and returns each provider's as one admin breaker (the worst of its shards').
 func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Registerer, tail *admin.Tail, log *zap.Logger) ([]*forward.Forwarder, map[string]admin.BreakerStater, error) {
 	adapters, err := providers.NewAdapters(cfg.Providers, log.Named("providers"))
 	if err != nil {
@@ -105,19 +105,26 @@ func newForwarders(cfg *config.Config, conn *queue.Conn, reg prometheus.Register
 	}
 	var out []*forward.Forwarder
 	breakers := map[string]admin.BreakerStater{}
+	keys := redisKeys(cfg)
 	for _, p := range cfg.Providers.Enabled() {
-		f, err := forward.New(forward.Options{
-			Adapter: adapters[p.Name], Delivery: *p.Delivery, Client: conn.Client,
-			Keys: queue.Keys{Prefix: cfg.Redis.Prefix}, Consumer: consumer,
-			Log: log.Named("forwarder"), Metrics: metrics, // New adds the provider field
-			Visibility: p.Delivery.VisibilityTimeout, ConsumerExpiry: cfg.Redis.ConsumerExpiry,
-			TraceKeep: traceKeep(cfg.Trace), Observer: tail,
-		})
-		if err != nil {
-			return nil, nil, err
+		var shards shardBreakers
+		for _, k := range keys.EachShard() {
+			d := *p.Delivery
+			d.Workers = shardWorkers(d.Workers, k.Shard, keys.NumShards())
+			f, err := forward.New(forward.Options{
+				Adapter: adapters[p.Name], Delivery: d, Client: conn.Client,
+				Keys: k, Consumer: consumer,
+				Log: shardLog(log.Named("forwarder"), k), Metrics: metrics, // New adds the provider field
+				Visibility: p.Delivery.VisibilityTimeout, ConsumerExpiry: cfg.Redis.ConsumerExpiry,
+				TraceKeep: traceKeep(cfg.Trace), Observer: tail,
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			out = append(out, f)
+			shards = append(shards, f)
 		}
-		out = append(out, f)
-		breakers[p.Name] = f
+		breakers[p.Name] = shards
 	}
 	return out, breakers, nil
 }
@@ -180,7 +187,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			provs = append(provs, op.Provider)
 		}
 	}
-	enq := queue.NewEnqueuer(conn.Client, queue.Keys{Prefix: cfg.Redis.Prefix}, queue.EnqueuerOptions{
+	keys := redisKeys(cfg)
+	if err := checkShards(ctx, conn, keys, cfg); err != nil {
+		return err
+	}
+	enq := queue.NewEnqueuer(conn.Client, keys, queue.EnqueuerOptions{
 		Writers: cfg.Redis.Writers, MaxBatch: cfg.Redis.MaxBatch, Timeout: cfg.Redis.EnqueueTimeout,
 		Providers: provs, HighWaterMark: cfg.Redis.HighWaterMark, MinReplicas: cfg.Redis.MinReplicasAcked,
 	}, log.Named("queue"))
@@ -193,7 +204,6 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keys := queue.Keys{Prefix: cfg.Redis.Prefix}
 	enabled := make([]string, 0, len(breakers))
 	retain := map[string]config.DeadLetters{}
 	for _, p := range cfg.Providers.Enabled() {

@@ -144,7 +144,7 @@ func checkIDs(ids []string) error {
 		return fmt.Errorf("%w: at most %d ids per call", errBadBody, maxIDs)
 	}
 	for _, id := range ids {
-		if !validStreamID(id) {
+		if !validHandle(id) {
 			return fmt.Errorf("%w: %q is not a stream id", errBadBody, id)
 		}
 	}

@@ -30,9 +30,7 @@ func (a *api) deadList(w http.ResponseWriter, r *http.Request, provider string) 
 		}
 		limit = min(n, maxDeadLimit)
 	}
-	ctx, cancel := a.redisCtx(r)
-	defer cancel()
-	total, dead, err := queue.ListDead(ctx, a.client, a.keys, provider, limit)
+	total, dead, err := a.listDead(r, provider, limit)
 	if err != nil {
 		a.redisFailed(w, r, err)
 		return
@@ -47,13 +45,19 @@ func (a *api) deadList(w http.ResponseWriter, r *http.Request, provider string) 
 // deadGet serves GET /admin/api/dead/{provider}/{stream_id}: one entry with its body.
 func (a *api) deadGet(w http.ResponseWriter, r *http.Request, provider string) {
 	id := r.PathValue("stream_id")
-	if !validStreamID(id) {
+	shard, sid, valid := parseHandle(id)
+	if !valid {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, "not a stream id")
+		return
+	}
+	if shard >= a.keys.NumShards() {
+		writeError(w, http.StatusNotFound, CodeNotFound, "no such dead letter")
 		return
 	}
 	ctx, cancel := a.redisCtx(r)
 	defer cancel()
-	d, ok, err := queue.GetDead(ctx, a.client, a.keys, provider, id)
+	d, ok, err := queue.GetDead(ctx, a.client, a.keys.ForShard(shard), provider, sid)
+	d.StreamID = handle(shard, d.StreamID)
 	if err != nil {
 		a.redisFailed(w, r, err)
 		return
@@ -98,26 +102,16 @@ func (a *api) purge(w http.ResponseWriter, r *http.Request, provider string) {
 			reply.Purged += int64(len(matched))
 			return nil
 		}
-		ctx, cancel := a.redisCtx(r)
-		defer cancel()
-		n, err := queue.DeleteDead(ctx, a.client, a.keys, provider, streamIDs(matched))
+		n, err := a.deleteHandles(r, provider, streamIDs(matched))
 		reply.Purged += n
 		return err
 	}
 	paged := req.Filter != nil || req.DryRun || req.Limit > 0 || req.After != "" || req.Until != ""
 	switch {
 	case req.IDs == nil && !paged:
-		ctx, cancel := a.redisCtx(r)
-		reply.Purged, err = queue.PurgeDead(ctx, a.client, a.keys, provider)
-		cancel()
+		reply.Purged, err = a.purgeAll(r, provider)
 	case req.IDs != nil && req.Filter == nil && !req.DryRun:
-		for start := 0; start < len(req.IDs) && err == nil; start += chunk {
-			ctx, cancel := a.redisCtx(r)
-			var n int64
-			n, err = queue.DeleteDead(ctx, a.client, a.keys, provider, req.IDs[start:min(start+chunk, len(req.IDs))])
-			cancel()
-			reply.Purged += n
-		}
+		reply.Purged, err = a.deleteHandles(r, provider, req.IDs)
 	case req.IDs != nil:
 		reply.Done = true
 		reply.Matched, _, err = a.byIDs(r, provider, req.IDs, f, page)

@@ -60,7 +60,7 @@ func checkPage(limit int, after, until string) error {
 		return fmt.Errorf("%w: limit must not be negative", errBadBody)
 	}
 	for _, id := range []string{after, until} {
-		if id != "" && !validStreamID(id) {
+		if id != "" && !validHandle(id) {
 			return fmt.Errorf("%w: %q is not a stream id", errBadBody, id)
 		}
 	}
@@ -89,12 +89,55 @@ type scanned struct {
 // runScan pages through the dead letters after s.after up to s.until (default: the newest
 // now), chunk at a time (XRANGE, so memory stays bounded however long the stream),
 // handing each page's matches to s.page. The upper bound keeps a provider that
-// dead-letters replayed events at once from looping forever.
+// dead-letters replayed events at once from looping forever. With shards it goes shard
+// by shard, from the shard of s.after (or s.until), each up to its newest when the scan
+// reaches it; the cursors it answers (last_id, until) are handles of the shard it is in.
 func (a *api) runScan(r *http.Request, s scan) (scanned, error) {
-	out := scanned{until: s.until}
-	if out.until == "" {
+	cursor := s.after
+	if cursor == "" {
+		cursor = s.until
+	}
+	first, _, _ := parseHandle(cursor) // checked by checkPage
+	var out scanned
+	for shard := first; shard < a.keys.NumShards(); shard++ {
+		one := s
+		if shard != first {
+			one.after, one.until = "", ""
+		}
+		res, err := a.scanShard(r, shard, one)
+		out.matched += res.matched
+		if res.lastID != "" || shard == first {
+			out.lastID, out.until = res.lastID, res.until
+		}
+		if err != nil || !res.done {
+			return out, err
+		}
+		if s.limit > 0 {
+			s.limit -= res.seen
+			if s.limit <= 0 && shard+1 < a.keys.NumShards() {
+				return out, nil // not done: the next call goes on from here
+			}
+		}
+	}
+	out.done = true
+	return out, nil
+}
+
+// shardScanned is what a scan did in one shard.
+type shardScanned struct {
+	scanned
+	seen int
+}
+
+// scanShard is runScan in one shard, its cursors handles of that shard.
+func (a *api) scanShard(r *http.Request, shard int, s scan) (shardScanned, error) {
+	keys := a.keys.ForShard(shard)
+	_, after, _ := parseHandle(s.after)
+	_, until, _ := parseHandle(s.until)
+	out := shardScanned{scanned: scanned{until: s.until}}
+	if until == "" {
 		ctx, cancel := a.redisCtx(r)
-		newest, err := queue.NewestDeadID(ctx, a.client, a.keys, s.provider)
+		newest, err := queue.NewestDeadID(ctx, a.client, keys, s.provider)
 		cancel()
 		if err != nil {
 			return out, err
@@ -103,19 +146,19 @@ func (a *api) runScan(r *http.Request, s scan) (scanned, error) {
 			out.done = true
 			return out, nil
 		}
-		out.until = newest
+		until = newest
+		out.until = handle(shard, newest)
 	}
-	after, seen := s.after, 0
 	for {
 		n := chunk
 		if s.limit > 0 {
-			n = min(n, s.limit-seen)
+			n = min(n, s.limit-out.seen)
 		}
 		if n == 0 {
 			return out, nil
 		}
 		ctx, cancel := a.redisCtx(r)
-		page, err := queue.ScanDead(ctx, a.client, a.keys, s.provider, s.filter, after, out.until, n)
+		page, err := queue.ScanDead(ctx, a.client, keys, s.provider, s.filter, after, until, n)
 		cancel()
 		if err != nil {
 			return out, err
@@ -124,6 +167,8 @@ func (a *api) runScan(r *http.Request, s scan) (scanned, error) {
 			out.done = true
 			return out, nil
 		}
+		after = page[len(page)-1].StreamID
+		page = tagged(page, shard)
 		matched := slices.DeleteFunc(slices.Clone(page), func(d queue.DeadLetter) bool { return !s.filter.Match(d) })
 		out.matched += int64(len(matched))
 		if len(matched) > 0 {
@@ -131,10 +176,9 @@ func (a *api) runScan(r *http.Request, s scan) (scanned, error) {
 				return out, err
 			}
 		}
-		seen += len(page)
+		out.seen += len(page)
 		out.lastID = page[len(page)-1].StreamID
-		after = out.lastID
-		if out.lastID == out.until {
+		if after == until {
 			out.done = true
 			return out, nil
 		}
@@ -145,21 +189,38 @@ func (a *api) runScan(r *http.Request, s scan) (scanned, error) {
 // returns how many matched and how many were gone.
 func (a *api) byIDs(r *http.Request, provider string, ids []string, f queue.DeadFilter,
 	page func(*http.Request, []queue.DeadLetter) error) (matched, missing int64, err error) {
-	for start := 0; start < len(ids); start += chunk {
-		part := ids[start:min(start+chunk, len(ids))]
-		ctx, cancel := a.redisCtx(r)
-		found, err := queue.GetDeadByIDs(ctx, a.client, a.keys, provider, part)
-		cancel()
-		if err != nil {
-			return matched, missing, err
-		}
-		missing += int64(len(part) - len(found))
-		found = slices.DeleteFunc(found, func(d queue.DeadLetter) bool { return !f.Match(d) })
-		matched += int64(len(found))
-		if len(found) > 0 {
-			if err := page(r, found); err != nil {
+	shards, byShard := a.byShard(ids)
+	known := 0
+	for _, s := range shards {
+		known += len(byShard[s])
+	}
+	missing = int64(len(ids) - known) // handles of shards this deployment does not have
+	for _, s := range shards {
+		for part := range slices.Chunk(byShard[s], chunk) {
+			if matched, missing, err = a.byIDsOfShard(r, provider, s, part, f, page, matched, missing); err != nil {
 				return matched, missing, err
 			}
+		}
+	}
+	return matched, missing, nil
+}
+
+// byIDsOfShard is byIDs for one chunk of stream ids of one shard, adding to matched and missing.
+func (a *api) byIDsOfShard(r *http.Request, provider string, shard int, part []string, f queue.DeadFilter,
+	page func(*http.Request, []queue.DeadLetter) error, matched, missing int64) (int64, int64, error) {
+	ctx, cancel := a.redisCtx(r)
+	found, err := queue.GetDeadByIDs(ctx, a.client, a.keys.ForShard(shard), provider, part)
+	cancel()
+	if err != nil {
+		return matched, missing, err
+	}
+	found = tagged(found, shard)
+	missing += int64(len(part) - len(found))
+	found = slices.DeleteFunc(found, func(d queue.DeadLetter) bool { return !f.Match(d) })
+	matched += int64(len(found))
+	if len(found) > 0 {
+		if err := page(r, found); err != nil {
+			return matched, missing, err
 		}
 	}
 	return matched, missing, nil

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/eventrelay/relay/relay/queue"
@@ -70,19 +71,26 @@ func (a *api) replay(w http.ResponseWriter, r *http.Request, provider string) {
 	writeJSON(w, http.StatusOK, reply)
 }
 
-// replayIDs replays ids chunk by chunk (one pipeline each, see queue.ReplayDead) and
-// adds up the results in reply.
-func (a *api) replayIDs(r *http.Request, provider string, ids []string, reply *ReplayReply) error {
-	for start := 0; start < len(ids); start += chunk {
-		ctx, cancel := a.redisCtx(r)
-		res, err := queue.ReplayDead(ctx, a.client, a.keys, provider, ids[start:min(start+chunk, len(ids))])
-		cancel()
-		reply.Replayed += res.Replayed
-		reply.Missing += res.Missing
-		reply.Skipped += res.Skipped
-		if err != nil {
-			return err
+// replayIDs replays the dead letters handles chunk by chunk (one pipeline each, see
+// queue.ReplayDead), each into the events stream of its own shard, and adds up the
+// results in reply. A handle of a shard this deployment does not have is missing.
+func (a *api) replayIDs(r *http.Request, provider string, handles []string, reply *ReplayReply) error {
+	shards, ids := a.byShard(handles)
+	known := 0
+	for _, s := range shards {
+		known += len(ids[s])
+		for part := range slices.Chunk(ids[s], chunk) {
+			ctx, cancel := a.redisCtx(r)
+			res, err := queue.ReplayDead(ctx, a.client, a.keys.ForShard(s), provider, part)
+			cancel()
+			reply.Replayed += res.Replayed
+			reply.Missing += res.Missing
+			reply.Skipped += res.Skipped
+			if err != nil {
+				return err
+			}
 		}
 	}
+	reply.Missing += int64(len(handles) - known)
 	return nil
 }

@@ -114,7 +114,8 @@ func (a *api) eventTrace(w http.ResponseWriter, r *http.Request, provider string
 		return
 	}
 	// Not attempted yet, or back from a retry: look for it in the stream.
-	q, found, err := queue.FindQueued(ctx, a.client, a.keys, provider, id, traceScan)
+	// The event is queued in its shard: the one its id hashes to (queue.Keys.ShardOf).
+	q, found, err := queue.FindQueued(ctx, a.client, a.keys.ForShard(a.keys.ShardOf(id)), provider, id, traceScan)
 	if err != nil {
 		a.redisFailed(w, r, err)
 		return

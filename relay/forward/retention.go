@@ -70,24 +70,33 @@ func (r *Retention) Run(ctx context.Context) error {
 	}
 }
 
-// Pass trims every provider's dead letters once.
+// Pass trims every provider's dead letters once, shard by shard: max_count bounds each
+// shard's dead-letter stream (docs/storage.md, "Shards").
 func (r *Retention) Pass(ctx context.Context) {
 	for p, dl := range r.o.Providers {
-		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		t, err := queue.TrimDead(tctx, r.o.Client, r.o.Keys, p, dl.MaxAge, dl.MaxCount)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				r.o.Log.Warn("could not apply the dead-letter retention; will try again", zap.String("provider", p), zap.Error(err))
-			}
-			continue
+		for _, keys := range r.o.Keys.EachShard() {
+			r.trim(ctx, keys, p, dl)
 		}
-		r.dropped.WithLabelValues(p, "max_age").Add(float64(t.ByAge))
-		r.dropped.WithLabelValues(p, "max_count").Add(float64(t.ByCount))
-		if t.ByAge > 0 || t.ByCount > 0 {
-			r.o.Log.Warn("dead letters dropped by retention (dead_letters.max_age / max_count)",
-				zap.String("provider", p), zap.Int64("by_age", t.ByAge), zap.Int64("by_count", t.ByCount),
-				zap.Duration("max_age", dl.MaxAge), zap.Int64("max_count", dl.MaxCount))
+	}
+}
+
+// trim applies dl to one shard of provider p.
+func (r *Retention) trim(ctx context.Context, keys queue.Keys, p string, dl config.DeadLetters) {
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	t, err := queue.TrimDead(tctx, r.o.Client, keys, p, dl.MaxAge, dl.MaxCount)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			r.o.Log.Warn("could not apply the dead-letter retention; will try again", zap.String("provider", p),
+				zap.Int("shard", keys.Shard), zap.Error(err))
 		}
+		return
+	}
+	r.dropped.WithLabelValues(p, "max_age").Add(float64(t.ByAge))
+	r.dropped.WithLabelValues(p, "max_count").Add(float64(t.ByCount))
+	if t.ByAge > 0 || t.ByCount > 0 {
+		r.o.Log.Warn("dead letters dropped by retention (dead_letters.max_age / max_count)",
+			zap.String("provider", p), zap.Int64("by_age", t.ByAge), zap.Int64("by_count", t.ByCount),
+			zap.Duration("max_age", dl.MaxAge), zap.Int64("max_count", dl.MaxCount))
 	}
 }

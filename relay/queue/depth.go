@@ -46,36 +46,67 @@ type providerCmds struct {
 }
 
 // Depths reads every provider's depth in one pipeline, after one TIME call: ages and
-// minutes are by Redis's clock, the clock the outcome scripts' stats use. An error that
-// hits one provider is in its Depth; an error for all (TIME failed) is returned.
+// minutes are by Redis's clock, the clock the outcome scripts' stats use. A provider's
+// depth is the sum over its shards (keys.Shards), its age the oldest of theirs. An error
+// that hits one provider is in its Depth; an error for all (TIME failed) is returned.
 func Depths(ctx context.Context, c redis.Cmdable, keys Keys, providers []string, withStats bool) ([]Depth, error) {
 	now, err := c.Time(ctx).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis TIME: %w", err)
 	}
 	minute := now.Unix() / 60
-	cmds := make([]providerCmds, len(providers))
+	shards := keys.EachShard()
+	cmds := make([]providerCmds, len(providers)*len(shards)) // provider-major
 	_, _ = c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, p := range providers {
-			pc := &cmds[i]
-			pc.events = pipe.XLen(ctx, keys.Events(p))
-			pc.pending = pipe.XPending(ctx, keys.Events(p), Group)
-			pc.retry = pipe.ZCard(ctx, keys.Retry(p))
-			pc.dead = pipe.XLen(ctx, keys.Dead(p))
-			pc.first = pipe.XRangeN(ctx, keys.Events(p), "-", "+", 1)
-			pc.retryHead = pipe.ZRange(ctx, keys.Retry(p), 0, retryScan-1)
-			if withStats {
-				pc.cur = pipe.HMGet(ctx, keys.Stats(p, minute), StatDelivered, StatRetried, StatDead)
-				pc.prev = pipe.HMGet(ctx, keys.Stats(p, minute-1), StatDelivered, StatRetried, StatDead)
+			for s, keys := range shards {
+				pc := &cmds[i*len(shards)+s]
+				pc.events = pipe.XLen(ctx, keys.Events(p))
+				pc.pending = pipe.XPending(ctx, keys.Events(p), Group)
+				pc.retry = pipe.ZCard(ctx, keys.Retry(p))
+				pc.dead = pipe.XLen(ctx, keys.Dead(p))
+				pc.first = pipe.XRangeN(ctx, keys.Events(p), "-", "+", 1)
+				pc.retryHead = pipe.ZRange(ctx, keys.Retry(p), 0, retryScan-1)
+				if withStats {
+					pc.cur = pipe.HMGet(ctx, keys.Stats(p, minute), StatDelivered, StatRetried, StatDead)
+					pc.prev = pipe.HMGet(ctx, keys.Stats(p, minute-1), StatDelivered, StatRetried, StatDead)
+				}
 			}
 		}
 		return nil
 	}) // errors are per command, read below
 	out := make([]Depth, len(providers))
-	for i := range cmds {
-		out[i] = cmds[i].depth(providers[i], now, withStats)
+	for i := range providers {
+		for s := range shards {
+			d := cmds[i*len(shards)+s].depth(providers[i], now, withStats)
+			out[i] = out[i].add(d)
+		}
 	}
 	return out, nil
+}
+
+// add sums two shards' depths (the first error wins).
+func (d Depth) add(o Depth) Depth {
+	if d.Err != nil {
+		return d
+	}
+	if o.Err != nil {
+		return Depth{Err: o.Err}
+	}
+	d.Ready += o.Ready
+	d.Pending += o.Pending
+	d.Retry += o.Retry
+	d.Dead += o.Dead
+	d.Oldest = max(d.Oldest, o.Oldest)
+	d.ThisMinute = d.ThisMinute.add(o.ThisMinute)
+	d.PrevMinute = d.PrevMinute.add(o.PrevMinute)
+	d.Into = o.Into
+	return d
+}
+
+// add sums two shards' counts.
+func (c Counts) add(o Counts) Counts {
+	return Counts{Delivered: c.Delivered + o.Delivered, Retried: c.Retried + o.Retried, Dead: c.Dead + o.Dead}
 }
 
 // depth turns one provider's replies into its numbers.

@@ -5,7 +5,8 @@
 // letters are stored and every Lua script that touches them; the forwarders
 // (relay/forward) and the admin API (relay/admin) call its functions. One file per idea:
 //
-//   - keys.go: key names (Keys) and the consumer group.
+//   - keys.go: key names (Keys), shards (Keys.ShardOf, ForShard) and the consumer group.
+//   - shards.go: the start-time check that a lowered redis.shards strands nothing.
 //   - entry.go: stream entry fields, their encoding on enqueue and decoding (DecodeEntry).
 //   - read.go: reading entries through the consumer group, and claiming abandoned ones.
 //   - outcome.go: recording outcomes (RecordOutcome, AckDelivered), moving due retries
@@ -24,7 +25,8 @@
 // Every key of provider P carries the hash tag {P} (see Keys): the events stream
 // <prefix>:{P}:events (consumer group "relay"), the retry sorted set <prefix>:{P}:retry,
 // the dead-letter stream <prefix>:{P}:dead and the 24 h dedupe markers
-// <prefix>:{P}:seen:<caller>:<client id> of events whose id their caller chose.
+// <prefix>:{P}:seen:<caller>:<client id> of events whose id their caller chose. With
+// Keys.Shards > 1 shard k ≥ 1 has the same keys under {P:k} (docs/storage.md, "Shards").
 //
 // # Stream entry format
 //

@@ -87,8 +87,8 @@ type Enqueuer struct {
 	log    *zap.Logger
 	sha    string
 
-	events map[string]string       // provider → events key; read-only after NewEnqueuer
-	seen   map[string]string       // provider → Seen key without caller and id; read-only too
+	events map[string][]string     // provider → events key per shard; read-only after NewEnqueuer
+	seen   map[string][]string     // provider → Seen key without caller and id per shard; read-only too
 	over   map[string]*atomic.Bool // provider → over its high-water mark; keys read-only
 	// numKeys[i] is strconv.Itoa(i) for every key count a call can have (1..MaxBatch+1),
 	// passed by pointer: boxing a *string does not allocate, boxing a string does.
@@ -153,8 +153,8 @@ func NewEnqueuer(client redis.UniversalClient, keys Keys, opts EnqueuerOptions, 
 		opts:    opts,
 		log:     log,
 		sha:     redis.NewScript(enqueueScript).Hash(),
-		events:  make(map[string]string, len(opts.Providers)),
-		seen:    make(map[string]string, len(opts.Providers)),
+		events:  make(map[string][]string, len(opts.Providers)),
+		seen:    make(map[string][]string, len(opts.Providers)),
 		over:    make(map[string]*atomic.Bool, len(opts.Providers)),
 		numKeys: make([]string, opts.MaxBatch+2),
 		reqs:    make(chan *request, opts.Writers*opts.MaxBatch),
@@ -164,8 +164,10 @@ func NewEnqueuer(client redis.UniversalClient, keys Keys, opts EnqueuerOptions, 
 		e.numKeys[i] = strconv.Itoa(i)
 	}
 	for _, p := range opts.Providers {
-		e.events[p] = keys.Events(p)
-		e.seen[p] = keys.seenPrefix(p)
+		for _, k := range keys.EachShard() {
+			e.events[p] = append(e.events[p], k.Events(p))
+			e.seen[p] = append(e.seen[p], k.seenPrefix(p))
+		}
 		e.over[p] = new(atomic.Bool)
 	}
 	e.pool.New = func() any { return &request{reply: make(chan result, 1)} }
@@ -207,14 +209,15 @@ func (e *Enqueuer) Enqueue(ctx context.Context, m *delivery.Message, src IDSourc
 	r := e.pool.Get().(*request)
 	r.ctx = ctx
 	r.deadline = time.Now().Add(e.opts.Timeout)
-	if k, ok := e.events[m.Provider]; ok {
-		r.events = k
+	// The shard hashes the event's id: with a caller's id (ClientID) a resend hashes
+	// the same, so it meets its Seen marker there.
+	shard := e.keys.ShardOf(m.ID)
+	var seen string
+	if ks, ok := e.events[m.Provider]; ok {
+		r.events, seen = ks[shard], e.seen[m.Provider][shard]
 	} else {
-		r.events = e.keys.Events(m.Provider)
-	}
-	seen, ok := e.seen[m.Provider]
-	if !ok {
-		seen = e.keys.seenPrefix(m.Provider)
+		k := e.keys.ForShard(shard)
+		r.events, seen = k.Events(m.Provider), k.seenPrefix(m.Provider)
 	}
 	r.entry.set(m, seen, src)
 

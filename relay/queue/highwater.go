@@ -39,18 +39,24 @@ func (e *Enqueuer) pollBacklog(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.HighWaterPoll)
 	defer cancel()
 	n := len(e.opts.Providers)
-	lens := make([]*redis.IntCmd, n)
-	retries := make([]*redis.IntCmd, n)
+	shards := e.keys.EachShard()
+	lens := make([][]*redis.IntCmd, n) // per provider, per shard
+	retries := make([][]*redis.IntCmd, n)
 	pipe := e.client.Pipeline()
 	for i, p := range e.opts.Providers {
-		lens[i] = pipe.XLen(ctx, e.events[p])
-		retries[i] = pipe.ZCard(ctx, e.keys.Retry(p))
+		for _, k := range shards {
+			lens[i] = append(lens[i], pipe.XLen(ctx, k.Events(p)))
+			retries[i] = append(retries[i], pipe.ZCard(ctx, k.Retry(p)))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return err
 	}
 	for i, p := range e.opts.Providers {
-		backlog := lens[i].Val() + retries[i].Val()
+		var backlog int64 // the provider's, over all its shards
+		for s := range shards {
+			backlog += lens[i][s].Val() + retries[i][s].Val()
+		}
 		over := backlog > e.opts.HighWaterMark
 		if e.over[p].Swap(over) == over {
 			continue

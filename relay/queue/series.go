@@ -54,10 +54,13 @@ func SampleDepths(ctx context.Context, c redis.Cmdable, keys Keys, providers []s
 	if err := sampleScript.Load(ctx, c).Err(); err != nil {
 		return 0, err
 	}
-	cmds := make([]*redis.Cmd, len(providers))
+	var cmds []*redis.Cmd
 	_, _ = c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for i, p := range providers {
-			cmds[i] = sampleScript.EvalSha(ctx, pipe, []string{keys.Events(p), keys.Retry(p), keys.Dead(p), keys.StatsPrefix(p)}, Group)
+		for _, p := range providers {
+			for _, keys := range keys.EachShard() { // each shard samples itself into its own stats
+				cmds = append(cmds, sampleScript.EvalSha(ctx, pipe,
+					[]string{keys.Events(p), keys.Retry(p), keys.Dead(p), keys.StatsPrefix(p)}, Group))
+			}
 		}
 		return nil
 	}) // errors are per command, read below
@@ -92,24 +95,32 @@ func Series(ctx context.Context, c redis.Cmdable, keys Keys, provider string, n 
 		return time.Time{}, nil, fmt.Errorf("redis TIME: %w", err)
 	}
 	first := now.Unix()/60 - int64(n-1)
-	cmds := make([]*redis.SliceCmd, n)
+	shards := keys.EachShard()
+	cmds := make([]*redis.SliceCmd, n*len(shards)) // minute-major
 	if _, err := c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for i := range cmds {
-			cmds[i] = pipe.HMGet(ctx, keys.Stats(provider, first+int64(i)), StatDelivered, StatRetried, StatDead,
-				StatDepthReady, StatDepthPending, StatDepthRetry, StatDepthDead)
+		for i := range n {
+			for s, keys := range shards {
+				cmds[i*len(shards)+s] = pipe.HMGet(ctx, keys.Stats(provider, first+int64(i)), StatDelivered, StatRetried, StatDead,
+					StatDepthReady, StatDepthPending, StatDepthRetry, StatDepthDead)
+			}
 		}
 		return nil
 	}); err != nil {
 		return now, nil, err
 	}
 	points := make([]Point, n)
-	for i, cmd := range cmds {
+	for i := range points {
+		// A minute's point sums its shards; its depth is there once any shard was sampled
+		// (a shard sampled by no relay that minute counts as empty).
 		var v [7]int64
 		var has [7]bool
-		for k, x := range cmd.Val() {
-			if s, ok := x.(string); ok && k < len(v) {
-				v[k], _ = strconv.ParseInt(s, 10, 64)
-				has[k] = true
+		for s := range shards {
+			for k, x := range cmds[i*len(shards)+s].Val() {
+				if str, ok := x.(string); ok && k < len(v) {
+					d, _ := strconv.ParseInt(str, 10, 64)
+					v[k] += d
+					has[k] = true
+				}
 			}
 		}
 		points[i] = Point{Minute: first + int64(i), Counts: Counts{Delivered: v[0], Retried: v[1], Dead: v[2]}}
