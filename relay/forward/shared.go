@@ -96,6 +96,10 @@ func (f *Forwarder) claimProbe(l *lane) (ok, probe bool) {
 	case v == queue.ProbeClaimed:
 		return true, true
 	}
+	// Another relay probes (or the breaker re-opened): hold off reading until its probe
+	// could have ended rather than read and defer one entry per turn meanwhile.
+	l.openUntil.Store(time.Now().Add(min(f.o.Delivery.Breaker.OpenFor, f.o.Delivery.Timeout+time.Second)).UnixNano())
+	l.shared.Store(int32(gobreaker.StateOpen))
 	return false, false
 }
 
