@@ -42,6 +42,10 @@ func (f *Forwarder) applyGates(gates []queue.LaneGate) {
 	f.setBreakerGauge()
 }
 
+// PausedFor is how long every lane of the provider stays paused by a Retry-After, this
+// relay's or another's as of its last rate-limit turn (0: some lane is not paused).
+func (f *Forwarder) PausedFor() time.Duration { return f.pauseLeft() }
+
 // laneNames are the lanes' names, in order (for queue.Turn).
 func (f *Forwarder) laneNames() []string {
 	out := make([]string, len(f.lanes))

@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+
 	"github.com/eventrelay/relay/config"
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // redisMillis reads a unix-ms value (a shared pause's or breaker's end) from key; ok is
@@ -132,5 +135,96 @@ func TestSharedRetryAfterPausesAllRelays(t *testing.T) {
 	}
 	if after == 0 {
 		t.Fatal("no request after the pause: delivery did not resume")
+	}
+}
+
+// gaugeValue reads a gauge of the env's registry for provider p (-1: absent).
+func (e *env) gaugeValue(name, p string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "provider" && l.GetValue() == p {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// TestBreakerOpenedElsewhereStopsThisRelay: another relay's open breaker (written to
+// Redis, and seen by this relay, before any event is queued) stops this one, whose own breaker never saw a
+// failure: no request before the Redis-recorded end, the state and gauge say open
+// meanwhile; then this relay probes, the upstream is healthy, the shared breaker is
+// deleted and everything is delivered.
+func TestBreakerOpenedElsewhereStopsThisRelay(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	if err := queue.OpenBreaker(ctx, e.rdb, e.keys, "ens", "", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	end, ok := e.redisMillis(e.keys.Breaker("ens", ""))
+	if !ok {
+		t.Fatal("no shared breaker written")
+	}
+	// A turn already under way when the breaker was written may still send what it
+	// reads: send the events once this relay has seen the shared breaker.
+	e.eventually(5*time.Second, "this relay's breaker state open", func() bool {
+		return e.fwd["ens"].BreakerState() == gobreaker.StateOpen
+	})
+	const events = 10
+	for i := range events {
+		e.send("ens/event", `{"n":`+strconv.Itoa(i)+`}`)
+	}
+	if g := e.gaugeValue("relay_breaker_state", "ens"); g != 2 && e.redisNow().Before(end) {
+		t.Errorf("relay_breaker_state{provider=ens} = %v while the shared breaker is open; want 2", g)
+	}
+	e.eventually(30*time.Second, "every event delivered after the shared open period", func() bool {
+		return e.statsTotal("ens", "delivered") == events && e.idle("ens")
+	})
+	hits := e.up["ens"].got()
+	if n := hitsIn(hits, time.Time{}, end); n != 0 {
+		t.Fatalf("%d requests before the shared breaker's open period ended; want 0", n)
+	}
+	if _, ok := e.redisMillis(e.keys.Breaker("ens", "")); ok {
+		t.Error("the shared breaker is still in Redis after a successful probe")
+	}
+	if s := e.fwd["ens"].BreakerState(); s != gobreaker.StateClosed {
+		t.Errorf("breaker %v after recovery", s)
+	}
+}
+
+// TestPauseSetElsewhereHoldsThisRelay: another relay's Retry-After pause (in Redis, and
+// seen by this relay, before any event is queued) holds this relay's requests until its Redis-recorded end:
+// 0 requests before it, all delivered after.
+func TestPauseSetElsewhereHoldsThisRelay(t *testing.T) {
+	e := newEnv(t, nil)
+	if err := queue.Pause(context.Background(), e.rdb, e.keys, "linkrunner", "", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	until, ok := e.redisMillis(e.keys.Pause("linkrunner", ""))
+	if !ok {
+		t.Fatal("no shared pause written")
+	}
+	// A turn already under way when the pause was written may still send what it reads:
+	// send the events once this relay has seen the shared pause.
+	e.eventually(5*time.Second, "this relay paused", func() bool { return e.fwd["linkrunner"].PausedFor() > 0 })
+	const events = 10
+	for i := range events {
+		e.send("linkrunner/event", `{"n":`+strconv.Itoa(i)+`}`)
+	}
+	e.eventually(30*time.Second, "every event delivered after the shared pause", func() bool {
+		return e.statsTotal("linkrunner", "delivered") == events && e.idle("linkrunner")
+	})
+	if n := hitsIn(e.up["linkrunner"].got(), time.Time{}, until); n != 0 {
+		t.Fatalf("%d requests before the shared pause ended; want 0", n)
 	}
 }
