@@ -60,7 +60,7 @@ type Forwarder struct {
 	provider string
 	log      *zap.Logger
 	// limiter keeps this process within rate_limit even when Redis cannot be asked; the
-	// slots reserved in Redis (queue.TakeSlots) keep the whole deployment within it.
+	// slots reserved in Redis (queue.Turn) keep the whole deployment within it.
 	limiter *rate.Limiter
 	// interval is 1/rate_limit in µs: the spacing of reserved slots.
 	interval float64
