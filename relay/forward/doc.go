@@ -20,6 +20,9 @@
 //     script call each (queue.RecordOutcome). With Options.TraceKeep the same pipeline
 //     carries one trace XADD for all its records (trace.go, queue.TraceWriter), and each
 //     recorded outcome goes to Options.Observer (the admin live tail) when someone looks.
+//   - shared.go: the lanes' breaker and Retry-After pause are the deployment's: written
+//     to Redis (queue.Pause, queue.OpenBreaker), read with every slot reservation
+//     (queue.Turn), and while half-open one probe deployment-wide (queue.ClaimProbe).
 //   - mover.go puts due retries back into the stream; reclaimer.go is the fetcher's
 //     XAUTOCLAIM of entries left pending by dead or stalled consumers.
 //
@@ -43,5 +46,5 @@
 // Package queue owns everything stored in Redis: entry fields and their decoding
 // (queue.DecodeEntry), retry members, dead letters and their reasons, every Lua script
 // and the key names. This package only decides outcomes and calls queue's functions
-// (ReadNew, Claim, TakeSlots, RecordOutcome, AckDelivered, MoveDue).
+// (ReadNew, Claim, Turn, RecordOutcome, AckDelivered, MoveDue).
 package forward

@@ -152,18 +152,21 @@ func jobsPerSender(timeout, visibility time.Duration) int {
 
 // reserve takes up to n consecutive slots of the deployment's rate limit, those starting
 // within window from now, and returns how many it got, when the first is due and when the
-// next free one is (with none granted: when to ask again). If Redis cannot be asked, the
-// local limiter alone spaces requests: all n are granted.
+// next free one is (with none granted: when to ask again). The same call reads the
+// lanes' shared pauses and breakers (see shared.go); with all of them stopped, none is
+// granted. If Redis cannot be asked, the local limiter alone spaces requests: all n are
+// granted.
 func (f *Forwarder) reserve(ctx context.Context, n int, window time.Duration) (granted int, first, nextFree time.Time) {
 	now := time.Now()
-	granted, toFirst, toNext, err := queue.TakeSlots(ctx, f.o.Client, f.o.Keys, f.provider, f.interval, n, window)
+	r, err := queue.Turn(ctx, f.o.Client, f.o.Keys, f.provider, f.laneNames(), f.interval, n, window)
 	if err != nil {
 		if ctx.Err() == nil {
 			f.log.Warn("could not reserve rate-limit slots; this relay's own limiter still applies", zap.Error(err))
 		}
 		return n, now, now
 	}
-	return granted, now.Add(toFirst), now.Add(toNext)
+	f.applyGates(r.Lanes)
+	return r.Granted, now.Add(r.First), now.Add(r.Next)
 }
 
 // slotWindow is how far ahead the slots taken before a read may start, where the rate

@@ -60,7 +60,7 @@ type Forwarder struct {
 	provider string
 	log      *zap.Logger
 	// limiter keeps this process within rate_limit even when Redis cannot be asked; the
-	// slots reserved in Redis (queue.TakeSlots) keep the whole deployment within it.
+	// slots reserved in Redis (queue.Turn) keep the whole deployment within it.
 	limiter *rate.Limiter
 	// interval is 1/rate_limit in µs: the spacing of reserved slots.
 	interval float64
@@ -101,8 +101,15 @@ type lane struct {
 	// state is the breaker's state as last reported by OnStateChange (for the gauge,
 	// which must not call a breaker from inside another's callback).
 	state atomic.Int32
-	// pausedUntil (unix ns) is set from an upstream's Retry-After: no request before it.
+	// pausedUntil (unix ns) is set from an upstream's Retry-After, this relay's or
+	// another's (see shared.go): no request before it.
 	pausedUntil atomic.Int64
+	// shared is the deployment's breaker state (a gobreaker.State) as the last turn read
+	// it, open until openUntil (unix ns); tripped is set when this relay's breaker opens,
+	// until the next request shares that (see shared.go).
+	shared    atomic.Int32
+	openUntil atomic.Int64
+	tripped   atomic.Bool
 }
 
 // errNoWork tells the breaker that an allowed turn found nothing to send; it is excluded
@@ -182,6 +189,9 @@ func (f *Forwarder) newLane(name string) *lane {
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			log.Warn("circuit breaker", zap.String("from", from.String()), zap.String("to", to.String()))
 			l.state.Store(int32(to))
+			if to == gobreaker.StateOpen {
+				l.tripped.Store(true)
+			}
 			f.setBreakerGauge()
 		},
 	})
@@ -204,25 +214,27 @@ func (f *Forwarder) laneOf(m *delivery.Message) *lane {
 // stateRank orders breaker states from healthy to stopped.
 var stateRank = map[gobreaker.State]int{gobreaker.StateClosed: 0, gobreaker.StateHalfOpen: 1, gobreaker.StateOpen: 2}
 
-// setBreakerGauge sets the provider's breaker gauge to its worst lane's last reported
-// state (0 closed, 1 half-open, 2 open).
+// setBreakerGauge sets the provider's breaker gauge to its worst lane's state, the worse
+// of this relay's breaker (as last reported) and the deployment's (0 closed, 1
+// half-open, 2 open).
 func (f *Forwarder) setBreakerGauge() {
 	if f.o.Metrics == nil {
 		return
 	}
 	worst := 0
 	for _, l := range f.lanes {
-		worst = max(worst, stateRank[gobreaker.State(l.state.Load())])
+		worst = max(worst, stateRank[gobreaker.State(l.state.Load())], stateRank[l.sharedState()])
 	}
 	f.o.Metrics.breaker.WithLabelValues(f.provider).Set(float64(worst))
 }
 
-// BreakerState reports the provider's breaker state (for the admin API and tests): with
-// several lanes, the worst of theirs (open if any lane is open).
+// BreakerState reports the provider's breaker state (for the admin API and tests), the
+// worse of this relay's and the deployment's: with several lanes, the worst of theirs
+// (open if any lane is open).
 func (f *Forwarder) BreakerState() gobreaker.State {
 	worst := gobreaker.StateClosed
 	for _, l := range f.lanes {
-		if s := l.breaker.State(); stateRank[s] > stateRank[worst] {
+		if s := l.effective(); stateRank[s] > stateRank[worst] {
 			worst = s
 		}
 	}
@@ -235,7 +247,7 @@ func (f *Forwarder) BreakerState() gobreaker.State {
 func (f *Forwarder) readState() gobreaker.State {
 	best := gobreaker.StateOpen
 	for _, l := range f.lanes {
-		if s := l.breaker.State(); stateRank[s] < stateRank[best] {
+		if s := l.effective(); stateRank[s] < stateRank[best] {
 			best = s
 		}
 	}

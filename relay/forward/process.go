@@ -63,6 +63,7 @@ func (f *Forwarder) attempt(l *lane, batch []*entry) []error {
 	for _, err := range results {
 		if d, ok := delivery.RetryDelay(err); ok {
 			l.pause(d)
+			f.sharePause(l, d)
 			break
 		}
 	}

@@ -3,6 +3,8 @@ package forward
 import (
 	"context"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 )
 
 // sender makes the upstream requests of the jobs the fetcher hands it, one at a time,
@@ -36,9 +38,15 @@ func (f *Forwarder) send(ctx context.Context, j job) {
 	}
 	// A batch never mixes lanes (see batches).
 	l := f.laneOf(&j.batch[0].Message)
+	own := l.breaker.State()
 	done, err := l.breaker.Allow()
 	if err != nil { // open, or half-open with its probe already out
 		f.deferAll(j.batch, f.o.Delivery.Breaker.OpenFor, errBreakerOpen)
+		return
+	}
+	if left := l.sharedOpenLeft(); left > 0 { // another relay's breaker opened
+		done(errNoWork)
+		f.deferAll(j.batch, left, errBreakerOpen)
 		return
 	}
 	if left := l.pauseLeft(); left > 0 {
@@ -46,13 +54,25 @@ func (f *Forwarder) send(ctx context.Context, j job) {
 		f.deferAll(j.batch, left, errPaused)
 		return
 	}
+	var probe bool
+	if own == gobreaker.StateHalfOpen || l.sharedState() == gobreaker.StateHalfOpen {
+		// One probe deployment-wide: the relay that claims it.
+		var ok bool
+		if ok, probe = f.claimProbe(l); !ok {
+			done(errNoWork)
+			f.deferAll(j.batch, f.o.Delivery.Breaker.OpenFor, errBreakerOpen)
+			return
+		}
+	}
 	start := time.Now()
 	results := f.attempt(l, j.batch)
 	spent := time.Since(start)
 	for _, e := range j.batch {
 		e.tried, e.spent = start, spent
 	}
-	done(breakerVerdict(results))
+	verdict := breakerVerdict(results)
+	done(verdict)
+	f.share(l, verdict, probe)
 	for i, e := range j.batch {
 		f.settle(e, results[i])
 	}

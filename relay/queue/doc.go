@@ -16,6 +16,8 @@
 //   - deadfilter.go: selecting dead letters by time range, reason, status and route,
 //     page by page (ScanDead). series.go: the per-minute series (SampleDepths, Series)
 //     and its sample script.
+//   - pause.go: the lanes' shared Retry-After pause and circuit breaker (Pause,
+//     OpenBreaker, ClaimProbe, CloseBreaker), read with the rate-limit slots (Turn).
 //   - scripts.go: every other Lua script, with its KEYS and ARGV (the trace's is in trace.go).
 //   - trace.go: the delivery trace: its bounded keys, the script that writes a pipeline's
 //     records, the lookup by event id, and the bounded scan for a queued event.

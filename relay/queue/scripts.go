@@ -152,21 +152,46 @@ return out
 // takes per call, but only those starting within the window from now (none if the first
 // does not: then nothing is taken, and nobody can book far ahead). Returns {granted, µs from now to
 // the first granted slot, µs from now to the next free slot}.
+//
+// KEYS[1] is the slots key; after it may come, per lane of the provider, its pause key
+// and its breaker key (see pause.go): the reply then also carries, per lane, the ms left
+// of its Retry-After pause (0: none) and of its shared breaker (-1: closed, 0: half-open,
+// > 0: open), read in the same call so honouring them costs no extra round trip. When
+// every lane given is paused or open, no slot is granted: nothing could be sent.
 var slotsScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local nowms = math.floor(now / 1000)
+local lanes, blocked = {}, 0
+for i = 2, #KEYS, 2 do
+  local p = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local b = redis.call('GET', KEYS[i + 1])
+  local pause = math.max(p - nowms, 0)
+  local open = -1
+  if b then
+    open = math.max(tonumber(b) - nowms, 0)
+  end
+  lanes[#lanes + 1] = string.format('%.0f', pause)
+  lanes[#lanes + 1] = string.format('%.0f', open)
+  if pause > 0 or open > 0 then
+    blocked = blocked + 1
+  end
+end
 local interval = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local first = math.max(tat, now)
 n = math.min(n, math.floor((now + window - first) / interval) + 1)
+if #KEYS > 1 and blocked == (#KEYS - 1) / 2 then
+  n = 0
+end
 if n < 1 then
-  return {0, string.format('%.0f', first - now), string.format('%.0f', first - now)}
+  return {0, string.format('%.0f', first - now), string.format('%.0f', first - now), unpack(lanes)}
 end
 tat = first + n * interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-return {n, string.format('%.0f', first - now), string.format('%.0f', tat - now)}
+return {n, string.format('%.0f', first - now), string.format('%.0f', tat - now), unpack(lanes)}
 `)
 
 // purgeDeadScript deletes a dead-letter stream and returns how many entries it had, in one
