@@ -149,6 +149,23 @@ func (f *cliFlags) withProvider() *cliFlags {
 
 // parse parses args and checks the required flags; usage problems wrap errUsage.
 func (f *cliFlags) parse(args []string, usageLine string) error {
+	if err := f.parseOnly(args, usageLine); err != nil {
+		return err
+	}
+	missing := f.config == ""
+	if f.fs.Lookup("provider") != nil && f.provider == "" {
+		missing = true
+	}
+	if missing || f.fs.NArg() > 0 {
+		fmt.Fprintf(f.fs.Output(), "usage: %s\n", usageLine)
+		return errUsage
+	}
+	return nil
+}
+
+// parseOnly parses args with usageLine as the usage text and checks no
+// required flag: a command whose flags are all filters checks what it needs.
+func (f *cliFlags) parseOnly(args []string, usageLine string) error {
 	f.fs.Usage = func() {
 		fmt.Fprintf(f.fs.Output(), "usage: %s\n", usageLine)
 		f.fs.PrintDefaults()
@@ -157,14 +174,6 @@ func (f *cliFlags) parse(args []string, usageLine string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return errUsage
-	}
-	missing := f.config == ""
-	if f.fs.Lookup("provider") != nil && f.provider == "" {
-		missing = true
-	}
-	if missing || f.fs.NArg() > 0 {
-		fmt.Fprintf(f.fs.Output(), "usage: %s\n", usageLine)
 		return errUsage
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,17 +24,10 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	f.fs.StringVar(&route, "route", "", "only this route's events (e.g. ens/click)")
 	f.fs.StringVar(&status, "status", "", "only events of this kind (ingested, delivered, retry, dead, ...), error class (5xx, timeout, ...) or HTTP status")
 	f.fs.IntVar(&count, "count", 0, "stop after this many events (0: until interrupted)")
-	// Not cliFlags.parse: its --provider is required, tail's is a filter.
+	// Not cliFlags.parse: that one's --provider is required, tail's is a filter.
 	const usageLine = "relay tail --config FILE [--provider P] [--route R] [--status S] [--count N]"
-	f.fs.Usage = func() {
-		fmt.Fprintf(f.fs.Output(), "usage: %s\n", usageLine)
-		f.fs.PrintDefaults()
-	}
-	if err := f.fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := f.parseOnly(args, usageLine); err != nil {
+		return err
 	}
 	if f.config == "" || f.fs.NArg() > 0 || count < 0 {
 		fmt.Fprintf(stderr, "usage: %s\n", usageLine)

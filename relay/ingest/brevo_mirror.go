@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 
@@ -68,13 +67,9 @@ func (s *Server) serveBrevoMirror(ctx *fasthttp.RequestCtx, batch bool) *apiErro
 	if aerr := checkContentType(ctx); aerr != nil {
 		return aerr
 	}
-	tree, err := strictjson.Parse(ctx.PostBody(), strictjson.DefaultMaxDepth)
-	if err != nil {
-		var je *strictjson.Error
-		if errors.As(err, &je) {
-			return &apiError{status: fasthttp.StatusBadRequest, code: je.Code, field: je.Path, message: je.Message}
-		}
-		return &apiError{status: fasthttp.StatusBadRequest, code: strictjson.CodeInvalidJSON, message: "invalid JSON"}
+	tree, aerr := parseBody(ctx)
+	if aerr != nil {
+		return aerr
 	}
 	key := ctx.Request.Header.Peek("Idempotency-Key")
 	if len(key) > 0 && !validEventID(key) {

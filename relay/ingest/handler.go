@@ -152,13 +152,9 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 	if aerr := checkContentType(ctx); aerr != nil {
 		return aerr
 	}
-	tree, err := strictjson.Parse(ctx.PostBody(), strictjson.DefaultMaxDepth)
-	if err != nil {
-		var je *strictjson.Error
-		if errors.As(err, &je) {
-			return &apiError{status: fasthttp.StatusBadRequest, code: je.Code, field: je.Path, message: je.Message}
-		}
-		return &apiError{status: fasthttp.StatusBadRequest, code: strictjson.CodeInvalidJSON, message: "invalid JSON"}
+	tree, aerr := parseBody(ctx)
+	if aerr != nil {
+		return aerr
 	}
 	if op == nil {
 		msgs, aerr := s.batch(ctx, c, tree)
@@ -280,6 +276,19 @@ func forbiddenRoute(route string) *apiError {
 
 // checkContentType accepts application/json and text/plain (what sendBeacon sends), with
 // an optional UTF-8 charset, and no content encoding.
+// parseBody parses the request body strictly; a refusal names the field at fault.
+func parseBody(ctx *fasthttp.RequestCtx) (strictjson.Value, *apiError) {
+	tree, err := strictjson.Parse(ctx.PostBody(), strictjson.DefaultMaxDepth)
+	if err != nil {
+		var je *strictjson.Error
+		if errors.As(err, &je) {
+			return strictjson.Value{}, &apiError{status: fasthttp.StatusBadRequest, code: je.Code, field: je.Path, message: je.Message}
+		}
+		return strictjson.Value{}, &apiError{status: fasthttp.StatusBadRequest, code: strictjson.CodeInvalidJSON, message: "invalid JSON"}
+	}
+	return tree, nil
+}
+
 func checkContentType(ctx *fasthttp.RequestCtx) *apiError {
 	ct := ctx.Request.Header.ContentType()
 	media, params, _ := bytes.Cut(ct, []byte(";"))
