@@ -400,21 +400,25 @@ sites:
 		t.Errorf("fetch log %+v: want a 429, and a 202 last", log)
 	}
 
-	// 400 naming one item: that item is dropped, the other resent and accepted.
+	// A 400 naming one item, then a 403 naming one (a route the site may not use): each
+	// time that item is dropped, the others resent and accepted.
 	b.eval(`relay.init({key: "pk_sdk_shop_1", batchSize: 20}); __log.length = 0;
-		relay.track("ens/click", {campaignId: 0, placement: "bad"}); relay.track("ens/click", {campaignId: 1, placement: "p3"}); "ok"`)
+		relay.track("ens/click", {campaignId: 0, placement: "bad"});
+		relay.track("ens/impression", {campaignId: 1, placement: "forbidden"});
+		relay.track("ens/click", {campaignId: 1, placement: "p3"}); "ok"`)
 	b.waitText(`String(relay.stats().sent)`, "3", 20*time.Second)
-	if got := b.eval(`JSON.stringify(__log.map(e => e.status)) + " rejected " + relay.stats().rejected`); got != "[400,202] rejected 1" {
-		t.Errorf("item refusal: statuses and rejected count %s, want [400,202] rejected 1", got)
+	if got := b.eval(`JSON.stringify(__log.map(e => e.status)) + " rejected " + relay.stats().rejected`); got != "[400,403,202] rejected 2" {
+		t.Errorf("item refusals: statuses and rejected count %s, want [400,403,202] rejected 2", got)
 	}
 	waitFor(t, 20*time.Second, "three clicks at ENS", func() bool { return len(f.ens.got()) >= 3 })
 	for _, h := range f.ens.got() {
-		if strings.Contains(h.body, `"bad"`) {
-			t.Errorf("the refused item reached ENS: %s", h.body)
+		if strings.Contains(h.body, `"bad"`) || strings.Contains(h.body, `"forbidden"`) {
+			t.Errorf("a refused item reached ENS: %s", h.body)
 		}
 	}
 
-	// Bad calls return "" and are counted; the queue keeps the newest maxQueue events.
+	// Bad calls return "" and are counted (rejected: the 2 refused items above and these
+	// 4); the queue keeps the newest maxQueue events.
 	got := b.eval(`(() => {
 		relay.init({endpoint: "http://127.0.0.1:1", maxQueue: 3, retryBase: 600000, retryMax: 600000});
 		const circular = {}; circular.self = circular;
@@ -425,8 +429,8 @@ sites:
 		const s = relay.stats();
 		return JSON.stringify([bad, s.queued, s.dropped, s.rejected]);
 	})()`)
-	if got != `[["","","",""],3,2,5]` {
-		t.Errorf("bad calls and overflow: [returns, queued, dropped, rejected] = %s, want [[\"\",\"\",\"\",\"\"],3,2,5]", got)
+	if got != `[["","","",""],3,2,6]` {
+		t.Errorf("bad calls and overflow: [returns, queued, dropped, rejected] = %s, want [[\"\",\"\",\"\",\"\"],3,2,6]", got)
 	}
 	b.checkClean()
 }

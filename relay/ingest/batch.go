@@ -65,7 +65,10 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 			return nil, bad(codeInvalidField, at+".route", at+".route is not an enabled route")
 		}
 		if !c.may(op.Route) {
-			return nil, forbiddenRoute(op.Route)
+			// Named by item, so a client can drop that one and resend the rest.
+			aerr := forbiddenRoute(op.Route)
+			aerr.field = at + ".route"
+			return nil, aerr
 		}
 		body := item.Get("body")
 		if body == nil {

@@ -274,8 +274,6 @@ func forbiddenRoute(route string) *apiError {
 		message: "route " + route + " is not allowed for this caller"}
 }
 
-// checkContentType accepts application/json and text/plain (what sendBeacon sends), with
-// an optional UTF-8 charset, and no content encoding.
 // parseBody parses the request body strictly; a refusal names the field at fault.
 func parseBody(ctx *fasthttp.RequestCtx) (strictjson.Value, *apiError) {
 	tree, err := strictjson.Parse(ctx.PostBody(), strictjson.DefaultMaxDepth)
@@ -289,6 +287,8 @@ func parseBody(ctx *fasthttp.RequestCtx) (strictjson.Value, *apiError) {
 	return tree, nil
 }
 
+// checkContentType accepts application/json and text/plain (what sendBeacon sends), with
+// an optional UTF-8 charset, and no content encoding.
 func checkContentType(ctx *fasthttp.RequestCtx) *apiError {
 	ct := ctx.Request.Header.ContentType()
 	media, params, _ := bytes.Cut(ct, []byte(";"))

@@ -406,10 +406,10 @@ func TestBatchAllOrNothing(t *testing.T) {
 			t.Errorf("batch %s: %d %s, want %s at %s", b.body, res.status, res.body, b.code, b.field)
 		}
 	}
-	// A route the caller may not use refuses the whole batch.
+	// A route the caller may not use refuses the whole batch, naming the item.
 	res = r.do(t, req{path: "/v1/batch", body: `{"events":[{"route":"ens/click","body":` + ensBody + `},{"route":"brevo/events","body":` + brevoV3 + `}]}`, header: shop()})
-	if res.status != http.StatusForbidden {
-		t.Errorf("batch with a forbidden route: %d", res.status)
+	if e := decode[refused](t, res.body); res.status != http.StatusForbidden || e.Error.Code != "forbidden" || e.Error.Field != "events[1].route" {
+		t.Errorf("batch with a forbidden route: %d %s, want 403 forbidden at events[1].route", res.status, res.body)
 	}
 	if len(r.entries(t, "ens")) != 2 {
 		t.Fatalf("refused batches queued events: %d ens entries", len(r.entries(t, "ens")))
