@@ -50,9 +50,10 @@ type bench struct {
 	wrkNoop, wrkRelay wrkResult
 	// (k) one relay on one Redis node vs two relays on a Redis Cluster, and which master
 	// holds each provider's stream.
-	kRuns      []kRun
-	kPlacement string
-	kLoad      [2]string // load average at the start and end of phase k
+	kRuns           []kRun
+	kPlacement      string
+	kShardPlacement string
+	kLoad           [2]string // load average at the start and end of phase k
 	// traceYAML is appended to every relay config (phase t switches the trace off).
 	traceYAML string
 }
@@ -300,6 +301,8 @@ type relayRun struct {
 	RedisURL string
 	// MinReplicasAcked is redis.min_replicas_acked (0: no WAIT).
 	MinReplicasAcked int
+	// Shards is redis.shards (0: 1).
+	Shards int
 }
 
 // startRelayWith is startRelay for any relayRun.
@@ -321,6 +324,7 @@ redis:
   prefix: %q
   high_water_mark: -1
   min_replicas_acked: %d
+  shards: %d
   # A blocked XREADGROUP (a drained provider's idle workers wait up to 2 s) holds a pool
   # connection: the pool must exceed all workers, or drained providers starve the rest.
   pool_size: %d
@@ -340,7 +344,7 @@ providers:
   bannerflex: {%s}
   linkrunner: {%s, server_key: %q}
   brevo: {%s, tracker_url: %q, api_key: %q, ma_key: %q}
-%s`, ingest, adminAddr, adminToken, url, prefix, r.MinReplicasAcked, 4*workers+64, siteKey, siteOrigin, backendToken,
+%s`, ingest, adminAddr, adminToken, url, prefix, r.MinReplicasAcked, max(r.Shards, 1), 4*workers+64, siteKey, siteOrigin, backendToken,
 		d, ensKey, d, d, lrKey, d, upstream, brevoKey, brevoMAKey, b.traceYAML)
 	path := filepath.Join(b.dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -395,17 +399,16 @@ providers:
 // pipelined XADDs in the queue's entry format (queue.EncodeEntry), the fastest way to build a
 // large backlog. The relay's forwarders create their consumer group from id 0, so they
 // see all of it.
-func (b *bench) prefill(n int) { b.prefillInto(b.rdb, n) }
+func (b *bench) prefill(n int) { b.prefillInto(b.rdb, b.keys(), n) }
 
 // prefillInto is prefill into any Redis (a single node or a cluster: every key of a
 // provider carries its hash tag, so a cluster pipeline sends each XADD to its master).
-func (b *bench) prefillInto(rdb redis.UniversalClient, n int) {
+func (b *bench) prefillInto(rdb redis.UniversalClient, keys queue.Keys, n int) {
 	if n <= 0 {
 		return
 	}
 	bodies := storedBodies()
 	sched := schedule(ingestMix)
-	keys := queue.Keys{Prefix: prefix}
 	t0 := time.Now()
 	const chunk = 2000
 	const par = 4
@@ -425,8 +428,9 @@ func (b *bench) prefillInto(rdb redis.UniversalClient, n int) {
 					if s.Site {
 						src = "site:bench"
 					}
-					pipe.XAdd(ctx, &redis.XAddArgs{Stream: keys.Events(s.Provider), Values: []any{
-						queue.FieldEnvelope, queue.EncodeEntry(&delivery.Message{ID: uuid.NewString(), Provider: s.Provider,
+					id := uuid.NewString()
+					pipe.XAdd(ctx, &redis.XAddArgs{Stream: keys.ForShard(keys.ShardOf(id)).Events(s.Provider), Values: []any{
+						queue.FieldEnvelope, queue.EncodeEntry(&delivery.Message{ID: id, Provider: s.Provider,
 							Route: s.Route, Body: bodies[k], ReceivedAt: at, ClientIP: "127.0.0.1",
 							UserAgent: "loadbench", Source: src}),
 					}})
@@ -449,30 +453,36 @@ func (b *bench) prefillInto(rdb redis.UniversalClient, n int) {
 }
 
 // backlog is the total length of the events streams (delivered entries are deleted).
-func (b *bench) backlog() int64 { return backlogOf(b.rdb) }
+func (b *bench) backlog() int64 { return backlogOf(b.rdb, b.keys()) }
 
 // backlogOf is backlog for any Redis.
-func backlogOf(rdb redis.UniversalClient) int64 {
+func backlogOf(rdb redis.UniversalClient, keys queue.Keys) int64 {
 	ctx := context.Background()
 	var n int64
-	for _, p := range []string{"ens", "bannerflex", "linkrunner", "brevo"} {
-		n += rdb.XLen(ctx, queue.Keys{Prefix: prefix}.Events(p)).Val()
+	for _, k := range keys.EachShard() {
+		for _, p := range []string{"ens", "bannerflex", "linkrunner", "brevo"} {
+			n += rdb.XLen(ctx, k.Events(p)).Val()
+		}
 	}
 	return n
 }
 
-func (b *bench) deadAndRetry() (dead, retry int64) { return deadAndRetryOf(b.rdb) }
+func (b *bench) deadAndRetry() (dead, retry int64) { return deadAndRetryOf(b.rdb, b.keys()) }
 
 // deadAndRetryOf is deadAndRetry for any Redis.
-func deadAndRetryOf(rdb redis.UniversalClient) (dead, retry int64) {
+func deadAndRetryOf(rdb redis.UniversalClient, keys queue.Keys) (dead, retry int64) {
 	ctx := context.Background()
-	k := queue.Keys{Prefix: prefix}
-	for _, p := range []string{"ens", "bannerflex", "linkrunner", "brevo"} {
-		dead += rdb.XLen(ctx, k.Dead(p)).Val()
-		retry += rdb.ZCard(ctx, k.Retry(p)).Val()
+	for _, k := range keys.EachShard() {
+		for _, p := range []string{"ens", "bannerflex", "linkrunner", "brevo"} {
+			dead += rdb.XLen(ctx, k.Dead(p)).Val()
+			retry += rdb.ZCard(ctx, k.Retry(p)).Val()
+		}
 	}
 	return
 }
+
+// keys names the single-node runs' keys: one shard.
+func (b *bench) keys() queue.Keys { return queue.Keys{Prefix: prefix} }
 
 // drain is one delivery measurement.
 type drain struct {
@@ -517,7 +527,7 @@ func (b *bench) drainRun(name string, n, rest int) (drain, float64) {
 	p, _ := b.startRelay("relay-deliver", "http://"+b.fakeAddr, b.s.Workers, 1e6)
 	logf("%s: %d workers/provider, rate_limit 1e6/s", name, b.s.Workers)
 	pids := map[string]int{"relay": p.pid(), "redis": b.redis.pid(), "fake": b.fake.pid()}
-	d := b.watchDrain(b.rdb, n, rest, pids)
+	d := b.watchDrain(b.rdb, b.keys(), n, rest, pids)
 	d.Commands = b.commandsPerEvent(d.Delivered)
 	rss := vmHWM(p.pid())
 	logf("    delivered %d in %s = %.0f/s (complete %v), dead %d, retry %d | cores: %s | relay VmHWM %.0f MB\n    redis calls per event: %s",
@@ -530,7 +540,7 @@ func (b *bench) drainRun(name string, n, rest int) (drain, float64) {
 // relays already started: from 5 % to 95 % of n delivered (start-up and tail left out),
 // bounded by DrainCap, with the cores each of pids used over that span. On a single
 // node it resets INFO commandstats at 5 %, for commandsPerEvent.
-func (b *bench) watchDrain(rdb redis.UniversalClient, n, rest int, pids map[string]int) drain {
+func (b *bench) watchDrain(rdb redis.UniversalClient, keys queue.Keys, n, rest int, pids map[string]int) drain {
 	total := int64(n + rest)
 	lo, hi := int64(n)*5/100, int64(n)*95/100
 	var t1, t2 time.Time
@@ -539,7 +549,7 @@ func (b *bench) watchDrain(rdb redis.UniversalClient, n, rest int, pids map[stri
 	deadline := time.Now().Add(b.s.DrainCap)
 	complete := false
 	for time.Now().Before(deadline) {
-		delivered := total - backlogOf(rdb)
+		delivered := total - backlogOf(rdb, keys)
 		now := time.Now()
 		if t1.IsZero() && delivered >= lo {
 			t1, c1 = now, delivered
@@ -563,6 +573,6 @@ func (b *bench) watchDrain(rdb redis.UniversalClient, n, rest int, pids map[stri
 	for k, pid := range pids {
 		d.Cores[k] = (cpuSeconds(pid) - before[k]) / max(d.Elapsed.Seconds(), 1e-9)
 	}
-	d.Dead, d.Retry = deadAndRetryOf(rdb)
+	d.Dead, d.Retry = deadAndRetryOf(rdb, keys)
 	return d
 }

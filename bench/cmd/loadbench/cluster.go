@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventrelay/relay/relay/queue"
 )
 
 // clusterTimeout bounds cluster creation and each wait for a healthy cluster.
@@ -192,6 +194,36 @@ func (c *cluster) placement(cc *redis.ClusterClient, keyOf func(string) string, 
 		parts = append(parts, fmt.Sprintf("%s → m%d", p, idx))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// shardPlacement says, per provider, how many of its shards' streams each master holds
+// ("ens: m0 2, m1 2, m2 2").
+func (c *cluster) shardPlacement(cc *redis.ClusterClient, keys queue.Keys, providers []string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var parts []string
+	for _, p := range providers {
+		per := make([]int, len(c.addrs))
+		for _, k := range keys.EachShard() {
+			m, err := cc.MasterForKey(ctx, k.Events(p))
+			if err != nil {
+				fatalf("master for %s: %v", k.Events(p), err)
+			}
+			for i, a := range c.addrs {
+				if a == m.Options().Addr {
+					per[i]++
+				}
+			}
+		}
+		var on []string
+		for i, n := range per {
+			if n > 0 {
+				on = append(on, fmt.Sprintf("m%d %d", i, n))
+			}
+		}
+		parts = append(parts, p+": "+strings.Join(on, ", "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // nodeCommand runs one command on one node and returns its reply as text.

@@ -14,12 +14,14 @@ import (
 
 // Phase k compares, in one run, one relay on one Redis node with two relays on a local
 // Redis Cluster (clusterMasters masters, one replica each), with and without
-// redis.min_replicas_acked: 1. Each setup gets the same closed-loop ingest window (the
+// redis.min_replicas_acked: 1, and with redis.shards: clusterShards. Each setup gets the same closed-loop ingest window (the
 // generator's connections split evenly over the relays) and the same backlog drain.
 const (
 	clusterMasters     = 3
 	clusterReplicasPer = 1
 	clusterRelays      = 2
+	// clusterShards spreads each provider over every master (see kShardPlacement).
+	clusterShards = 6
 )
 
 // kProviders are the providers of the mix (the streams the bench fills).
@@ -30,12 +32,13 @@ type kRun struct {
 	Name        string
 	Relays      int
 	MinReplicas int
+	Shards      int
 	Ingest      genResult
 	IngestCores cpuUse
 	Deliver     drain
 }
 
-// phaseK runs the three setups; the cluster is started after the single-node runs and
+// phaseK runs the four setups; the cluster is started after the single-node runs and
 // stopped (by PID) before the phase returns.
 func (b *bench) phaseK() {
 	b.kLoad[0] = loadAvg()
@@ -52,14 +55,20 @@ func (b *bench) phaseK() {
 	defer cc.Close()
 	b.kPlacement = cl.placement(cc, queue.Keys{Prefix: prefix}.Events, kProviders)
 	logf("    streams: %s", b.kPlacement)
+	b.kShardPlacement = cl.shardPlacement(cc, queue.Keys{Prefix: prefix, Shards: clusterShards}, kProviders)
+	logf("    with %d shards: %s", clusterShards, b.kShardPlacement)
 	flush := func() { cl.flush(cc) }
-	for _, mra := range []int{0, 1} {
-		name := fmt.Sprintf("%d relays, cluster %d masters + %d replicas", clusterRelays, clusterMasters, clusterMasters*clusterReplicasPer)
-		if mra > 0 {
-			name += fmt.Sprintf(", min_replicas_acked %d", mra)
+	for _, r := range []kRun{{}, {MinReplicas: 1}, {Shards: clusterShards}} {
+		r.Name = fmt.Sprintf("%d relays, cluster %d masters + %d replicas", clusterRelays, clusterMasters, clusterMasters*clusterReplicasPer)
+		if r.MinReplicas > 0 {
+			r.Name += fmt.Sprintf(", min_replicas_acked %d", r.MinReplicas)
 		}
+		if r.Shards > 1 {
+			r.Name += fmt.Sprintf(", shards %d", r.Shards)
+		}
+		r.Relays = clusterRelays
 		flush()
-		b.kRuns = append(b.kRuns, b.kSetup(kRun{Name: name, Relays: clusterRelays, MinReplicas: mra}, cc, cl.url(), cl.pids(), flush))
+		b.kRuns = append(b.kRuns, b.kSetup(r, cc, cl.url(), cl.pids(), flush))
 	}
 }
 
@@ -77,7 +86,7 @@ func (b *bench) kSetup(r kRun, rdb redis.UniversalClient, url string, redisPids 
 		}
 		for i := range r.Relays {
 			p, a := b.startRelayWith(relayRun{Name: fmt.Sprintf("relay-k-%s-%d", tag, i+1), Upstream: "http://" + b.fakeAddr,
-				Workers: workers, Rate: rate, RedisURL: url, MinReplicasAcked: r.MinReplicas})
+				Workers: workers, Rate: rate, RedisURL: url, MinReplicasAcked: r.MinReplicas, Shards: r.Shards})
 			ps = append(ps, p)
 			addrs = append(addrs, a)
 			pids[fmt.Sprintf("relay%d", i+1)] = p.pid()
@@ -98,11 +107,12 @@ func (b *bench) kSetup(r kRun, rdb redis.UniversalClient, url string, redisPids 
 	stopAll(ps)
 
 	flush()
-	b.prefillInto(rdb, s.Backlog)
+	keys := queue.Keys{Prefix: prefix, Shards: r.Shards}
+	b.prefillInto(rdb, keys, s.Backlog)
 	ps, _, pids = startAll("deliver", s.Workers, 1e6)
 	pids["fake"] = b.fake.pid()
 	logf("(k) %s: delivery of %d queued, %d workers/provider per relay", r.Name, s.Backlog, s.Workers)
-	r.Deliver = b.watchDrain(rdb, s.Backlog, 0, pids)
+	r.Deliver = b.watchDrain(rdb, keys, s.Backlog, 0, pids)
 	logf("    delivered %d in %s = %.0f/s (complete %v), dead %d, retry %d | cores: %s",
 		r.Deliver.Delivered, r.Deliver.Elapsed.Round(time.Millisecond), r.Deliver.Rate(), r.Deliver.Complete,
 		r.Deliver.Dead, r.Deliver.Retry, coresString(r.Deliver.Cores))
@@ -186,8 +196,11 @@ func (b *bench) clusterTable(took time.Duration) string {
 	fmt.Fprintf(&w, "Load average (/proc/loadavg: 1, 5, 15 min) when phase k started: %s; when it ended: %s "+
 		"(the machine's other jobs count in it).\n\n", b.kLoad[0], b.kLoad[1])
 	if b.kPlacement != "" {
-		fmt.Fprintf(&w, "Stream placement (each provider's keys carry the hash tag {P}, so a provider lives on one master; "+
-			"`redis.shards` is not implemented): %s.\n\n", b.kPlacement)
+		fmt.Fprintf(&w, "Stream placement with one shard (each provider's keys carry the hash tag {P}, so a provider lives "+
+			"on one master): %s.\n\n", b.kPlacement)
+	}
+	if b.kShardPlacement != "" {
+		fmt.Fprintf(&w, "With `redis.shards: %d` (tags {P}, {P:1} … {P:5}), shards per master: %s.\n\n", clusterShards, b.kShardPlacement)
 	}
 	if len(b.kRuns) == 0 {
 		fmt.Fprintln(&w, "Phase k not run.")
