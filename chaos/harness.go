@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eventrelay/relay/internal/loopback"
 )
 
 // Provider names, as the relay and its Redis keys spell them.
@@ -89,16 +90,15 @@ func BuildRelay(dir string) (string, error) {
 	return bin, nil
 }
 
-// FreeAddr returns a free 127.0.0.1:port (another process may take it before it is used;
-// a relay that cannot bind fails its start loudly).
-func FreeAddr(t testing.TB) string {
+// FreeAddrs returns n distinct free 127.0.0.1:port addresses (another process may take
+// one before it is used; a relay that cannot bind fails its start loudly).
+func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := loopback.FreeAddrs(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // ---------------------------------------------------------------------------------------

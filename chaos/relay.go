@@ -43,7 +43,8 @@ type Relay struct {
 func NewRelay(t testing.TB, bin, cfg string) *Relay {
 	t.Helper()
 	dir := t.TempDir()
-	r := &Relay{t: t, bin: bin, Ingest: FreeAddr(t), Admin: FreeAddr(t),
+	addrs := FreeAddrs(t, 2)
+	r := &Relay{t: t, bin: bin, Ingest: addrs[0], Admin: addrs[1],
 		cfgPath: filepath.Join(dir, "relay.yaml"), logPath: filepath.Join(dir, "relay.log")}
 	text := strings.NewReplacer("{{ingest}}", r.Ingest, "{{admin}}", r.Admin).Replace(cfg)
 	if err := os.WriteFile(r.cfgPath, []byte(text), 0o600); err != nil {

@@ -157,7 +157,8 @@ func TestShardsLoweringRefusedWhileDroppedShardHoldsEntries(t *testing.T) {
 // runServe runs `relay serve` expecting it to exit at start, and returns its output.
 func runServe(t *testing.T, cfg string) (string, error) {
 	t.Helper()
-	p := &relayProc{t: t, ingest: freeAddr(t), admin: freeAddr(t)}
+	addrs := freeAddrs(t, 2)
+	p := &relayProc{t: t, ingest: addrs[0], admin: addrs[1]}
 	cfg = strings.NewReplacer("{{ingest}}", p.ingest, "{{admin}}", p.admin).Replace(cfg)
 	path := filepath.Join(t.TempDir(), "relay.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventrelay/relay/internal/loopback"
 	"github.com/eventrelay/relay/relay/queue"
 )
 
@@ -48,15 +48,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct free 127.0.0.1:port addresses.
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := loopback.FreeAddrs(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
+
+func freeAddr(t *testing.T) string { return freeAddrs(t, 1)[0] }
 
 // relayProc is one relay process started by a test; only its own PID is ever signalled.
 type relayProc struct {
@@ -85,7 +87,8 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // addresses) and runs `relay serve`, waiting until /healthz answers.
 func startRelay(t *testing.T, cfg string) *relayProc {
 	t.Helper()
-	p := &relayProc{t: t, ingest: freeAddr(t), admin: freeAddr(t), logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, exited: make(chan struct{})}
+	addrs := freeAddrs(t, 2)
+	p := &relayProc{t: t, ingest: addrs[0], admin: addrs[1], logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, exited: make(chan struct{})}
 	path := filepath.Join(t.TempDir(), "relay.yaml")
 	if err := os.WriteFile(path, []byte(strings.NewReplacer("{{ingest}}", p.ingest, "{{admin}}", p.admin).Replace(cfg)), 0o600); err != nil {
 		t.Fatal(err)

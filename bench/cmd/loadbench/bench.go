@@ -312,7 +312,8 @@ func (b *bench) startRelayWith(r relayRun) (*proc, string) {
 	if url == "" {
 		url = "redis://" + b.rAddr + "/0"
 	}
-	ingest, adminAddr := freeAddr(), freeAddr()
+	a := freeAddrs(2)
+	ingest, adminAddr := a[0], a[1]
 	d := fmt.Sprintf("base_url: %q, workers: %d, rate_limit: %g, timeout: 5s", upstream, workers, rate)
 	cfg := fmt.Sprintf(`server:
   listen: %q

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/eventrelay/relay/internal/loopback"
 )
 
 // proc is one child process the harness started; it is only ever signalled by its PID.
@@ -22,14 +24,16 @@ type proc struct {
 	log    string
 }
 
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// freeAddrs is n distinct free 127.0.0.1:port addresses.
+func freeAddrs(n int) []string {
+	addrs, err := loopback.FreeAddrs(n)
 	if err != nil {
-		fatalf("free port: %v", err)
+		fatalf("%v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
+
+func freeAddr() string { return freeAddrs(1)[0] }
 
 // start runs bin with args, its output in logDir/<name>.log; the kernel kills it if the
 // harness dies (Pdeathsig), so no orphans keep ports.
