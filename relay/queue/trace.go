@@ -1,9 +1,7 @@
 package queue
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -16,8 +14,8 @@ import (
 // The delivery trace keeps, per provider, about the last trace.keep records of delivery
 // attempts (and deferrals without an attempt), so that an operator can ask "what happened
 // to event X" by its id. It is one stream, <prefix>:{P}:trace:log, with one entry per
-// few recorder pipelines: field "r", their records packed (TraceWriter, see appendRecord
-// for the format). A recorder packs records into one reused buffer and writes them with
+// few recorder pipelines: field "r", their records packed (TraceWriter; the format is in
+// trace_format.go). A recorder packs records into one reused buffer and writes them with
 // one plain XADD in the pipeline that already carries its outcomes once they are due
 // (TraceFlushBytes, or the oldest TraceFlushAfter old; alone when idle): at most one extra
 // command per pipeline, one append for many records, no script, no per-record key work.
@@ -80,12 +78,6 @@ const (
 	TraceDead      = "dead"
 )
 
-// traceOutcomes are the outcomes' codes in a packed record (their index).
-var traceOutcomes = [...]string{TraceDelivered, TraceRetry, TraceDeferred, TraceDead}
-
-// traceVersion starts every packed entry: a reader skips entries of another format.
-const traceVersion = 1
-
 // TraceWriter packs the trace records of one recorder pipeline into a reused buffer and
 // queues them as one XADD. It is not safe for concurrent use (one per recorder).
 type TraceWriter struct {
@@ -95,6 +87,7 @@ type TraceWriter struct {
 	Keep     int
 
 	buf   []byte
+	enc   traceEncoder
 	n     int
 	first time.Time // when the oldest record packed was added
 	mean  float64   // running mean of records per entry
@@ -128,6 +121,7 @@ func (w *TraceWriter) Reset() {
 		w.buf = make([]byte, 0, 4096)
 	}
 	w.buf, w.n = append(w.buf[:0], traceVersion), 0
+	w.enc.reset()
 }
 
 // Len is how many records are packed.
@@ -141,7 +135,7 @@ func (w *TraceWriter) Add(id string, r *TraceRecord) {
 	if w.n == 0 {
 		w.first = time.Now()
 	}
-	w.buf = appendRecord(w.buf, id, r)
+	w.buf = w.enc.record(w.buf, id, r)
 	w.n++
 }
 
@@ -168,117 +162,6 @@ func (w *TraceWriter) Queue(ctx context.Context, pipe redis.Pipeliner) *redis.St
 	// 1000 entries up; a smaller trace is trimmed exactly (it is small, so that is cheap).
 	return pipe.XAdd(ctx, &redis.XAddArgs{Stream: w.Keys.TraceLogKey(w.Provider), MaxLen: n, Approx: n >= 1000,
 		ID: "*", Values: []any{"r", w.buf}})
-}
-
-// Packed record format (all integers uvarint, strings as uvarint length then bytes): id,
-// attempt, outcome code (traceOutcomes index), status, at, duration ms, class, due at,
-// reason, error, then 0, or 1 and the arrival: stream id, at, route, source.
-func appendRecord(b []byte, id string, r *TraceRecord) []byte {
-	b = appendTraceString(b, id)
-	b = binary.AppendUvarint(b, uint64(max(r.Attempt, 0)))
-	b = binary.AppendUvarint(b, uint64(outcomeCode(r.Outcome)))
-	b = binary.AppendUvarint(b, uint64(max(r.Status, 0)))
-	b = binary.AppendUvarint(b, uint64(max(r.At, 0)))
-	b = binary.AppendUvarint(b, uint64(max(r.DurationMS, 0)))
-	b = appendTraceString(b, r.Class)
-	b = binary.AppendUvarint(b, uint64(max(r.DueAt, 0)))
-	b = appendTraceString(b, r.Reason)
-	b = appendTraceString(b, r.Error)
-	if r.Received == nil {
-		return append(b, 0)
-	}
-	b = append(b, 1)
-	b = appendTraceString(b, r.Received.StreamID)
-	b = binary.AppendUvarint(b, uint64(max(r.Received.At, 0)))
-	b = appendTraceString(b, r.Received.Route)
-	return appendTraceString(b, r.Received.Source)
-}
-
-func appendTraceString(b []byte, s string) []byte {
-	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-}
-
-func outcomeCode(o string) int {
-	for i, s := range traceOutcomes {
-		if s == o {
-			return i
-		}
-	}
-	return len(traceOutcomes) // unknown: read back as ""
-}
-
-// errTraceFormat reports a packed entry cut short or of another version.
-var errTraceFormat = errors.New("queue: malformed trace entry")
-
-// traceReader decodes a packed entry.
-type traceReader struct {
-	b   []byte
-	err error
-}
-
-func (d *traceReader) uint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err, d.b = errTraceFormat, nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *traceReader) bytes() []byte {
-	n := d.uint()
-	if n > uint64(len(d.b)) {
-		d.err, d.b = errTraceFormat, nil
-		return nil
-	}
-	s := d.b[:n]
-	d.b = d.b[n:]
-	return s
-}
-
-// next decodes the next record, filling r only when its id is id (or id is "").
-func (d *traceReader) next(id string, r *TraceRecord) (rid []byte, match bool) {
-	rid = d.bytes()
-	match = id == "" || string(rid) == id
-	attempt, code, status, at, dur := d.uint(), d.uint(), d.uint(), d.uint(), d.uint()
-	class := d.bytes()
-	due := d.uint()
-	reason, msg := d.bytes(), d.bytes()
-	var rcv *TraceReceived
-	if d.uint() == 1 {
-		sid := d.bytes()
-		rat := d.uint()
-		route, src := d.bytes(), d.bytes()
-		if match {
-			rcv = &TraceReceived{StreamID: string(sid), At: int64(rat), Route: string(route), Source: string(src)}
-		}
-	}
-	if !match || d.err != nil {
-		return rid, false
-	}
-	*r = TraceRecord{At: int64(at), Attempt: int(attempt), Status: int(status), DurationMS: int64(dur),
-		Class: string(class), DueAt: int64(due), Reason: string(reason), Error: string(msg), Received: rcv}
-	if code < uint64(len(traceOutcomes)) {
-		r.Outcome = traceOutcomes[code]
-	}
-	return rid, true
-}
-
-// decodeTrace calls fn for each record of a packed entry whose id is id ("" for all), in
-// the order written.
-func decodeTrace(packed []byte, id string, fn func(r *TraceRecord)) error {
-	if len(packed) == 0 || packed[0] != traceVersion {
-		return errTraceFormat
-	}
-	d := traceReader{b: packed[1:]}
-	var r TraceRecord
-	for len(d.b) > 0 && d.err == nil {
-		if _, ok := d.next(id, &r); ok {
-			fn(&r)
-		}
-	}
-	return d.err
 }
 
 // traceEntries calls fn with each entry of the trace's packed records, newest first, in
@@ -324,10 +207,9 @@ func ReadTrace(ctx context.Context, c redis.Cmdable, keys Keys, provider, id str
 	}
 	seen := map[slot]bool{}
 	var recs []TraceRecord // newest first
-	idb := []byte(id)
 	var derr error
 	err = traceEntries(ctx, c, keys, provider, func(sid string, packed []byte) bool {
-		if !bytes.Contains(packed, idb) {
+		if !mayHold(packed, id) {
 			return true
 		}
 		var here []TraceRecord
