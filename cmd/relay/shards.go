@@ -22,9 +22,9 @@ import (
 //     limiter at rate_limit, which binds alone only while Redis cannot be asked.
 //   - the workers: the provider's `workers` are split over its shards (shardWorkers), so
 //     a relay makes at most max(workers, N) concurrent upstream requests per provider.
-//   - the breaker: each shard's Forwarder has its own breaker, so an upstream outage
-//     opens N breakers, each after `failures` failures of its own shard (at most N×
-//     failures requests, then N half-open probes every open_for); the admin API and
+//   - the breaker: each shard's Forwarder counts failures in its own breaker, but the
+//     first trip is written to the provider-wide <prefix>:{P}:breaker, which stops every
+//     shard in every relay (one half-open probe deployment-wide); the admin API and
 //     `relay status` show the provider's worst shard (shardBreakers).
 // One Forwarder per shard rather than one reading N streams keeps every shard's reads,
 // claims and scripts on its own slot (a Cluster node), with no cross-slot command.
