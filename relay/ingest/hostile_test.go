@@ -412,8 +412,10 @@ func TestHostileHugeArrays(t *testing.T) {
 		// the tree costs a hundred times the body (the 10001st value).
 		{"zeros in an unknown field", "/v1/ens/click", fill(`{"campaignId":1,"placement":"a","x":[`, "0", `]}`),
 			shop(), 400, "invalid_json", "x[9996]"},
-		{"empty objects as a batch", "/v1/batch", fill(`{"events":[`, "{}", `]}`), shop(), 400, "invalid_json", "events[9998]"},
-		{"empty arrays as a batch", "/v1/batch", fill(`{"events":[`, "[]", `]}`), shop(), 400, "invalid_json", "events[9998]"},
+		// In a batch the cap is about the whole body: named "events", so the SDK halves its
+		// batches instead of dropping the item where the count happened to cross it.
+		{"empty objects as a batch", "/v1/batch", fill(`{"events":[`, "{}", `]}`), shop(), 400, "invalid_json", "events"},
+		{"empty arrays as a batch", "/v1/batch", fill(`{"events":[`, "[]", `]}`), shop(), 400, "invalid_json", "events"},
 		{"as many events as fit in a batch", "/v1/batch", fill(`{"events":[`, item, `]}`), shop(), 400, "invalid_field", "events"},
 		{"100 events, the batch limit", "/v1/batch", `{"events":[` + strings.TrimSuffix(strings.Repeat(item+",", 100), ",") + `]}`,
 			shop(), 202, "", ""},
@@ -705,5 +707,30 @@ func TestHostileForwardedFor(t *testing.T) {
 	}
 	if res := send("198.51.100.61, not-an-ip"); res.status != http.StatusTooManyRequests {
 		t.Errorf("a malformed X-Forwarded-For is a fresh bucket each time: %d", res.status)
+	}
+}
+
+// TestBatchValueCapNamesEvents: two events, each accepted alone, that together hold more
+// than strictjson.MaxValues values are refused naming "events" (the SDK then sends smaller
+// batches), never the second item (which the SDK would drop as bad).
+func TestBatchValueCapNamesEvents(t *testing.T) {
+	r := startRelayWith(t, func(cfg *config.Config) { cfg.Server.MaxBodyBytes = 65536 })
+	arr := "[" + strings.Repeat("1,", 5999) + "1]"
+	ev := `{"route":"brevo/events","body":{"event_name":"cart","identifiers":{"email_id":"a@example.com"},"event_properties":{"a":` + arr + `}}}`
+	if res := r.do(t, req{path: "/v1/batch", body: `{"events":[` + ev + `]}`, header: bearer(backend)}); res.status != http.StatusAccepted {
+		t.Fatalf("one event: %d %s, want 202", res.status, res.body)
+	}
+	res := r.do(t, req{path: "/v1/batch", body: `{"events":[` + ev + `,` + ev + `]}`, header: bearer(backend)})
+	if e := decode[refused](t, res.body); res.status != http.StatusBadRequest || e.Error.Code != "invalid_json" || e.Error.Field != "events" {
+		t.Errorf("two events over the value cap: %d %s, want 400 invalid_json naming events", res.status, res.body)
+	}
+	// A body too large as a whole names events too.
+	big := `{"events":[` + ev + `,` + ev + `,` + ev + `,` + ev + `,` + ev + `,` + ev + `]}`
+	res = r.do(t, req{path: "/v1/batch", body: big, header: bearer(backend)})
+	if e := decode[refused](t, res.body); res.status != http.StatusRequestEntityTooLarge || e.Error.Code != "body_too_large" || e.Error.Field != "events" {
+		t.Errorf("batch over max_body_bytes: %d %s, want 413 body_too_large naming events", res.status, res.body)
+	}
+	if n := len(r.entries(t, "brevo")); n != 1 {
+		t.Errorf("%d brevo events queued, want the one accepted", n)
 	}
 }
