@@ -709,28 +709,3 @@ func TestHostileForwardedFor(t *testing.T) {
 		t.Errorf("a malformed X-Forwarded-For is a fresh bucket each time: %d", res.status)
 	}
 }
-
-// TestBatchValueCapNamesEvents: two events, each accepted alone, that together hold more
-// than strictjson.MaxValues values are refused naming "events" (the SDK then sends smaller
-// batches), never the second item (which the SDK would drop as bad).
-func TestBatchValueCapNamesEvents(t *testing.T) {
-	r := startRelayWith(t, func(cfg *config.Config) { cfg.Server.MaxBodyBytes = 65536 })
-	arr := "[" + strings.Repeat("1,", 5999) + "1]"
-	ev := `{"route":"brevo/events","body":{"event_name":"cart","identifiers":{"email_id":"a@example.com"},"event_properties":{"a":` + arr + `}}}`
-	if res := r.do(t, req{path: "/v1/batch", body: `{"events":[` + ev + `]}`, header: bearer(backend)}); res.status != http.StatusAccepted {
-		t.Fatalf("one event: %d %s, want 202", res.status, res.body)
-	}
-	res := r.do(t, req{path: "/v1/batch", body: `{"events":[` + ev + `,` + ev + `]}`, header: bearer(backend)})
-	if e := decode[refused](t, res.body); res.status != http.StatusBadRequest || e.Error.Code != "invalid_json" || e.Error.Field != "events" {
-		t.Errorf("two events over the value cap: %d %s, want 400 invalid_json naming events", res.status, res.body)
-	}
-	// A body too large as a whole names events too.
-	big := `{"events":[` + ev + `,` + ev + `,` + ev + `,` + ev + `,` + ev + `,` + ev + `]}`
-	res = r.do(t, req{path: "/v1/batch", body: big, header: bearer(backend)})
-	if e := decode[refused](t, res.body); res.status != http.StatusRequestEntityTooLarge || e.Error.Code != "body_too_large" || e.Error.Field != "events" {
-		t.Errorf("batch over max_body_bytes: %d %s, want 413 body_too_large naming events", res.status, res.body)
-	}
-	if n := len(r.entries(t, "brevo")); n != 1 {
-		t.Errorf("%d brevo events queued, want the one accepted", n)
-	}
-}
