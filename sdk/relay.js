@@ -69,9 +69,12 @@
     return '{"events":[' + b.map(function (e) { return e.s; }).join(",") + "]}";
   }
 
+  // drop removes b's events from the queue, counting only those still there: one the
+  // queue's overflow dropped while b was in flight is counted once, as dropped.
   function drop(b, k) {
-    st[k] += b.length;
+    var n = q.length;
     q = q.filter(function (e) { return b.indexOf(e) < 0; });
+    st[k] += n - q.length;
   }
 
   function arm(ms) {
@@ -119,21 +122,24 @@
 
   // hide sends what is queued by sendBeacon: the page is being hidden or unloaded, and a
   // fetch's reply may never be read. Events stay queued (a page that comes back resends
-  // them; their ids keep that from duplicating), flagged so a second hide skips them.
+  // them; their ids keep that from duplicating), flagged so a second hide skips them, but
+  // only once the browser took the beacon: a refused one (quota) falls back to a keepalive
+  // fetch that may fail too, so a later hide (pagehide after visibilitychange) tries again.
   var hide = safe(function () {
     if (!o) return;
     var n = w.navigator, u = url(), list = q.filter(function (e) { return !e.b; }), i = 0, b, s;
     while (i < list.length) {
       b = take(list, i);
       s = body(b);
-      if (!(n.sendBeacon && n.sendBeacon(u, s))) {
+      if (n.sendBeacon && n.sendBeacon(u, s)) {
+        b.forEach(function (e) { e.b = 1; });
+      } else {
         try {
           fetch(u, { method: "POST", body: s, keepalive: true, credentials: "omit" }).then(null, function () {});
         } catch (e) {
           return;
         }
       }
-      b.forEach(function (e) { e.b = 1; });
       i += b.length;
     }
   });

@@ -1,6 +1,7 @@
 package strictjson
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,15 +26,25 @@ const DefaultMaxDepth = 32
 // No provider body comes near it: a full Cardlytics request is under a thousand.
 const MaxValues = 10000
 
+// ErrTooManyValues is what an Error for a document over MaxValues wraps (errors.Is): its
+// Path is only where the count crossed the cap, so the whole document is at fault, not
+// that member.
+var ErrTooManyValues = errors.New("the document holds more than " + strconv.Itoa(MaxValues) + " JSON values")
+
 // Error is a refusal of the pre-pass. Path names the offending member
 // ("event_data.items[2].price"); it is empty for the document itself.
 type Error struct {
 	Code    string
 	Path    string
 	Message string
+	// cause is a sentinel the refusal wraps (ErrTooManyValues), nil for most.
+	cause error
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the sentinel the refusal wraps, if any.
+func (e *Error) Unwrap() error { return e.cause }
 
 // Parse parses data as exactly one JSON value, nested at most maxDepth deep
 // (objects and arrays; 0 means DefaultMaxDepth).
@@ -142,8 +153,7 @@ func (p *parser) value() (Value, error) {
 		return Value{}, p.syntax("unexpected end of input")
 	}
 	if p.values++; p.values > MaxValues {
-		return Value{}, &Error{Code: CodeInvalidJSON, Path: p.pathString(),
-			Message: "the document holds more than " + strconv.Itoa(MaxValues) + " JSON values"}
+		return Value{}, &Error{Code: CodeInvalidJSON, Path: p.pathString(), Message: ErrTooManyValues.Error(), cause: ErrTooManyValues}
 	}
 	switch c := p.data[p.pos]; {
 	case c == '{':

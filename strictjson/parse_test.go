@@ -133,8 +133,12 @@ func TestValueCountIsCapped(t *testing.T) {
 	over := "[" + strings.Repeat("0,", MaxValues-1) + "0]"
 	_, err := Parse([]byte(over), 0)
 	var e *Error
-	if !errors.As(err, &e) || e.Code != CodeInvalidJSON {
-		t.Fatalf("%d values: %v, want invalid_json", MaxValues+1, err)
+	if !errors.As(err, &e) || e.Code != CodeInvalidJSON || !errors.Is(err, ErrTooManyValues) {
+		t.Fatalf("%d values: %v, want invalid_json wrapping ErrTooManyValues", MaxValues+1, err)
+	}
+	// Other refusals are about their member, not the document's size.
+	if _, err := Parse([]byte(`[1,]`), 0); err == nil || errors.Is(err, ErrTooManyValues) {
+		t.Errorf("a syntax error: %v, want one that is not ErrTooManyValues", err)
 	}
 }
 

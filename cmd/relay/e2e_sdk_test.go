@@ -434,3 +434,87 @@ sites:
 	}
 	b.checkClean()
 }
+
+// TestBrowserSDKRefusedBeaconIsSentAgain: when the page is hidden and the browser refuses
+// the beacon (its quota) and the keepalive fetch fallback fails too, the events are not
+// taken for sent: the pagehide that follows beacons them, and they reach ENS. And stats()
+// counts an in-flight event that the queue's overflow dropped once, as dropped, not also as
+// sent when its batch is answered 202.
+func TestBrowserSDKRefusedBeaconIsSentAgain(t *testing.T) {
+	requireChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), sdkTestBudget)
+	defer cancel()
+	rs := redistest.Start(t, redistest.Options{})
+	f := newFakes(t)
+	ingest := freeAddr(t)
+	relayURL := "http://" + ingest
+	page := strings.ReplaceAll(sdkProbePage, "{{relayURL}}", relayURL)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = fmt.Fprint(w, page)
+	}))
+	t.Cleanup(site.Close)
+	startRelay(t, strings.Replace(e2eConfig(rs.URL(), f, ""), "{{ingest}}", ingest, 1)+fmt.Sprintf(`
+sites:
+  - {name: shop, key: pk_sdk_shop_1, origins: [%q], routes: [ens/click], rate_limit: {per_ip: 1000, burst: 1000}}
+`, site.URL))
+
+	b := startBrowser(t, ctx)
+	if _, err := chromedp.Run(b.ctx, chromedp.Navigate(site.URL+"/")); err != nil {
+		b.fatalf("open the page: %v", err)
+	}
+	// The first beacon is refused and every fetch fails; by pagehide the quota is free.
+	got := b.eval(`(() => {
+		const real = navigator.sendBeacon.bind(navigator);
+		window.__beacons = []; window.__beaconOK = false;
+		Object.defineProperty(navigator, "sendBeacon", {configurable: true, value: function (u, s) {
+			if (!__beaconOK) return false;
+			__beacons.push(JSON.parse(s).events.map(e => e.body.placement).join(","));
+			return real(u, s);
+		}});
+		window.fetch = function () { return Promise.reject(new TypeError("keepalive quota")); };
+		relay.init({key: "pk_sdk_shop_1", endpoint: ` + jsString(relayURL) + `, flushInterval: 600000});
+		relay.track("ens/click", {campaignId: 1, placement: "b1"});
+		relay.track("ens/click", {campaignId: 1, placement: "b2"});
+		Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
+		document.dispatchEvent(new Event("visibilitychange"));
+		__beaconOK = true;
+		window.dispatchEvent(new Event("pagehide"));
+		return JSON.stringify(__beacons);
+	})()`)
+	if got != `["b1,b2"]` {
+		t.Errorf("beacons at pagehide after a refused one: %s, want [\"b1,b2\"]", got)
+	}
+	waitFor(t, 30*time.Second, "the beaconed clicks at ENS", func() bool {
+		n := 0
+		for _, h := range f.ens.got() {
+			if strings.Contains(h.body, `"b1"`) || strings.Contains(h.body, `"b2"`) {
+				n++
+			}
+		}
+		return n >= 2
+	})
+
+	// b1 and b2 are still queued (unconfirmed): flush them into a fetch that hangs, then
+	// overflow the queue (maxQueue 2) with two more while that batch is in flight.
+	b.eval(`(() => {
+		window.__fetches = 0;
+		window.fetch = function () {
+			__fetches++;
+			return new Promise(r => { window.__release = () => r(new Response("{}", {status: 202})); });
+		};
+		relay.init({maxQueue: 2, batchSize: 2});
+		relay.flush();
+		relay.track("ens/click", {campaignId: 1, placement: "c1"});
+		relay.track("ens/click", {campaignId: 1, placement: "c2"});
+		__release();
+		return "ok";
+	})()`)
+	// The 202 is handled before the next batch (c1, c2) is fetched.
+	b.waitText(`String(__fetches)`, "2", 20*time.Second)
+	got = b.eval(`(() => { const s = relay.stats(); return JSON.stringify([s.queued, s.sent, s.dropped, s.rejected]); })()`)
+	if got != `[2,0,2,0]` {
+		t.Errorf("[queued, sent, dropped, rejected] = %s, want [2,0,2,0]: the two dropped in flight counted once", got)
+	}
+	b.checkClean()
+}

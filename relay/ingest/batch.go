@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -65,10 +66,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 			return nil, bad(codeInvalidField, at+".route", at+".route is not an enabled route")
 		}
 		if !c.may(op.Route) {
-			// Named by item, so a client can drop that one and resend the rest.
-			aerr := forbiddenRoute(op.Route)
-			aerr.field = at + ".route"
-			return nil, aerr
+			return nil, itemRefusal(forbiddenRoute(op.Route), at)
 		}
 		body := item.Get("body")
 		if body == nil {
@@ -77,11 +75,11 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 		var m pending
 		var aerr *apiError
 		if m.dropped, aerr = s.event(ctx, c, op, *body, at+".body", &m.msg, nil); aerr != nil {
-			return nil, aerr
+			return nil, itemRefusal(aerr, at)
 		}
 		if id := item.Get("id"); id != nil {
-			if id.Kind != strictjson.String || !validEventID([]byte(id.Str)) {
-				return nil, bad(codeInvalidField, at+".id", at+".id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+			if id.Kind != strictjson.String || !clientEventID([]byte(id.Str)) {
+				return nil, bad(codeInvalidField, at+".id", at+".id"+msgClientID)
 			}
 			if _, dup := seen[id.Str]; dup {
 				return nil, bad(codeInvalidField, at+".id", at+".id repeats an earlier item's id")
@@ -92,4 +90,25 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Valu
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// itemRefusal names the batch item at in a refusal of that item, so a client (the SDK)
+// can drop that one item and resend the rest: a refusal without a field, or naming
+// "route", is about the item's route (identity_required, a route the caller may not
+// use or that needs an identity) and gets at.route; one naming something outside the
+// item (a header such as X-Relay-Customer-Id) gets at, its message still saying what is
+// missing. A refusal already naming a path inside the item is kept, and so is a wide
+// one: a bad identity token or consent statement refuses the whole request.
+func itemRefusal(aerr *apiError, at string) *apiError {
+	if aerr.wide || aerr.field == at || strings.HasPrefix(aerr.field, at+".") || strings.HasPrefix(aerr.field, at+"[") {
+		return aerr
+	}
+	e := *aerr // never change a refusal the caller may share
+	switch e.field {
+	case "", "route":
+		e.field = at + ".route"
+	default:
+		e.field, e.message = at, at+": "+e.message
+	}
+	return &e
 }

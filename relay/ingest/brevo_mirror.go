@@ -67,14 +67,15 @@ func (s *Server) serveBrevoMirror(ctx *fasthttp.RequestCtx, batch bool) *apiErro
 	if aerr := checkContentType(ctx); aerr != nil {
 		return aerr
 	}
-	tree, aerr := parseBody(ctx)
+	tree, aerr := parseBody(ctx, "")
 	if aerr != nil {
 		return aerr
 	}
 	key := ctx.Request.Header.Peek("Idempotency-Key")
-	if len(key) > 0 && !validEventID(key) {
-		return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: "Idempotency-Key",
-			message: "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : -"}
+	if len(key) > 0 {
+		if aerr := checkClientKey(key); aerr != nil {
+			return aerr
+		}
 	}
 	if batch {
 		return s.brevoMirrorBatch(ctx, c, tree, string(key))
@@ -97,7 +98,10 @@ func (s *Server) serveBrevoMirror(ctx *fasthttp.RequestCtx, batch bool) *apiErro
 
 // brevoMirrorBatch validates every event before any is queued, like /v1/batch. The body
 // is {"events":[...]} or, as older SDKs send it, a bare array. With an Idempotency-Key K,
-// event i gets the id K:i, so an SDK retry of the whole batch queues nothing twice.
+// event i gets the id brevo-batch:K:i, so an SDK retry of the whole batch queues nothing
+// twice; no client may choose an id with that prefix (clientEventID), so no one-event
+// key is taken for a batch event's duplicate, and i, digits only, keeps the ids of
+// different keys apart.
 func (s *Server) brevoMirrorBatch(ctx *fasthttp.RequestCtx, c *caller, tree strictjson.Value, key string) *apiError {
 	bad := func(code, field, msg string) *apiError {
 		return &apiError{status: fasthttp.StatusBadRequest, code: code, field: field, message: msg}
@@ -135,7 +139,7 @@ func (s *Server) brevoMirrorBatch(ctx *fasthttp.RequestCtx, c *caller, tree stri
 		}
 		msgs[i].src = queue.RelayID
 		if key != "" {
-			id := key + ":" + strconv.Itoa(i)
+			id := derivedIDPrefix + key + ":" + strconv.Itoa(i)
 			if !validEventID([]byte(id)) {
 				return bad(codeInvalidField, "Idempotency-Key",
 					"Idempotency-Key is too long for this batch: "+id+" exceeds 128 characters")

@@ -152,10 +152,10 @@ func TestBrevoMirrorIdempotencyKey(t *testing.T) {
 		ids = append(ids, e[queue.FieldID].(string))
 	}
 	slices.Sort(ids) // a batch's events are enqueued concurrently
-	if want := []string{"batch-78:0", "batch-78:1", "order-77"}; !reflect.DeepEqual(ids, want) {
+	if want := []string{"brevo-batch:batch-78:0", "brevo-batch:batch-78:1", "order-77"}; !reflect.DeepEqual(ids, want) {
 		t.Errorf("ids %q, want %q (each once)", ids, want)
 	}
-	long := strings.Repeat("k", 127)
+	long := strings.Repeat("k", 128-len("brevo-batch:"))
 	res := r.do(t, req{path: "/brevo/v3/events/batch", body: `[` + brevoV3 + `]`,
 		header: map[string]string{"api-key": backend, "Idempotency-Key": long}})
 	if code, msg := brevoErr(t, res.body); res.status != http.StatusBadRequest || code != "invalid_parameter" || !strings.Contains(msg, "Idempotency-Key") {
@@ -195,5 +195,48 @@ func TestBrevoMirrorNeedsAPIKey(t *testing.T) {
 	res := r.do(t, req{path: "/brevo/v3/events", body: brevoV3, header: apiKey(backend)})
 	if code, msg := brevoErr(t, res.body); res.status != http.StatusNotFound || code != "document_not_found" || !strings.Contains(msg, "api_key") {
 		t.Errorf("%d %s", res.status, res.body)
+	}
+}
+
+// TestBrevoMirrorBatchIDsApartFromClientKeys: a batch's derived ids cannot equal a key a
+// client chose on a one-event path (else the batch event is answered success and never
+// queued as the other's duplicate): clients may not choose ids of the derived shape.
+func TestBrevoMirrorBatchIDsApartFromClientKeys(t *testing.T) {
+	r := startRelay(t)
+	other := strings.Replace(brevoV3, "cart_updated", "order_created", 1)
+	if res := r.do(t, req{path: "/brevo/v3/events", body: brevoV3, header: map[string]string{"api-key": backend, "Idempotency-Key": "order-77:0"}}); res.status != http.StatusNoContent {
+		t.Fatalf("one event keyed order-77:0: %d %s", res.status, res.body)
+	}
+	if res := r.do(t, req{path: "/brevo/v3/events/batch", body: `[` + other + `]`, header: map[string]string{"api-key": backend, "Idempotency-Key": "order-77"}}); res.status != http.StatusAccepted {
+		t.Fatalf("batch keyed order-77: %d %s", res.status, res.body)
+	}
+	if n := len(r.entries(t, "brevo")); n != 2 {
+		t.Errorf("%d brevo events queued, want 2: the batch's event was taken for the one-event key's duplicate", n)
+	}
+	derived := "brevo-batch:order-77:0"
+	for _, c := range []struct {
+		name, path, body string
+		header           map[string]string
+		field            string
+	}{
+		{"mirror one-event key", "/brevo/v3/events", brevoV3, map[string]string{"api-key": backend, "Idempotency-Key": derived}, ""},
+		{"/v1 one-event key", "/v1/brevo/events", brevoV3, map[string]string{"Authorization": "Bearer " + backend, "Idempotency-Key": derived}, "Idempotency-Key"},
+		{"/v1/batch item id", "/v1/batch", `{"events":[{"route":"brevo/events","id":"` + derived + `","body":` + brevoV3 + `}]}`, bearer(backend), "events[0].id"},
+	} {
+		res := r.do(t, req{path: c.path, body: c.body, header: c.header})
+		if res.status != http.StatusBadRequest {
+			t.Errorf("%s %s: %d %s, want 400", c.name, derived, res.status, res.body)
+			continue
+		}
+		if c.field == "" { // Brevo's error shape: the field leads the message
+			if _, msg := brevoErr(t, res.body); !strings.HasPrefix(msg, "Idempotency-Key") {
+				t.Errorf("%s: %s, want the message to name Idempotency-Key", c.name, res.body)
+			}
+		} else if e := decode[refused](t, res.body); e.Error.Field != c.field {
+			t.Errorf("%s: %s, want field %s", c.name, res.body, c.field)
+		}
+	}
+	if n := len(r.entries(t, "brevo")); n != 2 {
+		t.Errorf("%d brevo events queued after the refusals, want 2", n)
 	}
 }

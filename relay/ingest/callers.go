@@ -178,14 +178,17 @@ func (s *Server) token(ctx *fasthttp.RequestCtx, c *caller) (*verifiedToken, *ap
 	}
 	tok, err := c.site.verifyIdentity(string(raw), s.now())
 	if err != nil {
-		return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeInvalidIdentity, message: err.Error()}
+		// The token applies to every item of a batch: refused for the whole request.
+		return nil, &apiError{status: fasthttp.StatusUnauthorized, code: codeInvalidIdentity, message: err.Error(), wide: true}
 	}
 	c.token = &tok
 	return c.token, nil
 }
 
 // verifyIdentity checks an HS256 identity token signed with the site's secret; exp is
-// required. The error never includes the token.
+// required. Its consent claim is read only where the site requires consent: with
+// consent: none nothing depends on it, so its shape does not matter. The error never
+// includes the token.
 func (s *site) verifyIdentity(token string, now time.Time) (verifiedToken, error) {
 	var claims identityClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return s.identitySecret, nil },
@@ -207,7 +210,7 @@ func (s *site) verifyIdentity(token string, now time.Time) (verifiedToken, error
 		}
 	}
 	out := verifiedToken{id: providers.Identity{UserID: claims.Subject, Email: claims.Email, CustomerID: claims.CustomerID, Signed: true}}
-	if len(claims.Consent) > 0 && string(claims.Consent) != "null" {
+	if s.consentRequired && len(claims.Consent) > 0 && string(claims.Consent) != "null" {
 		if out.consent, err = parseConsentClaim(claims.Consent); err != nil {
 			return verifiedToken{}, fmt.Errorf("%w: claim consent %s", errIdentity, err.Error())
 		}

@@ -110,7 +110,7 @@ func (s *Server) consent(ctx *fasthttp.RequestCtx, c *caller) (*consentState, *a
 		set, err := parseConsent(text)
 		if err != nil {
 			return nil, &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: field,
-				message: field + " " + err.Error()}
+				message: field + " " + err.Error(), wide: true}
 		}
 		cs.stated = set
 	}

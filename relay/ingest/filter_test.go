@@ -344,3 +344,24 @@ func TestConsentRefusals(t *testing.T) {
 		t.Errorf("%d BannerFlex events queued, want 0", n)
 	}
 }
+
+// TestConsentClaimReadOnlyWhereConsentIsRequired: with consent: none nothing is read, so a
+// token's consent claim in a shape the relay does not parse does not refuse the event;
+// where consent is required, the same claim is refused (the claim would decide).
+func TestConsentClaimReadOnlyWhereConsentIsRequired(t *testing.T) {
+	r := startRelayWith(t, withFilterSites)
+	claims := func() jwt.MapClaims {
+		return jwt.MapClaims{"sub": "u", "exp": time.Now().Add(time.Hour).Unix(), "consent": map[string]string{"ads": "granted"}}
+	}
+	none := identityToken(t, idSecret, claims(), jwt.SigningMethodHS256) // site ident: consent none
+	res := r.do(t, req{path: "/v1/linkrunner/capture-event?identity=" + none, body: lrPlain,
+		header: map[string]string{"X-Relay-Key": idKey, "Origin": idOrigin}})
+	if res.status != http.StatusAccepted || len(r.entries(t, "linkrunner")) != 1 {
+		t.Errorf("consent: none site: %d %s, want 202 and the event queued", res.status, res.body)
+	}
+	required := identityToken(t, consSecret, claims(), jwt.SigningMethodHS256)
+	res = r.do(t, req{path: "/v1/ens/impression", body: ensBody, header: cons(map[string]string{"X-Relay-Identity": required})})
+	if e := decode[refused](t, res.body); res.status != http.StatusUnauthorized || e.Error.Code != "invalid_identity" {
+		t.Errorf("consent: required site: %d %s, want 401 invalid_identity", res.status, res.body)
+	}
+}

@@ -152,7 +152,11 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 	if aerr := checkContentType(ctx); aerr != nil {
 		return aerr
 	}
-	tree, aerr := parseBody(ctx)
+	whole := "" // what a refusal about the whole document names
+	if op == nil {
+		whole = "events" // the SDK then sends smaller batches (docs/api.md)
+	}
+	tree, aerr := parseBody(ctx, whole)
 	if aerr != nil {
 		return aerr
 	}
@@ -180,9 +184,8 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, op *providers.Op) *apiError {
 	sc.body = m.Body[:0]
 	src := queue.RelayID
 	if key := ctx.Request.Header.Peek("Idempotency-Key"); len(key) > 0 {
-		if !validEventID(key) {
-			return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: "Idempotency-Key",
-				message: "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : -"}
+		if aerr := checkClientKey(key); aerr != nil {
+			return aerr
 		}
 		m.ID, src = string(key), queue.ClientID
 	}
@@ -274,13 +277,20 @@ func forbiddenRoute(route string) *apiError {
 		message: "route " + route + " is not allowed for this caller"}
 }
 
-// parseBody parses the request body strictly; a refusal names the field at fault.
-func parseBody(ctx *fasthttp.RequestCtx) (strictjson.Value, *apiError) {
+// parseBody parses the request body strictly; a refusal names the field at fault. A
+// refusal about the whole document (over strictjson.MaxValues, where the count crossing
+// the cap says nothing about that member) names whole instead when it is not "": on
+// /v1/batch a path into an item would make the SDK drop a valid item.
+func parseBody(ctx *fasthttp.RequestCtx, whole string) (strictjson.Value, *apiError) {
 	tree, err := strictjson.Parse(ctx.PostBody(), strictjson.DefaultMaxDepth)
 	if err != nil {
 		var je *strictjson.Error
 		if errors.As(err, &je) {
-			return strictjson.Value{}, &apiError{status: fasthttp.StatusBadRequest, code: je.Code, field: je.Path, message: je.Message}
+			field := je.Path
+			if whole != "" && errors.Is(err, strictjson.ErrTooManyValues) {
+				field = whole
+			}
+			return strictjson.Value{}, &apiError{status: fasthttp.StatusBadRequest, code: je.Code, field: field, message: je.Message}
 		}
 		return strictjson.Value{}, &apiError{status: fasthttp.StatusBadRequest, code: strictjson.CodeInvalidJSON, message: "invalid JSON"}
 	}
@@ -436,6 +446,30 @@ func (s *Server) identity(ctx *fasthttp.RequestCtx, c *caller, op *providers.Op)
 		return providers.Identity{}, &apiError{status: fasthttp.StatusForbidden, code: codeForbidden, field: "route",
 			message: "route " + op.Route + " needs an identity: the site has neither identity_secret nor trust_client_identity"}
 	}
+}
+
+// derivedIDPrefix starts the ids the Brevo mirror derives for a batch's events
+// (brevo-batch:<Idempotency-Key>:<i>). An id a client chooses may not start with it, so
+// no one-event key or batch item id can equal a derived id and be taken for its
+// duplicate (answered success, never queued).
+const derivedIDPrefix = "brevo-batch:"
+
+// clientEventID accepts an event id a client chooses: a valid id outside the derived ids.
+func clientEventID(id []byte) bool {
+	return validEventID(id) && !bytes.HasPrefix(id, []byte(derivedIDPrefix))
+}
+
+// msgClientID says what clientEventID accepts.
+const msgClientID = " must be 1-128 characters of A-Z a-z 0-9 . _ : - not starting with " + derivedIDPrefix +
+	" (reserved for the Brevo mirror's batch ids)"
+
+// checkClientKey refuses an Idempotency-Key that is not a client event id.
+func checkClientKey(key []byte) *apiError {
+	if clientEventID(key) {
+		return nil
+	}
+	return &apiError{status: fasthttp.StatusBadRequest, code: codeInvalidField, field: "Idempotency-Key",
+		message: "Idempotency-Key" + msgClientID}
 }
 
 // validEventID accepts ids that are safe in Redis keys, logs and upstream headers.

@@ -412,8 +412,10 @@ func TestHostileHugeArrays(t *testing.T) {
 		// the tree costs a hundred times the body (the 10001st value).
 		{"zeros in an unknown field", "/v1/ens/click", fill(`{"campaignId":1,"placement":"a","x":[`, "0", `]}`),
 			shop(), 400, "invalid_json", "x[9996]"},
-		{"empty objects as a batch", "/v1/batch", fill(`{"events":[`, "{}", `]}`), shop(), 400, "invalid_json", "events[9998]"},
-		{"empty arrays as a batch", "/v1/batch", fill(`{"events":[`, "[]", `]}`), shop(), 400, "invalid_json", "events[9998]"},
+		// In a batch the cap is about the whole body: named "events", so the SDK halves its
+		// batches instead of dropping the item where the count happened to cross it.
+		{"empty objects as a batch", "/v1/batch", fill(`{"events":[`, "{}", `]}`), shop(), 400, "invalid_json", "events"},
+		{"empty arrays as a batch", "/v1/batch", fill(`{"events":[`, "[]", `]}`), shop(), 400, "invalid_json", "events"},
 		{"as many events as fit in a batch", "/v1/batch", fill(`{"events":[`, item, `]}`), shop(), 400, "invalid_field", "events"},
 		{"100 events, the batch limit", "/v1/batch", `{"events":[` + strings.TrimSuffix(strings.Repeat(item+",", 100), ",") + `]}`,
 			shop(), 202, "", ""},

@@ -36,6 +36,9 @@ type apiError struct {
 	message string
 	// retryAfter, in whole seconds, is sent as Retry-After when > 0.
 	retryAfter int
+	// wide marks a refusal of the whole request (its identity token, its consent
+	// statement), which a batch reports as it is instead of naming the item (itemRefusal).
+	wide bool
 }
 
 func (e *apiError) Error() string { return e.message }

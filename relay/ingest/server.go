@@ -154,14 +154,16 @@ func (s *Server) Run(ctx context.Context, ln net.Listener, grace time.Duration) 
 
 // readError answers requests fasthttp refused while reading them, in the API's shape.
 func (s *Server) readError(ctx *fasthttp.RequestCtx, err error) {
-	write := writeError
+	write, whole := writeError, ""
 	if path, ok := s.publicPath(ctx.Path()); ok && brevoMirrorPath(path) != "" {
 		write = writeBrevoError // the Brevo SDK reads Brevo's error shape
+	} else if ok && string(path) == batchPath {
+		whole = "events" // a batch too large as a whole: the SDK sends smaller ones
 	}
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		write(ctx, &apiError{status: fasthttp.StatusRequestEntityTooLarge, code: codeTooLarge,
+		write(ctx, &apiError{status: fasthttp.StatusRequestEntityTooLarge, code: codeTooLarge, field: whole,
 			message: "body is larger than server.max_body_bytes"})
 	case errors.As(err, &small):
 		write(ctx, &apiError{status: fasthttp.StatusRequestHeaderFieldsTooLarge, code: codeHeaderTooLarge,
