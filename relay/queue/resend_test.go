@@ -172,3 +172,45 @@ func TestNoScriptRedoKeepsPlainWritesWait(t *testing.T) {
 		t.Errorf("resend of the keyed event: duplicate=%v err=%v; want a duplicate", kres.duplicate, kres.err)
 	}
 }
+
+// TestClusterStalledMasterWritesOnce is TestStalledRedisWritesOnce on a Redis Cluster,
+// whose client re-sends a node's part of a pipeline by a loop of its own (MaxRedirects,
+// not MaxRetries): the master holding ens's slot stalls past the read timeout.
+func TestClusterStalledMasterWritesOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	c := redistest.StartCluster(t, 3, 0)
+	conn, err := Open(t.Context(), testConfig(c.URL()), zapTest(t))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	opts := defaultEnqOpts()
+	opts.Timeout = 6 * time.Second
+	e := runEnqueuer(t, conn.Client, opts)
+	if _, err := e.Enqueue(t.Context(), testMessage("ens", 0), RelayID); err != nil {
+		t.Fatalf("enqueue before the stall: %v", err)
+	}
+	master := c.MasterOf(Keys{Prefix: testPrefix}.Events("ens"))
+	master.Pause()
+	resumed := make(chan struct{})
+	go func() {
+		defer close(resumed)
+		time.Sleep(readTimeout + time.Second) // a stall, not a measurement
+		master.Resume()
+	}()
+	_, err = e.Enqueue(t.Context(), testMessage("ens", 1), RelayID)
+	<-resumed
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("enqueue through a stall past the read timeout: %v; want ErrUnavailable", err)
+	}
+	c.WaitOK() // the stall outlasted the node timeout: the others marked the master failed
+	events := Keys{Prefix: testPrefix}.Events("ens")
+	waitFor(t, "the stalled XADD to be applied", 10*time.Second, func() bool {
+		return conn.Client.XLen(t.Context(), events).Val() >= 2
+	})
+	if got := countIDs(entries(t, conn.Client, "ens")); got[testMessage("ens", 1).ID] != 1 {
+		t.Errorf("event 1 is %d times in the stream; want once", got[testMessage("ens", 1).ID])
+	}
+}
