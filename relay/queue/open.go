@@ -28,9 +28,9 @@ const (
 	// when it was already written, so more retries only stretch the wait. Enqueue
 	// pipelines, where a re-send would write an event without a marker twice, are never
 	// retried (onceCmd).
-	maxRetries   = 1
-	// readTimeout also bounds WAIT (maxWait) and so min_replicas_acked.
-	dialTimeout  = time.Second
+	maxRetries  = 1
+	dialTimeout = time.Second
+	// readTimeout also bounds WAIT (maxWait), hence min_replicas_acked.
 	readTimeout  = 2 * time.Second
 	writeTimeout = 2 * time.Second
 	poolTimeout  = 2 * time.Second
