@@ -126,6 +126,8 @@ func TestNoScriptRedoKeepsPlainWritesWait(t *testing.T) {
 	waitReplicaOnline(t, conn.Client, 1)
 	opts := defaultEnqOpts()
 	opts.MinReplicas = 1
+	// Room for the redo after the first WAIT (at most maxWait) on a slow machine.
+	opts.Timeout = maxWait + 2*time.Second
 	keyed := testMessage("ens", 1)
 	if _, err := runEnqueuer(t, conn.Client, opts).Enqueue(t.Context(), keyed, ClientID); err != nil {
 		t.Fatalf("first enqueue of the keyed event: %v", err)
