@@ -129,6 +129,7 @@ type request struct {
 	// reused from one use of the pooled request to the next.
 	xadd []any
 	cmd  *redis.Cmd
+	once onceCmd // cmd as the pipeline holds it
 }
 
 type result struct {
@@ -206,20 +207,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, m *delivery.Message, src IDSourc
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 
-	r := e.pool.Get().(*request)
-	r.ctx = ctx
-	r.deadline = time.Now().Add(e.opts.Timeout)
-	// The shard hashes the event's id: with a caller's id (ClientID) a resend hashes
-	// the same, so it meets its Seen marker there.
-	shard := e.keys.ShardOf(m.ID)
-	var seen string
-	if ks, ok := e.events[m.Provider]; ok {
-		r.events, seen = ks[shard], e.seen[m.Provider][shard]
-	} else {
-		k := e.keys.ForShard(shard)
-		r.events, seen = k.Events(m.Provider), k.seenPrefix(m.Provider)
-	}
-	r.entry.set(m, seen, src)
+	r := e.newRequest(ctx, m, src)
 
 	// No timer of its own: the writers answer every request by its deadline (see
 	// writer.write), which saves each request arming, stopping and selecting on a timer.
@@ -253,6 +241,26 @@ func (e *Enqueuer) Enqueue(ctx context.Context, m *delivery.Message, src IDSourc
 		}
 		return false, e.stoppedErr()
 	}
+}
+
+// newRequest takes a pooled request and fills it with a copy of m, due by the enqueue
+// timeout.
+func (e *Enqueuer) newRequest(ctx context.Context, m *delivery.Message, src IDSource) *request {
+	r := e.pool.Get().(*request)
+	r.ctx = ctx
+	r.deadline = time.Now().Add(e.opts.Timeout)
+	// The shard hashes the event's id: with a caller's id (ClientID) a resend hashes
+	// the same, so it meets its Seen marker there.
+	shard := e.keys.ShardOf(m.ID)
+	var seen string
+	if ks, ok := e.events[m.Provider]; ok {
+		r.events, seen = ks[shard], e.seen[m.Provider][shard]
+	} else {
+		k := e.keys.ForShard(shard)
+		r.events, seen = k.Events(m.Provider), k.seenPrefix(m.Provider)
+	}
+	r.entry.set(m, seen, src)
+	return r
 }
 
 // release pools r once no writer can touch it any more.

@@ -24,11 +24,13 @@ import (
 // Client settings the relay relies on, set explicitly because go-redis defaults move
 // between versions.
 const (
-	// maxRetries is 1: go-redis retries a command after io.EOF even when it was already
-	// written, so a retry may apply an enqueue twice (the Seen marker makes that harmless,
-	// but more retries only stretch the wait past the enqueue timeout).
-	maxRetries   = 1
-	dialTimeout  = time.Second
+	// maxRetries is 1: go-redis retries a command after io.EOF or a read timeout even
+	// when it was already written, so more retries only stretch the wait. Enqueue
+	// pipelines, where a re-send would write an event without a marker twice, are never
+	// retried (onceCmd).
+	maxRetries  = 1
+	dialTimeout = time.Second
+	// readTimeout also bounds WAIT (maxWait), hence min_replicas_acked.
 	readTimeout  = 2 * time.Second
 	writeTimeout = 2 * time.Second
 	poolTimeout  = 2 * time.Second

@@ -20,6 +20,7 @@ type pipeRun struct {
 	via  pipeliner
 	pipe redis.Pipeliner
 	wait *redis.IntCmd
+	once onceCmd // wait as the pipeline holds it
 }
 
 // route gives every group a pipeline. Usually one pipeline on the shared client carries
@@ -73,7 +74,8 @@ func (e *Enqueuer) exec(ctx context.Context, runs []pipeRun, deadline time.Time)
 		}
 		if e.opts.MinReplicas > 0 {
 			r.wait = redis.NewIntCmd(ctx, "wait", e.opts.MinReplicas, waitTimeout(deadline).Milliseconds())
-			_ = r.pipe.Process(ctx, r.wait)
+			r.once.Cmder = r.wait
+			_ = r.pipe.Process(ctx, &r.once)
 		}
 		if len(runs) == 1 {
 			_, _ = r.pipe.Exec(ctx)

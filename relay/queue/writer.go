@@ -26,15 +26,18 @@ type group struct {
 	plain  []*request // each with its own XADD (request.cmd)
 	args   []any      // the script call's arguments; the Cmd refers to them until answered
 	cmd    *redis.Cmd // the script call, nil without keyed events
+	once   onceCmd    // cmd as the pipeline holds it (a field: boxing &once does not allocate)
 	// run is the index of the pipeline the group's commands go in (writer.route), and
 	// routeErr why it has none: its events are answered with it.
 	run      int
 	routeErr error
-	// wait is the WAIT that covers the group's writes (nil without MinReplicas);
-	// replicasErr is set when too few replicas acknowledged them: events written are
-	// answered with it instead of success.
-	wait        *redis.IntCmd
-	replicasErr error
+	// wait is the WAIT that covers the group's plain writes, keyedWait the one that
+	// covers its script call's (nil without MinReplicas): the same but after a NOSCRIPT
+	// redo, whose writes went later, maybe over another connection. plainErr and
+	// keyedErr are set when too few replicas acknowledged them: events written are
+	// answered with them instead of success.
+	wait, keyedWait    *redis.IntCmd
+	plainErr, keyedErr error
 }
 
 func (e *Enqueuer) newWriter() *writer {
@@ -114,7 +117,8 @@ func (w *writer) write(runCtx context.Context) {
 			r.xadd = append(r.xadd[:0], "xadd", &g.events, "*", FieldEnvelope, &r.entry.env)
 			r.cmd = redis.NewCmd(ctx, r.xadd...)
 			r.cmd.SetFirstKeyPos(1)
-			_ = pipe.Process(ctx, r.cmd) // only queues
+			r.once.Cmder = r.cmd
+			_ = pipe.Process(ctx, &r.once) // only queues
 		}
 		commands += len(g.plain)
 		events += len(g.plain)
@@ -130,7 +134,8 @@ func (w *writer) write(runCtx context.Context) {
 		}
 		g.cmd = redis.NewCmd(ctx, g.args...)
 		g.cmd.SetFirstKeyPos(3) // the events key: cluster routing by its {P} slot
-		_ = pipe.Process(ctx, g.cmd)
+		g.once.Cmder = g.cmd
+		_ = pipe.Process(ctx, &g.once)
 		commands++
 		events += len(g.keyed)
 	}
@@ -141,13 +146,21 @@ func (w *writer) write(runCtx context.Context) {
 	for _, g := range groups {
 		if g.routeErr == nil {
 			g.wait = runs[g.run].wait
+			g.keyedWait = g.wait
 		}
 	}
 	e.redoNoScript(ctx, groups, runs, deadline)
 
 	var firstErr error
 	for _, g := range groups {
-		g.replicasErr = e.replicasErr(g.wait)
+		g.plainErr = e.replicasErr(g.wait)
+		g.keyedErr = g.plainErr
+		if g.keyedWait != g.wait {
+			g.keyedErr = e.replicasErr(g.keyedWait)
+		}
+		if g.plainErr != nil || g.keyedErr != nil {
+			e.underReplicated.Add(1)
+		}
 		if err := g.answer(); err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -196,7 +209,7 @@ func (g *group) answer() error {
 	for _, r := range g.plain {
 		// Read before replying: once replied to, r belongs to its caller again.
 		err := r.cmd.Err()
-		r.cmd = nil
+		r.cmd, r.once.Cmder = nil, nil
 		clear(r.xadd) // the command's arguments: drop the group's and the entry's pointers
 		if err != nil {
 			if firstErr == nil {
@@ -205,7 +218,7 @@ func (g *group) answer() error {
 			r.reply <- result{err: fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, g.events, err)}
 			continue
 		}
-		r.reply <- result{err: g.replicasErr}
+		r.reply <- result{err: g.plainErr}
 	}
 	if len(g.keyed) == 0 {
 		return firstErr
@@ -237,7 +250,7 @@ func (g *group) answerKeyed() error {
 			// A duplicate was acknowledged before: its answer does not depend on this WAIT.
 			res.duplicate = v == 0
 			if !res.duplicate {
-				res.err = g.replicasErr
+				res.err = g.keyedErr
 			}
 		case error:
 			res.err = fmt.Errorf("%w: enqueue to %s: %w", ErrUnavailable, g.events, v)
@@ -261,15 +274,20 @@ func (g *group) reset() {
 	g.plain = g.plain[:0]
 	clear(g.args)
 	g.args = g.args[:0]
-	g.cmd = nil
-	g.replicasErr, g.routeErr, g.wait = nil, nil, nil
+	g.cmd, g.once.Cmder = nil, nil
+	g.plainErr, g.keyedErr, g.routeErr = nil, nil, nil
+	g.wait, g.keyedWait = nil, nil
 }
 
 // redoNoScript redoes, with EVAL, the calls Redis answered NOSCRIPT: its script cache is
 // empty after a restart or SCRIPT FLUSH. A NOSCRIPT call ran nothing, so redoing it is
 // safe, and EVAL puts the script back in the cache for the next EVALSHA. Each call is
 // redone through its group's own connection target, followed by a WAIT of its own with
-// MinReplicas (the first WAIT did not cover writes made after it).
+// MinReplicas (the first WAIT did not cover writes made after it). That WAIT answers
+// for the redone call only: the group's plain XADDs went before the first WAIT, on the
+// first connection, and the redo may run on another one whose last write the replicas
+// acknowledged long ago (a redo that writes nothing, all duplicates, leaves it so), where
+// WAIT returns at once without covering them.
 func (e *Enqueuer) redoNoScript(ctx context.Context, groups []*group, runs []pipeRun, deadline time.Time) {
 	var redo []pipeRun // by the index of the run the group first went through
 	var redone []*group
@@ -290,7 +308,8 @@ func (e *Enqueuer) redoNoScript(ctx context.Context, groups []*group, runs []pip
 		args := append([]any{"eval", enqueueScript}, g.args[2:]...)
 		g.cmd = redis.NewCmd(ctx, args...)
 		g.cmd.SetFirstKeyPos(3)
-		_ = redo[g.run].pipe.Process(ctx, g.cmd)
+		g.once.Cmder = g.cmd
+		_ = redo[g.run].pipe.Process(ctx, &g.once)
 		redone = append(redone, g)
 	}
 	if redo == nil {
@@ -306,22 +325,29 @@ func (e *Enqueuer) redoNoScript(ctx context.Context, groups []*group, runs []pip
 	e.log.Info("redis lost the enqueue script (restart or SCRIPT FLUSH); reloaded it with EVAL",
 		zap.Int("redone", n))
 	e.exec(ctx, redo, deadline)
-	// A redone group's writes went over the redo's connection: its WAIT covers them.
+	// A redone call's writes went over the redo's connection: its WAIT covers them.
 	for _, g := range redone {
-		g.wait = redo[g.run].wait
+		g.keyedWait = redo[g.run].wait
 	}
 }
 
+// maxWait caps WAIT's timeout below the connection's read timeout (readTimeout, which
+// Open sets), with a margin for the replies before it and for a slow machine: a WAIT
+// still blocked at the read deadline fails the pipeline with an i/o timeout and costs the
+// connection, where one that gives up first answers how many replicas acknowledged.
+// A longer redis.enqueue_timeout does not lengthen WAIT beyond it.
+const maxWait = readTimeout * 3 / 4
+
 // waitTimeout is WAIT's timeout: what is left of the pipeline's deadline, less a margin
-// (a tenth, at least 50 ms) for WAIT's own reply to arrive before the connection's read
-// deadline, which is the same deadline. Never 0, which would make WAIT block forever.
+// (a tenth, at least 50 ms) for WAIT's own reply to arrive before the pipeline's
+// deadline, and at most maxWait. Never 0, which would make WAIT block forever.
 func waitTimeout(deadline time.Time) time.Duration {
 	left := time.Until(deadline)
-	return max(left-max(left/10, 50*time.Millisecond), time.Millisecond)
+	return max(min(left-max(left/10, 50*time.Millisecond), maxWait), time.Millisecond)
 }
 
-// replicasErr turns the pipeline's WAIT reply into the error its written events are
-// answered with: nil when enough replicas acknowledged (or no WAIT was asked).
+// replicasErr turns a WAIT reply into the error the events it covers are answered with:
+// nil when enough replicas acknowledged (or no WAIT was asked).
 func (e *Enqueuer) replicasErr(wait *redis.IntCmd) error {
 	if wait == nil {
 		return nil
@@ -329,10 +355,8 @@ func (e *Enqueuer) replicasErr(wait *redis.IntCmd) error {
 	n, err := wait.Result()
 	switch {
 	case err != nil:
-		e.underReplicated.Add(1)
 		return fmt.Errorf("%w: waiting for %d replica(s) to acknowledge: %w", ErrUnavailable, e.opts.MinReplicas, err)
 	case n < int64(e.opts.MinReplicas):
-		e.underReplicated.Add(1)
 		return fmt.Errorf("%w: %d of %d replica(s) acknowledged the write within the enqueue timeout (redis.min_replicas_acked)",
 			ErrUnavailable, n, e.opts.MinReplicas)
 	}
