@@ -3,6 +3,7 @@ package admin_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -207,6 +208,16 @@ func TestTailIngested(t *testing.T) {
 		if strings.Contains(data, leak) {
 			t.Errorf("tail event %s contains %q", data, leak)
 		}
+	}
+	// A reader starts at the ring's next event, so "before" could never be seen; its
+	// sequence shows whether it was published: with nobody tailing nothing is, so the
+	// first event published is ok-1, sequence 0.
+	var ev admin.TailEvent
+	if err := json.Unmarshal([]byte(data), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Seq != 0 {
+		t.Errorf("the first event published has seq %d, want 0: events were published with nobody tailing", ev.Seq)
 	}
 }
 
