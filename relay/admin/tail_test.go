@@ -253,3 +253,38 @@ func TestTailOutlivesServerTimeouts(t *testing.T) {
 		}
 	}
 }
+
+// Shutting the server down ends tail streams cleanly (the terminating chunk, so a client
+// sees the end) instead of leaving them open past the shutdown's deadline.
+func TestTailEndsCleanlyOnShutdown(t *testing.T) {
+	srv := admin.New(admin.Options{Gatherer: prometheus.NewRegistry(), Log: zap.NewNop(),
+		Providers: []string{"ens"}, Token: tailToken, Tail: admin.NewTail(16)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln) }()
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer rcancel()
+	req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+ln.Addr().String()+"/admin/api/tail", nil)
+	req.Header.Set("Authorization", "Bearer "+tailToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	r := bufio.NewReader(res.Body)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, ": live tail") {
+		t.Fatalf("tail start: %q %v", line, err)
+	}
+	cancel()
+	if _, err := io.ReadAll(r); err != nil {
+		t.Errorf("the tail stream did not end cleanly on shutdown: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}

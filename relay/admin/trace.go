@@ -66,6 +66,9 @@ type TraceState struct {
 type liveAPI struct {
 	api  *api
 	ring *Tail
+	// stopping is closed when the server shuts down: tail streams end at once (cleanly,
+	// so clients see the end) instead of holding the shutdown until its deadline.
+	stopping <-chan struct{}
 }
 
 // route adds the trace and tail routes to mux, behind the admin token. They are more
