@@ -78,7 +78,12 @@ func tailCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // errEnough ends printTail after --count events.
 var errEnough = errors.New("enough events")
 
-// printTail reads the SSE stream r and prints each event as one line.
+// errStreamClosed is the end of the stream before --count events or an interrupt: the
+// relay ends a tail it had to drop (a client that fell behind) and all tails when it stops.
+var errStreamClosed = errors.New("tail: the relay closed the stream: this client fell behind, or the relay stopped; run `relay tail` again")
+
+// printTail reads the SSE stream r and prints each event as one line, until count
+// events (errEnough) or the stream ends (errStreamClosed).
 func printTail(r io.Reader, w io.Writer, count int) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -103,7 +108,10 @@ func printTail(r io.Reader, w io.Writer, count int) error {
 			}
 		}
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%w (%w)", errStreamClosed, err)
+	}
+	return errStreamClosed
 }
 
 // tailLine is one event as printed: time, kind, provider, route, id, then what applies.

@@ -3,13 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -335,5 +338,27 @@ func TestAdminBaseURL(t *testing.T) {
 	}
 	if _, err := adminBaseURL("9090"); err == nil {
 		t.Error("adminBaseURL accepted a bare port")
+	}
+}
+
+// The end of the tail stream before --count events is an error that says what happened,
+// whether the relay ended it cleanly or the connection broke.
+func TestPrintTailStreamEndIsAnError(t *testing.T) {
+	event := `data: {"seq":0,"at":"2026-12-03T00:00:00.000Z","kind":"ingested","provider":"ens","route":"ens/click","id":"e1"}` + "\n\n"
+	for name, r := range map[string]io.Reader{
+		"clean end":  strings.NewReader(": live tail\n\n" + event),
+		"broken end": io.MultiReader(strings.NewReader(": live tail\n\n"+event), iotest.ErrReader(io.ErrUnexpectedEOF)),
+	} {
+		var out strings.Builder
+		err := printTail(r, &out, 2)
+		if !errors.Is(err, errStreamClosed) {
+			t.Errorf("%s: printTail = %v, want errStreamClosed", name, err)
+		}
+		if !strings.Contains(out.String(), "e1") {
+			t.Errorf("%s: the event before the end was not printed: %q", name, out.String())
+		}
+	}
+	if err := printTail(strings.NewReader(event), io.Discard, 1); !errors.Is(err, errEnough) {
+		t.Errorf("--count 1 after one event: %v, want errEnough", err)
 	}
 }

@@ -196,6 +196,41 @@ providers:
 	if got := deadTotal(t, p.admin, "ens"); got != 2 {
 		t.Errorf("after the purge by filter: %d dead letters, want the 2 from before", got)
 	}
+
+	// More dead letters than one call's page (500): the page pages through them (limit
+	// and cursors), one audit line per call, and sums the counts.
+	const more = 1100
+	pipe := rdb.Pipeline()
+	for i := range more {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: "e2ech:{ens}:dead", Values: []any{
+			"id", fmt.Sprintf("bulk-%d", i), "route", "ens/click", "body", `{"campaignId":9,"placement":"top"}`,
+			"at", strconv.FormatInt(time.Now().UnixMilli(), 10), "src", "client:backend",
+			"attempts", "12", "status", "503", "error", "HTTP 503", "reason", "max_attempts", "dead_at", "0", "stream_id", "1-0"}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	auditCalls := func(action string) int {
+		return strings.Count(p.output(), `"msg":"admin `+action+`"`)
+	}
+	setValue("#rd-reason", "")
+	setValue("#rd-status", "")
+	replays := auditCalls("replay")
+	click("#rd-count")
+	b.waitText(`String(document.getElementById("redrive-result").dataset.matched)`, strconv.Itoa(more+2), 20*time.Second)
+	if got := auditCalls("replay") - replays; got != 3 {
+		t.Errorf("a dry run over %d dead letters made %d calls, want 3 (pages of 500)", more+2, got)
+	}
+	purges := auditCalls("purge")
+	click("#rd-purge")
+	click("#rd-purge")
+	b.waitText(`String(document.getElementById("redrive-result").dataset.purged)`, strconv.Itoa(more+2), 20*time.Second)
+	if got := auditCalls("purge") - purges; got != 3 {
+		t.Errorf("a purge of %d dead letters made %d calls, want 3 (pages of 500)", more+2, got)
+	}
+	if got := deadTotal(t, p.admin, "ens"); got != 0 {
+		t.Errorf("after purging everything from the page: %d dead letters", got)
+	}
 	b.checkClean()
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -296,5 +298,51 @@ func TestTraceAndTailEndToEnd(t *testing.T) {
 		if !strings.Contains(l, "ingested") || !strings.Contains(l, "ens/click") || !slices.ContainsFunc(posted, func(id string) bool { return strings.Contains(l, id) }) {
 			t.Errorf("relay tail line %q", l)
 		}
+	}
+}
+
+// `relay tail` whose relay stops says so and exits 1 (it ran "until interrupted": an end
+// it did not ask for is no success).
+func TestTailCLIExitsWhenRelayStops(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	f := newFakes(t)
+	cfg := e2eConfig(rs.URL(), f, "")
+	p := startRelay(t, cfg)
+	cfgPath := filepath.Join(t.TempDir(), "cli.yaml")
+	if err := os.WriteFile(cfgPath, []byte(strings.NewReplacer("{{ingest}}", p.ingest, "{{admin}}", p.admin).Replace(cfg)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, relayBin, "tail", "--config", cfgPath, "--status", "ingested")
+	stdout, stderr := lockedWriter{&sync.Mutex{}, &bytes.Buffer{}}, lockedWriter{&sync.Mutex{}, &bytes.Buffer{}}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Post until the tail printed one: it is subscribed.
+	auth := map[string]string{"Authorization": "Bearer " + e2eBackend}
+	waitFor(t, 20*time.Second, "relay tail printing an event", func() bool {
+		if status, reply := p.post(t, "/v1/ens/click", `{"campaignId":5,"placement":"article_inline"}`, auth); status != 202 {
+			t.Fatalf("post: %d %s", status, reply)
+		}
+		return strings.Contains(stdout.String(), "ingested")
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("relay tail after the relay stopped: %v, want exit status 1\nstderr: %s", err, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "the relay closed the stream") {
+			t.Errorf("relay tail's stderr does not say the relay closed the stream: %q", stderr.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("relay tail still running 60 s after the relay was stopped\nstderr: %s", stderr.String())
 	}
 }

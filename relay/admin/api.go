@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -138,17 +139,32 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
 	return nil
 }
 
-// checkIDs validates stream ids from a request body.
-func checkIDs(ids []string) error {
+// checkIDs validates stream ids from a request body and drops repeats (keeping the
+// first), so that a dry run counts what the real call does: the real one finds a
+// repeated id gone after its first use.
+func checkIDs(ids []string) ([]string, error) {
 	if len(ids) > maxIDs {
-		return fmt.Errorf("%w: at most %d ids per call", errBadBody, maxIDs)
+		return nil, fmt.Errorf("%w: at most %d ids per call", errBadBody, maxIDs)
 	}
+	if ids == nil {
+		return nil, nil
+	}
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if !validHandle(id) {
-			return fmt.Errorf("%w: %q is not a stream id", errBadBody, id)
+		shard, sid, ok := parseHandle(id)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q is not a stream id", errBadBody, id)
+		}
+		if !strings.Contains(sid, "-") {
+			sid += "-0" // Redis reads "<ms>" as "<ms>-0"
+		}
+		if key := handle(shard, sid); !seen[key] {
+			seen[key] = true
+			out = append(out, id)
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // validStreamID reports whether s is a Redis stream id: "<ms>-<seq>" or "<ms>".

@@ -83,7 +83,7 @@ func (a *api) purge(w http.ResponseWriter, r *http.Request, provider string) {
 	var req PurgeRequest
 	err := decodeBody(w, r, &req)
 	if err == nil {
-		err = checkIDs(req.IDs)
+		req.IDs, err = checkIDs(req.IDs)
 	}
 	if err == nil {
 		err = checkPage(req.Limit, req.After, req.Until)

@@ -29,11 +29,13 @@
 // # Trace and live tail (token required; trace.go, tail.go)
 //
 // GET /admin/api/events/{provider}/{id} answers what happened to one event (EventTrace:
-// arrival, attempts, where it is now) from the provider's trace (queue.ReadTrace) and, for
-// an event not settled, a bounded scan of its stream (queue.FindQueued). GET
+// arrival, attempts, where it is now) from the provider's trace (queue.ReadTrace) and a
+// bounded scan of its stream per shard, its hashed shard first (queue.FindQueued): even a
+// settled event may be queued again (replayed, or resent after its dedupe marker expired). GET
 // /admin/api/tail streams, as Server-Sent Events, this process's Tail: an in-memory ring
 // fed by the ingest queue's wrapper (Tail.Ingested) and the forwarders' recorded outcomes
-// (Tail.Observe, a forward.Observer); publishing never waits for a reader. They are routed
+// (Tail.Observe, a forward.Observer); publishing never waits for a reader; a shutdown
+// ends every stream at once. They are routed
 // beside the API's own mux (liveAPI), behind the same token check.
 //
 // # The API (token required)

@@ -223,3 +223,26 @@ func TestRedriveScansInPages(t *testing.T) {
 		t.Errorf("%d dead letters left, want %d", left, n-want)
 	}
 }
+
+// A dry run by ids counts an id given twice once, as the real call does (the real call
+// finds it gone after its first use); "<ms>" and "<ms>-0" are the same id.
+func TestRedriveDryRunCountsRepeatedIDsOnce(t *testing.T) {
+	fx := newFixture(t, fxOptions{compact: true})
+	now := time.Now()
+	id := fx.addDeadAt("ens", event{id: "e1", route: "ens/click", body: `{}`, at: now},
+		deadInfo{reason: "permanent", status: 400, attempts: 1}, now)
+	short := strings.TrimSuffix(id, "-0")
+	body := fmt.Sprintf(`{"ids":[%q,%q,%q],"dry_run":true}`, id, id, short)
+	var dry admin.ReplayReply
+	fx.api("POST", "/admin/api/dead/ens/replay", body, 200, &dry)
+	var dryPurge admin.PurgeReply
+	fx.api("DELETE", "/admin/api/dead/ens", body, 200, &dryPurge)
+	var real admin.ReplayReply
+	fx.api("POST", "/admin/api/dead/ens/replay", strings.Replace(body, `,"dry_run":true`, "", 1), 200, &real)
+	if dry.Replayed != 1 || dryPurge.Purged != 1 || real.Replayed != 1 {
+		t.Errorf("dry replay %+v, dry purge %+v, real replay %+v: want 1 each", dry, dryPurge, real)
+	}
+	if dry.Missing != real.Missing || dry.Missing != 0 {
+		t.Errorf("missing: dry %d, real %d, want 0", dry.Missing, real.Missing)
+	}
+}

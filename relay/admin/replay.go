@@ -18,7 +18,7 @@ func (a *api) replay(w http.ResponseWriter, r *http.Request, provider string) {
 	var req ReplayRequest
 	err := decodeBody(w, r, &req)
 	if err == nil {
-		err = checkIDs(req.IDs)
+		req.IDs, err = checkIDs(req.IDs)
 	}
 	if err == nil {
 		err = checkPage(req.Limit, req.After, req.Until)

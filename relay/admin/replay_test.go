@@ -74,9 +74,9 @@ func testReplayByIDsAndAllNeverDuplicates(t *testing.T, o fxOptions) {
 		t.Error("the replayed entry kept its attempts")
 	}
 
-	// Twice: the dead letter is gone, nothing is added.
+	// Again: the dead letter is gone, nothing is added.
 	fx.api("POST", "/admin/api/dead/ens/replay", `{"ids":["`+d1+`","`+d1+`"]}`, 200, &r)
-	if r.Replayed != 0 || r.Missing != 2 {
+	if r.Replayed != 0 || r.Missing != 1 { // an id given twice counts once
 		t.Errorf("replay d1 again: %+v", r)
 	}
 	// [] replays nothing.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -84,9 +85,12 @@ func New(o Options) *Server {
 	handlePage(mux)
 	a := newAPI(o)
 	mux.Handle("/admin/api/", requireToken(o.Token, a.handler()))
-	(&liveAPI{api: a, ring: o.Tail}).route(mux, o.Token)
+	stopping := make(chan struct{})
+	(&liveAPI{api: a, ring: o.Tail, stopping: stopping}).route(mux, o.Token)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: zap.NewStdLog(o.Log)}
+	var once sync.Once
+	s.srv.RegisterOnShutdown(func() { once.Do(func() { close(stopping) }) })
 	return s
 }
 

@@ -216,6 +216,8 @@ func (l *liveAPI) tail(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-l.stopping:
+			return
 		case <-wake:
 		case <-ping.C:
 			if !send([]byte(": ping\n\n")) {

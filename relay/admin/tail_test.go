@@ -3,6 +3,7 @@ package admin_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -208,6 +209,16 @@ func TestTailIngested(t *testing.T) {
 			t.Errorf("tail event %s contains %q", data, leak)
 		}
 	}
+	// A reader starts at the ring's next event, so "before" could never be seen; its
+	// sequence shows whether it was published: with nobody tailing nothing is, so the
+	// first event published is ok-1, sequence 0.
+	var ev admin.TailEvent
+	if err := json.Unmarshal([]byte(data), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Seq != 0 {
+		t.Errorf("the first event published has seq %d, want 0: events were published with nobody tailing", ev.Seq)
+	}
 }
 
 // fakeQueue accepts every event but the one with id "fails".
@@ -240,5 +251,40 @@ func TestTailOutlivesServerTimeouts(t *testing.T) {
 		if strings.HasPrefix(line, "data: ") {
 			return
 		}
+	}
+}
+
+// Shutting the server down ends tail streams cleanly (the terminating chunk, so a client
+// sees the end) instead of leaving them open past the shutdown's deadline.
+func TestTailEndsCleanlyOnShutdown(t *testing.T) {
+	srv := admin.New(admin.Options{Gatherer: prometheus.NewRegistry(), Log: zap.NewNop(),
+		Providers: []string{"ens"}, Token: tailToken, Tail: admin.NewTail(16)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln) }()
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer rcancel()
+	req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+ln.Addr().String()+"/admin/api/tail", nil)
+	req.Header.Set("Authorization", "Bearer "+tailToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	r := bufio.NewReader(res.Body)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, ": live tail") {
+		t.Fatalf("tail start: %q %v", line, err)
+	}
+	cancel()
+	if _, err := io.ReadAll(r); err != nil {
+		t.Errorf("the tail stream did not end cleanly on shutdown: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
 	}
 }

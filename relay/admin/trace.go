@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -65,6 +66,9 @@ type TraceState struct {
 type liveAPI struct {
 	api  *api
 	ring *Tail
+	// stopping is closed when the server shuts down: tail streams end at once (cleanly,
+	// so clients see the end) instead of holding the shutdown until its deadline.
+	stopping <-chan struct{}
 }
 
 // route adds the trace and tail routes to mux, behind the admin token. They are more
@@ -108,16 +112,16 @@ func (a *api) eventTrace(w http.ResponseWriter, r *http.Request, provider string
 			last = &t.Records[len(t.Records)-1]
 		}
 	}
-	if last != nil && (last.Outcome == queue.TraceDelivered || last.Outcome == queue.TraceDead) {
-		out.Now = TraceState{State: last.Outcome, Reason: last.Reason, At: msTime(last.At)}
-		writeJSON(w, http.StatusOK, out)
-		return
-	}
-	// Not attempted yet, or back from a retry: look for it in the stream.
-	// The event is queued in its shard: the one its id hashes to (queue.Keys.ShardOf).
-	q, found, err := queue.FindQueued(ctx, a.client, a.keys.ForShard(a.keys.ShardOf(id)), provider, id, traceScan)
+	// Look in the stream even after a final record: a replayed event, or one resent after
+	// its dedupe marker expired, is queued again under the same id.
+	q, found, err := a.findQueued(ctx, provider, id)
 	if err != nil {
 		a.redisFailed(w, r, err)
+		return
+	}
+	if !found && last != nil && (last.Outcome == queue.TraceDelivered || last.Outcome == queue.TraceDead) {
+		out.Now = TraceState{State: last.Outcome, Reason: last.Reason, At: msTime(last.At)}
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
 	switch {
@@ -144,6 +148,22 @@ func (a *api) eventTrace(w http.ResponseWriter, r *http.Request, provider string
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// findQueued looks for event id among the newest traceScan entries of its events stream:
+// first in the shard its id hashes to (queue.Keys.ShardOf), then in the others, since an
+// event queued before redis.shards was raised, or replayed into its dead letter's shard,
+// sits in another one. At most one bounded scan per shard.
+func (a *api) findQueued(ctx context.Context, provider, id string) (queue.Queued, bool, error) {
+	home := a.keys.ShardOf(id)
+	for i := range a.keys.NumShards() {
+		shard := (home + i) % a.keys.NumShards()
+		q, found, err := queue.FindQueued(ctx, a.client, a.keys.ForShard(shard), provider, id, traceScan)
+		if err != nil || found {
+			return q, found, err
+		}
+	}
+	return queue.Queued{}, false, nil
 }
 
 func attempt(r *queue.TraceRecord) TraceAttempt {
