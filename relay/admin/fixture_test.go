@@ -99,21 +99,27 @@ func newFixture(t *testing.T, o fxOptions) *fixture {
 		Timeout: time.Second, Log: zap.NewNop()}))
 	fx.srv = admin.New(admin.Options{Gatherer: fx.reg, Queue: fxPinger{rdb}, Log: zap.NewNop(), Audit: zap.New(core).Named("audit"),
 		Client: rdb, Keys: fx.keys, Providers: o.providers, Breakers: o.breakers, Token: token, Timeout: 2 * time.Second})
+	fx.base = "http://" + serveAdmin(t, fx.srv)
+	return fx
+}
+
+// serveAdmin runs srv on a loopback port until the test ends and returns its address.
+func serveAdmin(t *testing.T, srv *admin.Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx.base = "http://" + ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- fx.srv.Run(ctx, ln) }()
+	go func() { done <- srv.Run(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("admin server: %v", err)
 		}
 	})
-	return fx
+	return ln.Addr().String()
 }
 
 // ctx is a context for the test's own Redis calls.

@@ -27,15 +27,7 @@ func startTailServer(t *testing.T, tail *admin.Tail) string {
 	t.Helper()
 	srv := admin.New(admin.Options{Gatherer: prometheus.NewRegistry(), Log: zap.NewNop(),
 		Providers: []string{"ens", "brevo"}, Token: tailToken, Tail: tail})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return ln.Addr().String()
+	return serveAdmin(t, srv)
 }
 
 // bigEvent is an outcome with a long error, so that a few thousand fill socket buffers.

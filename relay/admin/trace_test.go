@@ -1,9 +1,7 @@
 package admin_test
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -72,15 +70,7 @@ func TestTraceFindsEventQueuedBeforeShardsWereRaised(t *testing.T) {
 	}
 	srv := admin.New(admin.Options{Gatherer: prometheus.NewRegistry(), Log: zap.NewNop(), Client: fx.rdb, Keys: after,
 		Providers: []string{"ens"}, Token: fxToken, Timeout: 2 * time.Second, SampleEvery: -1})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	fx.base = "http://" + ln.Addr().String()
+	fx.base = "http://" + serveAdmin(t, srv)
 
 	var tr admin.EventTrace
 	fx.api("GET", "/admin/api/events/ens/"+id, "", 200, &tr)
