@@ -42,16 +42,28 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 	var nextFree time.Time // the rate limit's next free slot, as of our last reservation
 	perBatch := max(f.o.Adapter.MaxBatchWeight(), 1)
 	var reclaim reclaimer
+	// kept are the entries of batches the last read had no request for, sent first next
+	// turn (see dispatch); whatever could wait too long goes back to the stream.
+	var kept []*entry
+	defer func() { f.letGo(kept, 0) }()
 	for ctx.Err() == nil {
-		if d := f.pauseLeft(); d > 0 && !sleep(ctx, d) {
-			return
+		if d := f.pauseLeft(); d > 0 {
+			kept = f.letGo(kept, d)
+			if !sleep(ctx, d) {
+				return
+			}
 		}
-		if d := time.Until(nextFree); d > 0 && !sleep(ctx, d) {
-			return
+		if d := time.Until(nextFree); d > 0 {
+			kept = f.letGo(kept, d)
+			if !sleep(ctx, d) {
+				return
+			}
 		}
 		state := f.readState()
 		if state == gobreaker.StateOpen {
-			sleep(ctx, min(f.o.Delivery.Breaker.OpenFor/4, 250*time.Millisecond))
+			d := min(f.o.Delivery.Breaker.OpenFor/4, 250*time.Millisecond)
+			kept = f.letGo(kept, d)
+			sleep(ctx, d)
 			continue
 		}
 		var (
@@ -61,17 +73,50 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 		if requests, first, nextFree = f.turn(ctx, state); requests == 0 {
 			continue // nextFree says when to ask again (or ctx is done)
 		}
-		entries, err := f.take(ctx, &reclaim, consumer, requests, requests*perBatch)
-		if err != nil || len(entries) == 0 {
-			f.room.Release(int64(requests))
-			if err != nil && ctx.Err() == nil {
-				f.log.Warn("read failed", zap.Error(err))
-				sleep(ctx, time.Second)
-			}
-			continue
+		var (
+			entries []*entry
+			err     error
+		)
+		if want := requests*perBatch - len(kept); want > 0 {
+			entries, err = f.take(ctx, &reclaim, consumer, requests, want)
 		}
-		perBatch = f.dispatch(entries, requests, first)
+		// Kept entries first: their batches are the first sent.
+		entries, kept = append(kept, entries...), nil
+		if len(entries) == 0 {
+			f.room.Release(int64(requests))
+		} else {
+			perBatch, kept = f.dispatch(entries, requests, first)
+		}
+		if err != nil && ctx.Err() == nil {
+			f.log.Warn("read failed", zap.Error(err))
+			kept = f.letGo(kept, time.Second)
+			sleep(ctx, time.Second)
+		}
 	}
+}
+
+// letGo sends kept entries back to the stream (through the retry set, due at once, no
+// attempt counted) if they could not wait d more and still be sent well within their
+// visibility timeout (see keepable); it returns what is still kept.
+func (f *Forwarder) letGo(kept []*entry, d time.Duration) []*entry {
+	if len(kept) > 0 && !f.keepable(kept, d) {
+		f.deferAll(kept, 0, errNoRoom)
+		return nil
+	}
+	return kept
+}
+
+// keepable reports whether entries may wait d more in the fetcher and a request made for
+// them next turn still fit the visibility timeout's budget (see jobsPerSender; a sender
+// checks again: tooLate).
+func (f *Forwarder) keepable(entries []*entry, d time.Duration) bool {
+	limit := f.slotWindow()
+	if f.perSender > 1 {
+		// The visibility timeout leaves room for reading ahead (jobsPerSender): three
+		// slot horizons to spare, of which kept entries may take one.
+		limit *= 2
+	}
+	return time.Since(oldest(entries))+d < limit
 }
 
 // turn takes room for jobs and the rate-limit slots to fill it, and waits for the first
@@ -102,22 +147,39 @@ func (f *Forwarder) turn(ctx context.Context, state gobreaker.State) (requests i
 }
 
 // dispatch dead-letters what cannot be sent, batches the rest and hands up to requests
-// batches to the senders, each at its slot from first on; it returns the entries per
-// batch to read for next time. The room of the requests not used is released.
-func (f *Forwarder) dispatch(entries []*entry, requests int, first time.Time) (perBatch int) {
+// batches to the senders, each at its slot from first on. It returns the entries per
+// batch to read for next time and the entries to keep for the next turn. The room of the
+// requests not used is released.
+//
+// More batches than requests (batch keys vary: Cardlytics batches one customer's events)
+// leave some without a request. Up to requests of them are kept, in memory, for the
+// next turn, and merged there with what it reads; the rest go back to the stream. The
+// next read is sized so that the batches sent are full: by the entries per batch sent
+// when what is kept fits the next turn (a few heavy keys: reads stay large), else by the
+// entries per batch read (many light keys: reading more would only send entries back).
+func (f *Forwarder) dispatch(entries []*entry, requests int, first time.Time) (perBatch int, kept []*entry) {
 	live := f.live(entries)
 	batches := f.batches(live)
 	perBatch = max(f.o.Adapter.MaxBatchWeight(), 1)
-	if len(batches) > 0 {
-		// Batch keys vary (Cardlytics batches one customer's events): size the next read
-		// by how many entries this one's batches held, so few are left over.
-		perBatch = max(1, min(perBatch, (len(live)+len(batches)-1)/len(batches)))
+	switch n := len(batches); {
+	case n == 0:
+	case n > 2*requests:
+		// Many light keys: a larger read would only bring more keys, sent back.
+		perBatch = max(1, min(perBatch, (len(live)+n-1)/n))
+	case len(live) >= 2*n:
+		// Keys repeat, and what has no request now is kept for the next turn: read
+		// full batches.
+	default:
+		// Keys barely repeat yet: read twice what they held, to find out.
+		perBatch = min(perBatch, 2*((len(live)+n-1)/n))
 	}
 	if len(batches) > requests {
-		// More batch keys than room: the rest go back to the stream (through the retry
-		// set, due at once, no attempt counted) rather than wait here.
-		for _, b := range batches[requests:] {
-			f.deferAll(b, 0, errNoRoom)
+		for i, b := range batches[requests:] {
+			if i < requests && f.keepable(b, 0) {
+				kept = append(kept, b...)
+			} else {
+				f.deferAll(b, 0, errNoRoom)
+			}
 		}
 		batches = batches[:requests]
 	}
@@ -125,7 +187,7 @@ func (f *Forwarder) dispatch(entries []*entry, requests int, first time.Time) (p
 	for i, b := range batches {
 		f.jobs <- job{batch: b, notBefore: first.Add(time.Duration(float64(i) * f.interval * float64(time.Microsecond)))}
 	}
-	return perBatch
+	return perBatch, kept
 }
 
 // requestsPerRead is how many requests one read may feed: the room for jobs, one while

@@ -2,6 +2,7 @@ package forward_test
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,5 +107,54 @@ func TestLowRateManyRelaysSendEachOnce(t *testing.T) {
 		if sent[id] != 1 {
 			t.Errorf("event %s sent %d times, want once", id, sent[id])
 		}
+	}
+}
+
+// A few heavy batch keys (Cardlytics customers), more than the requests one read may
+// feed where the rate limit binds: each request must still carry most of a batch. The
+// read's batches without a request are kept for the next turn rather than sent back to
+// the stream, so reads do not shrink towards one entry per request (they did: 1–2
+// events per request here). Every event is sent exactly once.
+func TestFewHeavyBatchKeysFillTheirRequests(t *testing.T) {
+	const keys, perKey, maxBatch = 3, 100, 50
+	e := newEnvWith(t, envOptions{
+		delivery: map[string]config.Delivery{
+			"ens": {Workers: 2, RateLimit: 2, Timeout: 500 * ms, VisibilityTimeout: 8 * time.Second, MaxAttempts: 5, MaxAge: time.Hour,
+				Backoff: config.Backoff{Base: 50 * ms, Max: 100 * ms}, Breaker: config.Breaker{Failures: 5, OpenFor: time.Second}},
+		},
+		batch: map[string]int{"ens": maxBatch},
+	})
+	ids := map[string]bool{}
+	for i := range keys * perKey {
+		ids[e.send("ens/impression", `{"customer":`+strconv.Itoa(i%keys)+`}`)] = true
+	}
+	// The ideal is 6 full requests; allow a third of that fill (a slow start, partial
+	// reads while the backlog arrives), far above one or two events per request.
+	var hits []hit
+	e.eventually(60*time.Second, "every event sent", func() bool {
+		hits = e.up["ens"].got()
+		n := 0
+		for _, h := range hits {
+			n += len(strings.Split(h.header.Get(eventIDHeader), ","))
+		}
+		return n >= len(ids) && e.idle("ens")
+	})
+	sent := map[string]int{}
+	for _, h := range hits {
+		for _, id := range strings.Split(h.header.Get(eventIDHeader), ",") {
+			sent[id]++
+		}
+	}
+	for id := range ids {
+		if sent[id] != 1 {
+			t.Errorf("event %s sent %d times, want once", id, sent[id])
+		}
+	}
+	if len(sent) != len(ids) {
+		t.Errorf("%d distinct ids sent, want %d", len(sent), len(ids))
+	}
+	t.Logf("%d events in %d requests (%.1f per request)", len(ids), len(hits), float64(len(ids))/float64(len(hits)))
+	if want := keys * perKey * 3 / maxBatch; len(hits) > want {
+		t.Errorf("%d requests for %d events, want at most %d", len(hits), len(ids), want)
 	}
 }

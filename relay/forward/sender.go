@@ -81,12 +81,17 @@ func (f *Forwarder) send(ctx context.Context, j job) {
 // tooLate reports whether an attempt starting now could outlast the visibility timeout of
 // the batch's oldest entry, keeping some slack (up to a second) for recording the outcome.
 func (f *Forwarder) tooLate(batch []*entry) bool {
-	oldest := time.Now()
-	for _, e := range batch {
-		if e.took.Before(oldest) {
-			oldest = e.took
+	slack := min(time.Second, (f.o.Visibility-f.o.Delivery.Timeout)/2)
+	return time.Since(oldest(batch))+f.o.Delivery.Timeout+slack >= f.o.Visibility
+}
+
+// oldest is when the earliest of entries was read or claimed (now if there are none).
+func oldest(entries []*entry) time.Time {
+	t := time.Now()
+	for _, e := range entries {
+		if e.took.Before(t) {
+			t = e.took
 		}
 	}
-	slack := min(time.Second, (f.o.Visibility-f.o.Delivery.Timeout)/2)
-	return time.Since(oldest)+f.o.Delivery.Timeout+slack >= f.o.Visibility
+	return t
 }
