@@ -8,7 +8,8 @@
 //     visibility timeout leaves room for it), then reads that many requests' worth of
 //     entries in one XREADGROUP through consumer group "relay" (entries abandoned past
 //     the visibility timeout first, XAUTOCLAIM, when a scan is due) and groups them into
-//     upstream batches. An open breaker or a Retry-After pause stops reading, so entries
+//     upstream batches; batches beyond the slots are kept for the next turn while young
+//     (see dispatch), so a few heavy batch keys still fill their requests. An open breaker or a Retry-After pause stops reading, so entries
 //     stay queued; jobs already read go back through the retry set, unattempted. An
 //     adapter with independent upstream APIs names lanes (Lanes, forwarder.go), each with
 //     its own breaker and pause; reading stops only when every lane is stopped.
