@@ -45,7 +45,11 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 	// kept are the entries of batches the last read had no request for, sent first next
 	// turn (see dispatch); whatever could wait too long goes back to the stream.
 	var kept []*entry
-	defer func() { f.letGo(kept, 0) }()
+	defer func() {
+		if len(kept) > 0 { // stopping: back to the stream for whichever relay reads next
+			f.deferAll(kept, 0, errNoRoom)
+		}
+	}()
 	for ctx.Err() == nil {
 		if d := f.pauseLeft(); d > 0 {
 			kept = f.letGo(kept, d)
