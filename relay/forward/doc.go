@@ -9,7 +9,8 @@
 //     entries in one XREADGROUP through consumer group "relay" (entries abandoned past
 //     the visibility timeout first, XAUTOCLAIM, when a scan is due) and groups them into
 //     upstream batches; batches beyond the slots are kept for the next turn while young
-//     (see dispatch), so a few heavy batch keys still fill their requests. An open breaker or a Retry-After pause stops reading, so entries
+//     (see dispatch), and readsize.go sizes reads from the batch keys seen, so a few busy
+//     batch keys fill their requests. An open breaker or a Retry-After pause stops reading, so entries
 //     stay queued; jobs already read go back through the retry set, unattempted. An
 //     adapter with independent upstream APIs names lanes (Lanes, forwarder.go), each with
 //     its own breaker and pause; reading stops only when every lane is stopped.

@@ -18,6 +18,11 @@ type entry struct {
 	// (zero for a deferral): the trace's record of the attempt.
 	tried time.Time
 	spent time.Duration
+	// batchKey and weight are the adapter's BatchKey (with the lane), once keyed; sampled
+	// that the read sizer has counted the key (see readSizer).
+	batchKey       string
+	weight         int
+	keyed, sampled bool
 }
 
 // held wraps entries read or claimed as owner.

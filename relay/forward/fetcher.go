@@ -40,7 +40,7 @@ type job struct {
 // over before its request ends (see send).
 func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 	var nextFree time.Time // the rate limit's next free slot, as of our last reservation
-	perBatch := max(f.o.Adapter.MaxBatchWeight(), 1)
+	size := newReadSizer(f.o.Adapter.MaxBatchWeight())
 	var reclaim reclaimer
 	// kept are the entries of batches the last read had no request for, sent first next
 	// turn (see dispatch); whatever could wait too long goes back to the stream.
@@ -81,15 +81,25 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 			entries []*entry
 			err     error
 		)
-		if want := requests*perBatch - len(kept); want > 0 {
-			entries, err = f.take(ctx, &reclaim, consumer, requests, want)
+		if want := requests*size.perBatch - len(kept); want > 0 {
+			// With batches kept, their slots are taken: read what is there, not wait.
+			block := f.o.Block
+			if len(kept) > 0 {
+				block = -1
+			}
+			entries, err = f.take(ctx, &reclaim, consumer, requests, want, block)
+		}
+		if ctx.Err() != nil { // stopping: no sender attempts them now
+			f.room.Release(int64(requests))
+			kept = append(kept, entries...)
+			return
 		}
 		// Kept entries first: their batches are the first sent.
 		entries, kept = append(kept, entries...), nil
 		if len(entries) == 0 {
 			f.room.Release(int64(requests))
 		} else {
-			perBatch, kept = f.dispatch(entries, requests, first)
+			kept = f.dispatch(entries, requests, first, size)
 		}
 		if err != nil && ctx.Err() == nil {
 			f.log.Warn("read failed", zap.Error(err))
@@ -151,32 +161,23 @@ func (f *Forwarder) turn(ctx context.Context, state gobreaker.State) (requests i
 }
 
 // dispatch dead-letters what cannot be sent, batches the rest and hands up to requests
-// batches to the senders, each at its slot from first on. It returns the entries per
-// batch to read for next time and the entries to keep for the next turn. The room of the
-// requests not used is released.
+// batches to the senders, each at its slot from first on; it sizes the next read (size)
+// and returns the entries to keep for the next turn. The room of the requests not used
+// is released.
 //
 // More batches than requests (batch keys vary: Cardlytics batches one customer's events)
 // leave some without a request. Up to requests of them are kept, in memory, for the
-// next turn, and merged there with what it reads; the rest go back to the stream. The
-// next read is sized so that the batches sent are full: by the entries per batch sent
-// when what is kept fits the next turn (a few heavy keys: reads stay large), else by the
-// entries per batch read (many light keys: reading more would only send entries back).
-func (f *Forwarder) dispatch(entries []*entry, requests int, first time.Time) (perBatch int, kept []*entry) {
+// next turn, and merged there with what it reads; the rest go back to the stream.
+func (f *Forwarder) dispatch(entries []*entry, requests int, first time.Time, size *readSizer) (kept []*entry) {
 	live := f.live(entries)
 	batches := f.batches(live)
-	perBatch = max(f.o.Adapter.MaxBatchWeight(), 1)
-	switch n := len(batches); {
-	case n == 0:
-	case n > 2*requests:
-		// Many light keys: a larger read would only bring more keys, sent back.
-		perBatch = max(1, min(perBatch, (len(live)+n-1)/n))
-	case len(live) >= 2*n:
-		// Keys repeat, and what has no request now is kept for the next turn: read
-		// full batches.
-	default:
-		// Keys barely repeat yet: read twice what they held, to find out.
-		perBatch = min(perBatch, 2*((len(live)+n-1)/n))
+	for _, e := range live {
+		if !e.sampled { // read this turn, not kept from the last
+			e.sampled = true
+			size.add(e.batchKey)
+		}
 	}
+	size.update(requests, len(live), len(batches))
 	if len(batches) > requests {
 		for i, b := range batches[requests:] {
 			if i < requests && f.keepable(b, 0) {
@@ -191,7 +192,7 @@ func (f *Forwarder) dispatch(entries []*entry, requests int, first time.Time) (p
 	for i, b := range batches {
 		f.jobs <- job{batch: b, notBefore: first.Add(time.Duration(float64(i) * f.interval * float64(time.Microsecond)))}
 	}
-	return perBatch, kept
+	return kept
 }
 
 // requestsPerRead is how many requests one read may feed: the room for jobs, one while
@@ -266,7 +267,7 @@ func (f *Forwarder) live(entries []*entry) []*entry {
 // take returns entries for up to requests requests: entries another consumer left pending
 // past the visibility timeout when a scan for them is due (see claim), else up to count
 // new entries from the stream.
-func (f *Forwarder) take(ctx context.Context, r *reclaimer, consumer string, requests, count int) ([]*entry, error) {
+func (f *Forwarder) take(ctx context.Context, r *reclaimer, consumer string, requests, count int, block time.Duration) ([]*entry, error) {
 	claimed, err := f.claim(ctx, r, consumer, requests)
 	switch {
 	case err != nil && ctx.Err() == nil:
@@ -277,7 +278,7 @@ func (f *Forwarder) take(ctx context.Context, r *reclaimer, consumer string, req
 	case len(claimed) > 0:
 		return claimed, nil
 	}
-	read, err := queue.ReadNew(ctx, f.o.Client, f.o.Keys, f.provider, consumer, min(count, maxRead), f.o.Block)
+	read, err := queue.ReadNew(ctx, f.o.Client, f.o.Keys, f.provider, consumer, min(count, maxRead), block)
 	switch {
 	case queue.IsNoGroup(err):
 		f.log.Error("consumer group missing (Redis restarted without persistence?): recreating it")

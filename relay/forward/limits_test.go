@@ -111,50 +111,83 @@ func TestLowRateManyRelaysSendEachOnce(t *testing.T) {
 }
 
 // A few heavy batch keys (Cardlytics customers), more than the requests one read may
-// feed where the rate limit binds: each request must still carry most of a batch. The
-// read's batches without a request are kept for the next turn rather than sent back to
-// the stream, so reads do not shrink towards one entry per request (they did: 1–2
-// events per request here). Every event is sent exactly once.
+// feed where the rate limit binds (2 here): each request must still carry most of a
+// batch. The read's batches without a request are kept for the next turn, and reads are
+// sized to fill every key's batch; before, the extra batches went back to the stream and
+// reads shrank towards one or two events per request (this test then timed out). Every
+// event is sent exactly once.
 func TestFewHeavyBatchKeysFillTheirRequests(t *testing.T) {
-	const keys, perKey, maxBatch = 3, 100, 50
+	const total, maxBatch = 300, 50
+	for _, keys := range []int{3, 5, 10} {
+		t.Run(strconv.Itoa(keys)+" keys", func(t *testing.T) {
+			e := newEnvWith(t, envOptions{
+				delivery: map[string]config.Delivery{
+					"ens": {Workers: 2, RateLimit: 2, Timeout: 500 * ms, VisibilityTimeout: 8 * time.Second, MaxAttempts: 5, MaxAge: time.Hour,
+						Backoff: config.Backoff{Base: 50 * ms, Max: 100 * ms}, Breaker: config.Breaker{Failures: 5, OpenFor: time.Second}},
+				},
+				batch: map[string]int{"ens": maxBatch},
+			})
+			ids := map[string]bool{}
+			for i := range total {
+				ids[e.send("ens/impression", `{"customer":`+strconv.Itoa(i%keys)+`}`)] = true
+			}
+			var hits []hit
+			e.eventually(60*time.Second, "every event sent", func() bool {
+				hits = e.up["ens"].got()
+				n := 0
+				for _, h := range hits {
+					n += len(strings.Split(h.header.Get(eventIDHeader), ","))
+				}
+				return n >= len(ids) && e.idle("ens")
+			})
+			sent := map[string]int{}
+			for _, h := range hits {
+				for _, id := range strings.Split(h.header.Get(eventIDHeader), ",") {
+					sent[id]++
+				}
+			}
+			for id := range ids {
+				if sent[id] != 1 {
+					t.Errorf("event %s sent %d times, want once", id, sent[id])
+				}
+			}
+			if len(sent) != len(ids) {
+				t.Errorf("%d distinct ids sent, want %d", len(sent), len(ids))
+			}
+			// The ideal is one request per full batch of a key; allow three times that
+			// (a slow start while the backlog arrives, batches split over turns).
+			ideal := max(keys, total/maxBatch)
+			t.Logf("%d events of %d keys in %d requests (%.1f per request; ideal %d requests)",
+				total, keys, len(hits), float64(total)/float64(len(hits)), ideal)
+			if len(hits) > 3*ideal {
+				t.Errorf("%d requests for %d events of %d keys, want at most %d", len(hits), total, keys, 3*ideal)
+			}
+		})
+	}
+}
+
+// A batch kept for the next turn goes out at its slot: the next turn's read does not
+// block (here 2 s) waiting for entries while the kept batch's slot is already taken.
+func TestKeptBatchDoesNotWaitForTheRead(t *testing.T) {
 	e := newEnvWith(t, envOptions{
 		delivery: map[string]config.Delivery{
 			"ens": {Workers: 2, RateLimit: 2, Timeout: 500 * ms, VisibilityTimeout: 8 * time.Second, MaxAttempts: 5, MaxAge: time.Hour,
 				Backoff: config.Backoff{Base: 50 * ms, Max: 100 * ms}, Breaker: config.Breaker{Failures: 5, OpenFor: time.Second}},
 		},
-		batch: map[string]int{"ens": maxBatch},
+		batch: map[string]int{"ens": 50},
+		block: 2 * time.Second,
 	})
-	ids := map[string]bool{}
-	for i := range keys * perKey {
-		ids[e.send("ens/impression", `{"customer":`+strconv.Itoa(i%keys)+`}`)] = true
+	e.send("ens/impression", `{"customer":"warm-up"}`)
+	e.eventually(5*time.Second, "the warm-up request", func() bool { return len(e.up["ens"].got()) >= 1 })
+	for i := range 3 { // one read of three keys for two requests: one batch kept
+		e.send("ens/impression", `{"customer":`+strconv.Itoa(i)+`}`)
 	}
-	// The ideal is 6 full requests; allow a third of that fill (a slow start, partial
-	// reads while the backlog arrives), far above one or two events per request.
-	var hits []hit
-	e.eventually(60*time.Second, "every event sent", func() bool {
-		hits = e.up["ens"].got()
-		n := 0
-		for _, h := range hits {
-			n += len(strings.Split(h.header.Get(eventIDHeader), ","))
-		}
-		return n >= len(ids) && e.idle("ens")
-	})
-	sent := map[string]int{}
-	for _, h := range hits {
-		for _, id := range strings.Split(h.header.Get(eventIDHeader), ",") {
-			sent[id]++
-		}
+	e.eventually(10*time.Second, "the three keys sent", func() bool { return len(e.up["ens"].got()) >= 4 })
+	h := e.up["ens"].got()
+	// Slots are 500 ms apart; a kept batch stuck behind the 2 s block would come ≥ 2 s
+	// after the read's second request.
+	if gap := h[3].at.Sub(h[2].at); gap > 1500*time.Millisecond {
+		t.Errorf("the kept batch went out %v after the read's second request; slots are 500 ms apart", gap)
 	}
-	for id := range ids {
-		if sent[id] != 1 {
-			t.Errorf("event %s sent %d times, want once", id, sent[id])
-		}
-	}
-	if len(sent) != len(ids) {
-		t.Errorf("%d distinct ids sent, want %d", len(sent), len(ids))
-	}
-	t.Logf("%d events in %d requests (%.1f per request)", len(ids), len(hits), float64(len(ids))/float64(len(hits)))
-	if want := keys * perKey * 3 / maxBatch; len(hits) > want {
-		t.Errorf("%d requests for %d events, want at most %d", len(hits), len(ids), want)
-	}
+	e.settledRequests("ens", 4, 10*time.Second)
 }

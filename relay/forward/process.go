@@ -22,10 +22,14 @@ func (f *Forwarder) batches(entries []*entry) [][]*entry {
 	open := map[string]int{} // key -> index in out of its open batch
 	weight := map[int]int{}
 	for _, e := range entries {
-		key, w := f.o.Adapter.BatchKey(&e.Message)
-		if key != "" && f.laned != nil {
-			key = f.laneOf(&e.Message).name + "\x00" + key
+		if !e.keyed { // once per entry: a kept entry is batched again next turn
+			e.batchKey, e.weight = f.o.Adapter.BatchKey(&e.Message)
+			if e.batchKey != "" && f.laned != nil {
+				e.batchKey = f.laneOf(&e.Message).name + "\x00" + e.batchKey
+			}
+			e.keyed = true
 		}
+		key, w := e.batchKey, e.weight
 		if i, ok := open[key]; ok && key != "" && weight[i]+w <= maxW {
 			out[i] = append(out[i], e)
 			weight[i] += w

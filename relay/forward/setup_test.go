@@ -1,6 +1,7 @@
 package forward_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -256,6 +257,8 @@ type envOptions struct {
 	laned map[string]bool
 	// consumerExpiry is forward.Options.ConsumerExpiry (zero: its default).
 	consumerExpiry time.Duration
+	// block is forward.Options.Block (zero: 100 ms).
+	block time.Duration
 }
 
 func newEnv(t *testing.T, delivery map[string]config.Delivery) *env {
@@ -313,7 +316,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 			f, err := forward.New(forward.Options{
 				Adapter: a, Delivery: d, Client: conn.Client, Keys: e.keys,
 				Consumer: "test-" + uuid.NewString()[:8], Log: log.Named(name), Metrics: metrics,
-				Block: 100 * time.Millisecond, Visibility: visibility, MoveEvery: 20 * time.Millisecond,
+				Block: cmp.Or(o.block, 100*time.Millisecond), Visibility: visibility, MoveEvery: 20 * time.Millisecond,
 				ConsumerExpiry: o.consumerExpiry,
 			})
 			if err != nil {
