@@ -339,15 +339,11 @@ window.fetch = function (u, o) {
 <script src="{{relayURL}}/v1/relay.js"></script>
 </head><body><h1>probe</h1></body></html>`
 
-// TestBrowserSDKRetryAfterRejectsAndNeverThrows checks the SDK's failure handling against
-// the real relay in Chromium: after a 429 it waits at least Retry-After before resending
-// (its own backoff is set to 20 ms); a batch refused for one item is resent without that
-// item; the queue is bounded (oldest dropped, counted); bad calls return "" and nothing
-// throws into the page.
-func TestBrowserSDKRetryAfterRejectsAndNeverThrows(t *testing.T) {
-	requireChromium(t)
-	ctx, cancel := context.WithTimeout(context.Background(), sdkTestBudget)
-	defer cancel()
+// startSDKProbe starts Redis, the fake upstreams, a site serving sdkProbePage and a relay
+// on a free port with sites (YAML list items; %[1]q is the site's origin). It returns the
+// fakes, the relay's URL and the site.
+func startSDKProbe(t *testing.T, sites string) (fakes, string, *httptest.Server) {
+	t.Helper()
 	rs := redistest.Start(t, redistest.Options{})
 	f := newFakes(t)
 	ingest := freeAddr(t)
@@ -358,11 +354,24 @@ func TestBrowserSDKRetryAfterRejectsAndNeverThrows(t *testing.T) {
 		_, _ = fmt.Fprint(w, page)
 	}))
 	t.Cleanup(site.Close)
-	startRelay(t, strings.Replace(e2eConfig(rs.URL(), f, ""), "{{ingest}}", ingest, 1)+fmt.Sprintf(`
-sites:
+	startRelay(t, strings.Replace(e2eConfig(rs.URL(), f, ""), "{{ingest}}", ingest, 1)+
+		"\nsites:"+fmt.Sprintf(sites, site.URL))
+	return f, relayURL, site
+}
+
+// TestBrowserSDKRetryAfterRejectsAndNeverThrows checks the SDK's failure handling against
+// the real relay in Chromium: after a 429 it waits at least Retry-After before resending
+// (its own backoff is set to 20 ms); a batch refused for one item is resent without that
+// item; the queue is bounded (oldest dropped, counted); bad calls return "" and nothing
+// throws into the page.
+func TestBrowserSDKRetryAfterRejectsAndNeverThrows(t *testing.T) {
+	requireChromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), sdkTestBudget)
+	defer cancel()
+	f, relayURL, site := startSDKProbe(t, `
   - {name: tight, key: pk_sdk_tight_1, origins: [%[1]q], routes: [ens/click], rate_limit: {per_ip: 0.5, burst: 1}}
   - {name: shop, key: pk_sdk_shop_1, origins: [%[1]q], routes: [ens/click], rate_limit: {per_ip: 1000, burst: 1000}}
-`, site.URL))
+`)
 
 	b := startBrowser(t, ctx)
 	b.shotDir = t.TempDir()
@@ -444,20 +453,9 @@ func TestBrowserSDKRefusedBeaconIsSentAgain(t *testing.T) {
 	requireChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), sdkTestBudget)
 	defer cancel()
-	rs := redistest.Start(t, redistest.Options{})
-	f := newFakes(t)
-	ingest := freeAddr(t)
-	relayURL := "http://" + ingest
-	page := strings.ReplaceAll(sdkProbePage, "{{relayURL}}", relayURL)
-	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = fmt.Fprint(w, page)
-	}))
-	t.Cleanup(site.Close)
-	startRelay(t, strings.Replace(e2eConfig(rs.URL(), f, ""), "{{ingest}}", ingest, 1)+fmt.Sprintf(`
-sites:
-  - {name: shop, key: pk_sdk_shop_1, origins: [%q], routes: [ens/click], rate_limit: {per_ip: 1000, burst: 1000}}
-`, site.URL))
+	f, relayURL, site := startSDKProbe(t, `
+  - {name: shop, key: pk_sdk_shop_1, origins: [%[1]q], routes: [ens/click], rate_limit: {per_ip: 1000, burst: 1000}}
+`)
 
 	b := startBrowser(t, ctx)
 	if _, err := chromedp.Run(b.ctx, chromedp.Navigate(site.URL+"/")); err != nil {
