@@ -101,7 +101,7 @@ func (f *Forwarder) fetcher(ctx context.Context, consumer string) {
 		} else {
 			kept = f.dispatch(entries, requests, first, size)
 		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			f.log.Warn("read failed", zap.Error(err))
 			kept = f.letGo(kept, time.Second)
 			sleep(ctx, time.Second)
