@@ -360,12 +360,19 @@ func TestHostileHeadersAndJSON(t *testing.T) {
 	}
 
 	t.Run("16 KiB of headers", func(t *testing.T) {
-		for _, h := range []map[string]string{
-			{"X-Relay-Key": shopKey, "X-Pad": strings.Repeat("a", 16<<10)},
-			{"X-Relay-Key": shopKey, "Cookie": strings.Repeat("c=1; ", 16<<10/5)},
+		// Over raw connections: an HTTP client still writing its headers when the relay
+		// answers and closes may see a reset instead of the reply.
+		for _, h := range []string{
+			"X-Pad: " + strings.Repeat("a", 16<<10),
+			"Cookie: " + strings.Repeat("c=1; ", 16<<10/5),
 		} {
-			res := r.do(t, req{path: "/v1/ens/click", body: ensBody, header: h})
-			wantJSONError(t, "16 KiB header", res.status, res.header.Get("Content-Type"), res.body, 431, "headers_too_large")
+			c := r.dial(t)
+			_, _ = io.WriteString(c, rawRequest("/v1/ens/click", "X-Relay-Key: "+shopKey+"\r\n"+h+"\r\n", ensBody))
+			replies, _ := readReplies(c, 3*time.Second)
+			if len(replies) != 1 {
+				t.Fatalf("%d replies to a 16 KiB header, want one 431", len(replies))
+			}
+			wantJSONError(t, "16 KiB header", replies[0].status, replies[0].header.Get("Content-Type"), replies[0].body, 431, "headers_too_large")
 		}
 		// Many small header lines add up the same way.
 		c := r.dial(t)
