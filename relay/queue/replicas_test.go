@@ -217,6 +217,14 @@ func failoverRun(t *testing.T, f failover) (acked, missing int) {
 	if f.settle != nil {
 		f.settle()
 	}
+	// The client follows MOVED, but a node that has just rejoined can still redirect
+	// a read away from itself and back while the slot map settles: poll until every
+	// provider's stream reads cleanly.
+	for _, p := range f.providers {
+		waitFor(t, "the "+p+" stream readable after the failover", 30*time.Second, func() bool {
+			return conn.Client.XRange(t.Context(), Keys{Prefix: testPrefix}.Events(p), "-", "-").Err() == nil
+		})
+	}
 
 	for p, ids := range ok {
 		have := countIDs(entries(t, conn.Client, p))
