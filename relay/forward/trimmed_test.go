@@ -10,8 +10,8 @@ import (
 	"github.com/eventrelay/relay/relay/queue"
 )
 
-// An entry a dead consumer held, then deleted by a trim (PITFALLS: XADD MAXLEN deletes
-// pending entries): the reclaimer finds it gone and dead-letters its id as "trimmed"
+// An entry a dead consumer held, then deleted by a trim (XADD MAXLEN deletes entries even while
+// pending): the reclaimer finds it gone and dead-letters its id as "trimmed"
 // instead of losing track of it. An entry whose fields are damaged goes to dead as
 // "malformed" without an attempt.
 func TestTrimmedAndMalformedEntriesAreDeadLettered(t *testing.T) {
